@@ -1,0 +1,182 @@
+"""Reading photos and writing depth results as files (numpy + OpenCV only)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from depth_pro_ros.io.colorize import annotate_range, colorize_depth, valid_depth_mask
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _to_uint8(img: np.ndarray, path: Path) -> np.ndarray:
+    """Scale an 8/16-bit integer or floating point image to uint8."""
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        # 0..65535 -> 0..255 with rounding (65535 / 257 == 255 exactly).
+        return ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if img.dtype in (np.float32, np.float64):
+        finite = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        # Floating point images are taken as 0..1 unless their values say 0..255.
+        top = 1.0 if finite.size == 0 or float(finite.max()) <= 1.0 else 255.0
+        return np.round(np.clip(finite / top, 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise ValueError(f"cannot read image {path}: unsupported sample type {img.dtype}")
+
+
+def _composite_alpha(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Blend uint8 colour channels over a black background with a uint8 alpha."""
+    a = alpha.astype(np.uint16)[..., None] if colour.ndim == 3 else alpha.astype(np.uint16)
+    return ((colour.astype(np.uint16) * a + 127) // 255).astype(np.uint8)
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as an HxWx3 uint8 RGB array.
+
+    * 8-bit colour images are returned as they are (EXIF orientation applied for JPEG
+      and other formats OpenCV orients);
+    * grayscale images are replicated to three channels;
+    * 16-bit images are scaled to 8 bits (``v / 257``, rounded); float images are
+      taken as 0..1 (or 0..255 when their maximum is above 1);
+    * images with an alpha channel are composited over black.
+
+    Raises:
+        ValueError: with the path and the reason, when the file is missing, is not a
+            regular file, cannot be read, or is not an image OpenCV can decode.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"cannot read image {p}: no such file")
+    if not p.is_file():
+        raise ValueError(f"cannot read image {p}: not a regular file")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read image {p}: {exc.strerror or exc}") from exc
+    if not data:
+        raise ValueError(f"cannot read image {p}: the file is empty")
+
+    buf = np.frombuffer(data, dtype=np.uint8)
+    img = None
+    if not data.startswith(_JPEG_MAGIC):
+        # Only non-JPEG formats can carry alpha; look at the stored channels first.
+        try:
+            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        except cv2.error as exc:
+            raise ValueError(f"cannot read image {p}: OpenCV failed to decode it ({exc})") from exc
+        if img is None:
+            raise ValueError(f"cannot read image {p}: not an image format OpenCV can decode")
+        has_alpha = img.ndim == 3 and img.shape[2] in (2, 4)
+        if not has_alpha:
+            img = None  # decode again below so that EXIF orientation is honoured
+
+    if img is None:
+        try:
+            img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+        except cv2.error as exc:
+            raise ValueError(f"cannot read image {p}: OpenCV failed to decode it ({exc})") from exc
+        if img is None:
+            raise ValueError(f"cannot read image {p}: not an image format OpenCV can decode")
+
+    if img.size == 0:
+        raise ValueError(f"cannot read image {p}: the image is empty")
+    img = _to_uint8(img, p)
+
+    if img.ndim == 2:
+        rgb = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.shape[2] == 1:
+        rgb = np.repeat(img, 3, axis=2)
+    elif img.shape[2] == 2:  # gray + alpha
+        gray = _composite_alpha(img[:, :, 0], img[:, :, 1])
+        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    elif img.shape[2] == 3:
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.shape[2] == 4:
+        rgb = _composite_alpha(cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB), img[:, :, 3])
+    else:
+        raise ValueError(f"cannot read image {p}: unsupported channel count {img.shape[2]}")
+    return np.ascontiguousarray(rgb)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _encode_png(img: np.ndarray, path: Path) -> bytes:
+    ok, encoded = cv2.imencode(".png", img)
+    if not ok:
+        raise OSError(f"OpenCV could not encode {path} as PNG")
+    return encoded.tobytes()
+
+
+def depth_to_millimetres(depth_m: np.ndarray) -> np.ndarray:
+    """uint16 millimetres from float metres: invalid (NaN, inf, <= 0) -> 0.
+
+    Valid depths are rounded and clipped to 1..65535 mm, so a valid pixel never reads
+    as invalid and anything beyond 65.535 m saturates.
+    """
+    depth = np.asarray(depth_m, dtype=np.float32)
+    valid = valid_depth_mask(depth)
+    mm = np.where(valid, depth, 0.0).astype(np.float64) * 1000.0
+    mm = np.clip(np.round(mm), 1, 65535)
+    return np.where(valid, mm, 0).astype(np.uint16)
+
+
+def write_depth_outputs(
+    outdir: str | os.PathLike,
+    stem: str,
+    depth_m: np.ndarray,
+    min_depth: float | None = None,
+    max_depth: float | None = None,
+) -> dict[str, Path]:
+    """Write one depth map in three forms and return their paths.
+
+    Files (in ``outdir``, created if missing; each written to a temporary file and
+    renamed into place):
+
+    * ``<stem>_depth.npy`` -- float32 metres, HxW, NaN where invalid (key ``"npy"``);
+    * ``<stem>_depth_mm.png`` -- uint16 millimetres, 0 = invalid, clipped at 65535
+      (key ``"mm_png"``);
+    * ``<stem>_depth_color.png`` -- colorized preview with its range legend
+      (key ``"color_png"``); ``min_depth``/``max_depth`` fix its colour range.
+    """
+    depth = np.asarray(depth_m, dtype=np.float32)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[:, :, 0]
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be a 2-D HxW array, got shape {depth.shape}")
+    if not stem or Path(stem).name != stem:
+        raise ValueError(f"stem must be a plain file name prefix, got {stem!r}")
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "npy": out / f"{stem}_depth.npy",
+        "mm_png": out / f"{stem}_depth_mm.png",
+        "color_png": out / f"{stem}_depth_color.png",
+    }
+
+    stored = np.where(valid_depth_mask(depth), depth, np.float32(np.nan)).astype(np.float32)
+    npy = io.BytesIO()
+    np.save(npy, stored, allow_pickle=False)
+    _write_atomically(paths["npy"], npy.getvalue())
+
+    _write_atomically(paths["mm_png"], _encode_png(depth_to_millimetres(depth), paths["mm_png"]))
+
+    bgr, (lo, hi) = colorize_depth(depth, min_depth, max_depth)
+    preview = annotate_range(bgr, lo, hi)
+    _write_atomically(paths["color_png"], _encode_png(preview, paths["color_png"]))
+    return paths

@@ -1,0 +1,40 @@
+"""Build script for depth_pro_ros (colcon ament_python and plain pip both use it)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "depth_pro_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Metric monocular depth for ROS 2 with Apple's Depth Pro network",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["test", "test.*", "tests", "tests.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", sorted(glob("launch/*.py"))),
+        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml"))),
+    ],
+    install_requires=[
+        "numpy",
+        "opencv-python-headless",
+        "torch",
+        "safetensors",
+        "tqdm",
+        "rosbags",
+    ],
+    extras_require={
+        "test": ["pytest", "transformers", "ruff"],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            f"depth_pro_node = {PACKAGE}.ros.node:main",
+            f"depth-pro-ros = {PACKAGE}.cli:main",
+        ],
+    },
+)

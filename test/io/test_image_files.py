@@ -1,0 +1,216 @@
+"""depth_pro_ros.io.image_files: reading photos, writing depth results (real files)."""
+
+import struct
+
+import cv2
+import numpy as np
+import pytest
+
+from depth_pro_ros.io.image_files import depth_to_millimetres, read_rgb, write_depth_outputs
+
+
+def _pattern(h: int = 24, w: int = 32) -> np.ndarray:
+    """A deterministic RGB uint8 test pattern with distinct channels."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([(x * 8) % 256, (y * 10) % 256, ((x + y) * 5) % 256], -1).astype(np.uint8)
+
+
+def _write(path, img) -> None:
+    assert cv2.imwrite(str(path), img)
+
+
+def test_png_rgb_round_trip_is_exact(tmp_path):
+    rgb = _pattern()
+    _write(tmp_path / "a.png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = read_rgb(tmp_path / "a.png")
+    assert out.dtype == np.uint8 and out.shape == (24, 32, 3)
+    assert out.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_jpeg_channels_are_rgb(tmp_path):
+    rgb = np.zeros((32, 48, 3), np.uint8)
+    rgb[..., 0] = 220  # pure-ish red in RGB
+    _write(tmp_path / "red.jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = read_rgb(str(tmp_path / "red.jpg"))  # str paths work too
+    assert out.shape == (32, 48, 3)
+    assert out[..., 0].mean() > 200 and out[..., 2].mean() < 20
+
+
+def test_bundled_sample_image_reads():
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[2] / "data" / "sample.jpg"
+    assert read_rgb(sample).shape == (480, 640, 3)
+
+
+def test_grayscale_is_replicated(tmp_path):
+    gray = _pattern()[..., 1]
+    _write(tmp_path / "g.png", gray)
+    out = read_rgb(tmp_path / "g.png")
+    assert out.shape == (24, 32, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(out[..., c], gray)
+
+
+def test_16bit_colour_is_scaled_to_8bit(tmp_path):
+    rgb8 = _pattern()
+    rgb16 = rgb8.astype(np.uint16) * 257  # exact 8 -> 16 bit expansion
+    rgb16[0, 0] = (65535, 128, 0)
+    _write(tmp_path / "c16.png", cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR))
+    out = read_rgb(tmp_path / "c16.png")
+    assert out.dtype == np.uint8
+    expected = rgb8.copy()
+    expected[0, 0] = (255, 0, 0)  # 128/257 rounds to 0
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_16bit_grayscale(tmp_path):
+    gray16 = _pattern()[..., 0].astype(np.uint16) * 257
+    _write(tmp_path / "g16.png", gray16)
+    out = read_rgb(tmp_path / "g16.png")
+    np.testing.assert_array_equal(out[..., 2], _pattern()[..., 0])
+
+
+def test_alpha_is_composited_over_black(tmp_path):
+    rgb = np.full((4, 5, 3), (200, 100, 50), np.uint8)
+    alpha = np.full((4, 5), 255, np.uint8)
+    alpha[0] = 0
+    alpha[1] = 128
+    bgra = np.dstack([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), alpha])
+    _write(tmp_path / "rgba.png", bgra)
+    out = read_rgb(tmp_path / "rgba.png")
+    assert out.shape == (4, 5, 3)
+    np.testing.assert_array_equal(out[0], 0)
+    half = np.round(np.array([200, 100, 50]) * 128 / 255)
+    np.testing.assert_array_equal(out[1], np.broadcast_to(half, out[1].shape))
+    np.testing.assert_array_equal(out[2:], rgb[2:])
+
+
+def test_16bit_alpha(tmp_path):
+    bgra = np.zeros((3, 3, 4), np.uint16)
+    bgra[..., 2] = 65535  # red
+    bgra[..., 3] = 65535
+    _write(tmp_path / "rgba16.png", bgra)
+    out = read_rgb(tmp_path / "rgba16.png")
+    np.testing.assert_array_equal(out[..., 0], 255)
+    np.testing.assert_array_equal(out[..., 1:], 0)
+
+
+def _exif_orientation_segment(orientation: int) -> bytes:
+    """An APP1 EXIF segment holding only an Orientation tag (little-endian TIFF)."""
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
+    ifd += struct.pack("<I", 0)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd
+    payload = b"Exif\x00\x00" + tiff
+    return b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+
+
+def test_jpeg_exif_orientation_is_applied(tmp_path):
+    ok, enc = cv2.imencode(".jpg", np.zeros((20, 40, 3), np.uint8))
+    assert ok
+    data = enc.tobytes()
+    rotated = data[:2] + _exif_orientation_segment(6) + data[2:]  # 6 = rotate 90 deg CW
+    (tmp_path / "rot.jpg").write_bytes(rotated)
+    assert read_rgb(tmp_path / "rot.jpg").shape == (40, 20, 3)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.jpg"
+    with pytest.raises(ValueError, match="no such file") as info:
+        read_rgb(path)
+    assert str(path) in str(info.value)
+
+
+def test_directory(tmp_path):
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_rgb(tmp_path)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        read_rgb(tmp_path / "empty.png")
+
+
+@pytest.mark.parametrize("name", ["garbage.png", "garbage.jpg", "notes.txt"])
+def test_garbage_file(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"this is not an image\n" * 20)
+    with pytest.raises(ValueError, match="cannot read image") as info:
+        read_rgb(path)
+    assert str(path) in str(info.value)
+
+
+def test_jpeg_magic_with_garbage(tmp_path):
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(b"\xff\xd8\xff" + b"\x00" * 64)
+    with pytest.raises(ValueError, match="cannot read image"):
+        read_rgb(path)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_depth_to_millimetres_conversion():
+    depth = np.array([[1.0, 0.0015, np.nan, np.inf], [-1.0, 0.0, 0.0001, 70.0]], np.float32)
+    mm = depth_to_millimetres(depth)
+    assert mm.dtype == np.uint16
+    np.testing.assert_array_equal(mm, [[1000, 2, 0, 0], [0, 0, 1, 65535]])
+
+
+def test_write_depth_outputs_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.3, 60.0, size=(30, 40)).astype(np.float32)
+    depth[0, :5] = np.nan
+    depth[1, 0] = np.inf
+    depth[2, 0] = 80.0  # beyond the 16-bit millimetre range
+    outdir = tmp_path / "nested" / "out"
+
+    paths = write_depth_outputs(outdir, "photo", depth)
+
+    assert set(paths) == {"npy", "mm_png", "color_png"}
+    assert paths["npy"].name == "photo_depth.npy"
+    assert paths["mm_png"].name == "photo_depth_mm.png"
+    assert paths["color_png"].name == "photo_depth_color.png"
+    assert sorted(p.name for p in outdir.iterdir()) == sorted(p.name for p in paths.values())
+
+    stored = np.load(paths["npy"])
+    assert stored.dtype == np.float32 and stored.shape == (30, 40)
+    assert np.isnan(stored[0, :5]).all() and np.isnan(stored[1, 0])
+    finite = np.isfinite(depth)
+    np.testing.assert_array_equal(stored[finite], depth[finite])
+
+    mm = cv2.imread(str(paths["mm_png"]), cv2.IMREAD_UNCHANGED)
+    assert mm.dtype == np.uint16 and mm.shape == (30, 40)
+    assert (mm[0, :5] == 0).all() and mm[1, 0] == 0
+    assert mm[2, 0] == 65535
+    ok = finite & (depth < 65.0)
+    np.testing.assert_allclose(mm[ok] / 1000.0, depth[ok], atol=0.0005 + 1e-6)
+
+    color = cv2.imread(str(paths["color_png"]), cv2.IMREAD_UNCHANGED)
+    assert color.dtype == np.uint8 and color.shape == (30, 40, 3)
+    assert not color[0, :5].any()  # NaN -> black
+
+
+def test_write_depth_outputs_overwrites(tmp_path):
+    write_depth_outputs(tmp_path, "x", np.full((4, 4), 1.0, np.float32))
+    paths = write_depth_outputs(tmp_path, "x", np.full((4, 4), 2.0, np.float32))
+    np.testing.assert_array_equal(np.load(paths["npy"]), 2.0)
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_write_depth_outputs_accepts_hxwx1_and_float64(tmp_path):
+    paths = write_depth_outputs(tmp_path, "d", np.ones((3, 5, 1)))
+    assert np.load(paths["npy"]).shape == (3, 5)
+
+
+@pytest.mark.parametrize("stem", ["", "a/b", "../x"])
+def test_write_depth_outputs_rejects_bad_stem(tmp_path, stem):
+    with pytest.raises(ValueError, match="stem"):
+        write_depth_outputs(tmp_path, stem, np.ones((2, 2), np.float32))
+
+
+def test_write_depth_outputs_rejects_bad_shape(tmp_path):
+    with pytest.raises(ValueError, match="2-D"):
+        write_depth_outputs(tmp_path, "d", np.ones((2, 2, 3), np.float32))

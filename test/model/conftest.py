@@ -1,0 +1,55 @@
+"""Fixtures shared by the model tests: reference models and their weights in each layout."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from hf_reference import build_hf_model
+from safetensors.torch import save_file
+
+from depth_pro_ros.model import DepthProConfig
+from depth_pro_ros.model.hf_layout import hf_to_apple_state_dict
+
+CONFIGS = {"tiny": DepthProConfig.tiny(), "small": DepthProConfig.small()}
+
+
+@pytest.fixture(scope="session", params=sorted(CONFIGS))
+def reference(request, tmp_path_factory):
+    """A random transformers model with its weights saved in every accepted layout."""
+    config = CONFIGS[request.param]
+    hf_model, _ = build_hf_model(config, seed=len(request.param))
+    root = tmp_path_factory.mktemp(request.param)
+
+    # save_pretrained writes the older naming (attention.attention.query ...).
+    older = root / "hf_older"
+    hf_model.save_pretrained(older)
+    # The in-memory names are the newer generation (attention.q_proj ...).
+    newer = root / "hf_newer"
+    newer.mkdir()
+    save_file({k: v.contiguous() for k, v in hf_model.state_dict().items()},
+              newer / "model.safetensors")
+    shutil.copy(older / "config.json", newer / "config.json")
+
+    apple_state, unknown = hf_to_apple_state_dict(hf_model.state_dict())
+    assert not unknown
+    apple = root / "depth_pro.pt"
+    torch.save(apple_state, apple)
+    return {
+        "name": request.param,
+        "config": config,
+        "hf_model": hf_model,
+        "apple_state": apple_state,
+        "paths": {"apple": apple, "hf_older": older, "hf_newer": newer / "model.safetensors"},
+    }
+
+
+@pytest.fixture(scope="session")
+def reference_outputs(reference):
+    """The transformers model's outputs for a fixed random batch of two images."""
+    size = reference["config"].input_size
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    with torch.no_grad():
+        out = reference["hf_model"](pixel_values=x)
+    return x, out.predicted_depth, out.field_of_view
