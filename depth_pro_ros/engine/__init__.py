@@ -1,4 +1,4 @@
-"""Inference engine: focal tracking, point clouds (more modules are added by the lead)."""
+"""Streaming inference engine: pipeline, preprocessing, focal tracking, point clouds."""
 
 from depth_pro_ros.engine.focal import (
     FocalEMA,
@@ -7,6 +7,7 @@ from depth_pro_ros.engine.focal import (
     Intrinsics,
     intrinsics_from_camera_info,
 )
+from depth_pro_ros.engine.pipeline import DepthEngine, create_engine, resolve_device
 from depth_pro_ros.engine.pointcloud import (
     POINTFIELD_FLOAT32,
     PointCloudArrays,
@@ -14,10 +15,20 @@ from depth_pro_ros.engine.pointcloud import (
     pack_rgb,
     point_step,
     pointcloud_fields,
+    record_dtype,
     to_numpy_record,
 )
+from depth_pro_ros.engine.types import DepthResult, EngineConfig, EngineStats, Frame
 
 __all__ = [
+    "DepthEngine",
+    "DepthResult",
+    "EngineConfig",
+    "EngineStats",
+    "Frame",
+    "create_engine",
+    "record_dtype",
+    "resolve_device",
     "POINTFIELD_FLOAT32",
     "FocalEMA",
     "FocalSource",

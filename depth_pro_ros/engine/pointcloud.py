@@ -21,6 +21,7 @@ __all__ = [
     "pack_rgb",
     "point_step",
     "pointcloud_fields",
+    "record_dtype",
     "to_numpy_record",
 ]
 
@@ -152,7 +153,8 @@ def point_step(with_rgb: bool) -> int:
     return 16 if with_rgb else 12
 
 
-def _record_dtype(with_rgb: bool) -> np.dtype:
+def record_dtype(with_rgb: bool) -> np.dtype:
+    """NumPy structured dtype of one point in the layout of :func:`pointcloud_fields`."""
     fields = pointcloud_fields(with_rgb)
     return np.dtype(
         {
@@ -178,4 +180,4 @@ def to_numpy_record(arrays: PointCloudArrays) -> np.ndarray:
         parts.append(arrays.rgb_packed.view(torch.int32).unsqueeze(-1))
     packed = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
     host = np.ascontiguousarray(packed.detach().cpu().numpy())
-    return host.reshape(-1).view(_record_dtype(with_rgb))
+    return host.reshape(-1).view(record_dtype(with_rgb))

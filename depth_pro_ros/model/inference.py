@@ -54,13 +54,15 @@ def metric_depth(
     width: int,
     height: int,
     f_px: torch.Tensor,
+    out_size: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """(B, 1, S, S) canonical inverse depth -> (B, H, W) depth in metres, computed in fp32.
 
-    ``f_px`` holds one focal length per batch item, for the original ``width``.
+    ``f_px`` holds one focal length per batch item, for the original ``width``;
+    ``out_size`` (h, w) resizes to another output size than (height, width).
     """
     scale = (width / f_px.float()).reshape(-1, 1, 1, 1)
-    inverse_depth = resize_to(canonical_inverse_depth.float() * scale, (height, width))
+    inverse_depth = resize_to(canonical_inverse_depth.float() * scale, out_size or (height, width))
     return 1.0 / inverse_depth.clamp(MIN_INVERSE_DEPTH, MAX_INVERSE_DEPTH).squeeze(1)
 
 

@@ -1,0 +1,119 @@
+"""What goes into the engine and what comes out of it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from depth_pro_ros.engine.focal import Intrinsics
+from depth_pro_ros.engine.preprocess import CHANNEL_ORDERS
+
+POLICIES = ("latest", "all")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the engine runs. ``device=None`` picks CUDA when available, else the CPU."""
+
+    device: str | None = None
+    precision: str = "fp32"
+    policy: str = "latest"  # "latest": keep only the newest waiting frame; "all": every frame
+    queue_size: int = 4  # frames waiting before ``submit`` blocks (policy "all")
+    batch_size: int = 1  # frames of equal size run as one batch (policy "all")
+    overlap: bool = True  # CUDA: preprocess frame N+1 on a copy stream while N runs
+    compile: bool = False  # torch.compile the network
+    cuda_graphs: bool = False  # replay the fixed-shape network as a CUDA graph
+    output_scale: float = 1.0  # depth resolution relative to the input image
+    points: bool = False  # compute an organized point cloud on the device
+    points_decimation: int = 1
+    points_rgb: bool = False
+    min_depth: float = 0.0  # valid range for point clouds, metres
+    max_depth: float = math.inf
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.policy not in POLICIES:
+            problems.append(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.queue_size < 1:
+            problems.append(f"queue_size must be >= 1, got {self.queue_size}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (0.0 < self.output_scale <= 1.0):
+            problems.append(f"output_scale must be in (0, 1], got {self.output_scale}")
+        if self.points_decimation < 1:
+            problems.append(f"points_decimation must be >= 1, got {self.points_decimation}")
+        if not (0.0 <= self.min_depth < self.max_depth):
+            problems.append(f"need 0 <= min_depth < max_depth, got {self.min_depth}, "
+                            f"{self.max_depth}")
+        if problems:
+            raise ValueError("invalid EngineConfig: " + "; ".join(problems))
+
+
+@dataclass
+class Frame:
+    """One image to process.
+
+    ``image`` is uint8 (H, W, 3) in ``channel_order`` ("rgb" or "bgr") or (H, W) /
+    (H, W, 1) for "mono". ``intrinsics`` are the known camera's (any size: they are
+    scaled to the image); without them the FoV head estimates the focal, which also
+    runs when ``estimate_fov`` asks for the estimate anyway. ``meta`` is passed through.
+    """
+
+    image: np.ndarray
+    channel_order: str = "rgb"
+    intrinsics: Intrinsics | None = None
+    estimate_fov: bool = False
+    meta: Any = None
+
+    def validate(self) -> None:
+        img = self.image
+        if not isinstance(img, np.ndarray) or img.dtype != np.uint8:
+            raise ValueError(f"image must be a uint8 numpy array, got {type(img).__name__} "
+                             f"{getattr(img, 'dtype', '')}")
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise ValueError(f"unknown channel order {self.channel_order!r}")
+        channels = 1 if self.channel_order == "mono" else 3
+        shape_ok = (img.ndim == 3 and img.shape[2] == channels) or (
+            channels == 1 and img.ndim == 2
+        )
+        if not shape_ok or min(img.shape[:2]) < 1:
+            raise ValueError(f"image shape {img.shape} does not fit channel order "
+                             f"{self.channel_order!r}")
+
+
+@dataclass
+class DepthResult:
+    """Metric depth of one frame.
+
+    ``depth`` is float32 metres at the output size, NaN where invalid; ``intrinsics`` are
+    those of the depth image (the focal actually used, scaled to the output size);
+    ``focal_source`` is "given" (known intrinsics) or "fov_head". ``points`` is a
+    structured (h*w,) x/y/z[/rgb] float32 array ready for a PointCloud2, when asked.
+    On failure ``error`` says why and the arrays are None.
+    """
+
+    meta: Any
+    depth: np.ndarray | None = None
+    intrinsics: Intrinsics | None = None
+    focal_source: str | None = None
+    fov_deg: float | None = None  # raw FoV-head estimate, when it ran
+    focal_estimate_px: float | None = None  # raw focal from that estimate, input width
+    points: np.ndarray | None = None
+    points_shape: tuple[int, int] | None = None  # (height, width) of the organized cloud
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class EngineStats:
+    submitted: int = 0
+    processed: int = 0
+    dropped: int = 0  # replaced by a newer frame before processing (policy "latest")
+    failed: int = 0

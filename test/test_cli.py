@@ -1,0 +1,86 @@
+"""The ``depth-pro-ros`` command end to end, as a user runs it, on a small saved model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from depth_pro_ros.model import DepthProConfig, create_model, infer, save_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(3)
+    model = create_model(DepthProConfig.tiny())
+    with torch.no_grad():
+        model.fov.head[-1].bias.fill_(60.0)  # plausible FoV from random weights
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "depth_pro_ros.cli", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_image_command_writes_depth(checkpoint, tmp_path):
+    rng = np.random.default_rng(0)
+    photo_a = tmp_path / "a.png"
+    cv2.imwrite(str(photo_a), rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    photo_b = tmp_path / "b.jpg"
+    cv2.imwrite(str(photo_b), rng.integers(0, 256, (90, 200, 3), dtype=np.uint8))
+    garbage = tmp_path / "c.jpg"
+    garbage.write_bytes(b"not an image")
+    out = tmp_path / "out"
+
+    result = _run("image", str(photo_a), str(garbage), str(photo_b),
+                  "--checkpoint", str(checkpoint), "--focal-px", "150", "--device", "cpu",
+                  "-o", str(out))
+    assert result.returncode == 1, result.stderr  # one photo failed, the others are done
+    assert f"cannot read image {garbage}" in result.stderr
+    assert "1 of 3 photo(s) failed" in result.stderr
+    assert "focal 150.0 px (given)" in result.stdout
+
+    from depth_pro_ros.model import load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    expected = infer(model, cv2.cvtColor(cv2.imread(str(photo_a)), cv2.COLOR_BGR2RGB),
+                     f_px=150.0).depth.numpy()
+    depth = np.load(out / "a_depth.npy")
+    assert depth.dtype == np.float32 and depth.shape == (120, 160)
+    np.testing.assert_allclose(depth, expected, rtol=1e-6)
+    mm = cv2.imread(str(out / "a_depth_mm.png"), cv2.IMREAD_UNCHANGED)
+    assert mm.dtype == np.uint16
+    np.testing.assert_allclose(mm, np.clip(np.round(expected * 1000), 1, 65535), atol=1)
+    color = cv2.imread(str(out / "a_depth_color.png"))
+    assert color.shape == (120, 160, 3)
+    assert (out / "b_depth.npy").exists() and not (out / "c_depth.npy").exists()
+
+
+def test_image_command_estimates_focal(checkpoint, tmp_path):
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), np.full((64, 96, 3), 128, np.uint8))
+    result = _run("image", str(photo), "--checkpoint", str(checkpoint), "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "(fov_head, fov " in result.stdout
+
+
+def test_image_command_checkpoint_errors(tmp_path):
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
+    result = _run("image", str(photo), "--checkpoint", str(tmp_path / "none.pt"))
+    assert result.returncode == 2 and "checkpoint not found" in result.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_text("nope")
+    result = _run("image", str(photo), "--checkpoint", str(bad))
+    assert result.returncode == 2 and "not a PyTorch checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
