@@ -99,32 +99,6 @@ def _error(message: str) -> None:
     print(f"depth-pro-ros: error: {message}", file=sys.stderr)
 
 
-def resolve_device(name: str | None):
-    """A usable ``torch.device`` from a user string; raises ValueError with the reason."""
-    import torch
-
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as exc:
-        raise ValueError(f"invalid device {name!r}: {exc}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {name!r} requested but only {torch.cuda.device_count()} CUDA "
-                "device(s) are present"
-            )
-    elif device.type == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise ValueError(f"device {name!r} requested but MPS is not available")
-    elif device.type != "cpu":
-        raise ValueError(f"unsupported device {name!r} (use cpu, cuda or cuda:N)")
-    return device
-
-
 def _unique_stem(photo: Path, used: set[str]) -> str:
     stem = photo.stem or "image"
     candidate, n = stem, 2
@@ -139,6 +113,7 @@ def run_image(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from depth_pro_ros.engine import resolve_device
     from depth_pro_ros.io.image_files import read_rgb, write_depth_outputs
     from depth_pro_ros.model import CheckpointError, infer, load_checkpoint, parse_precision
 

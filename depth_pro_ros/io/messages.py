@@ -1,0 +1,615 @@
+"""Conversion between sensor_msgs-shaped messages and numpy arrays (numpy + OpenCV only).
+
+Everything here is *duck-typed*: functions only read attributes (``msg.height``,
+``msg.encoding``, ``msg.data``, ``msg.k`` ...), so rclpy messages (``data`` is an
+``array.array('B')``), rosbags messages (``data`` is a numpy uint8 array) and ROS 1
+messages read through rosbags (CameraInfo ``K``/``D``/``R``/``P``, stamps ``secs/nsecs``
+in older tools) all work. Nothing here imports ROS.
+
+Building messages goes the other way round: ``*_fields`` functions return a dict of
+plain field values. Numeric arrays in those dicts (``data``, ``k``, ``d`` ...) are numpy
+arrays, which is what rosbags needs (``Image(header=h, **fields)``); :func:`fill` sets
+them on an rclpy message instance, converting to the ``array.array`` / numpy types the
+generated setters accept without per-element Python work. Headers are never part of
+the dicts: the call site copies the source header.
+
+Images decode to what the engine takes: ``(pixels, channel_order)`` with uint8 pixels,
+``channel_order`` one of ``"rgb"`` / ``"bgr"`` (H x W x 3) or ``"mono"`` (H x W). The
+pixels may be a read-only view into the message's buffer (no copy when the encoding
+allows it); copy them if the message buffer is going to be reused.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "DEPTH_ENCODINGS",
+    "ImageDecodeError",
+    "SUPPORTED_ENCODINGS",
+    "camera_info_fields_scaled",
+    "camera_info_values",
+    "colorized_image_fields",
+    "compressed_to_array",
+    "depth_image_fields",
+    "depth_image_to_array",
+    "fill",
+    "image_fields",
+    "image_to_array",
+    "pointcloud2_fields",
+    "pointcloud2_to_array",
+    "stamp_to_nanoseconds",
+    "stamp_to_seconds",
+    "synthesized_camera_info_fields",
+]
+
+_NATIVE_BIGENDIAN = sys.byteorder == "big"
+
+
+class ImageDecodeError(ValueError):
+    """A message cannot be turned into pixels; the text names the problem."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _byte_buffer(data: Any) -> np.ndarray:
+    """The message's ``data`` as a flat uint8 array, without copying when possible."""
+    if isinstance(data, np.ndarray):
+        if data.dtype == np.uint8:
+            return data.reshape(-1)
+        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    if isinstance(data, (bytes, bytearray, memoryview, array.array)):
+        # Zero-copy over any buffer (bytes give a read-only view).
+        return np.frombuffer(data, dtype=np.uint8)
+    # A plain Python sequence of ints (hand-built messages).
+    return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
+def _field(msg: Any, *names: str) -> Any:
+    """The first attribute of ``msg`` among ``names`` (ROS 2 and ROS 1 spellings)."""
+    for name in names:
+        if hasattr(msg, name):
+            return getattr(msg, name)
+    raise AttributeError(f"{type(msg).__name__} has none of the fields {', '.join(names)}")
+
+
+def _float_list(values: Any, name: str, length: int | None = None) -> list[float]:
+    out = [float(v) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+    if length is not None and len(out) != length:
+        raise ValueError(f"CameraInfo {name} must have {length} elements, got {len(out)}")
+    return out
+
+
+def _rows(buf: np.ndarray, height: int, width: int, step: int, row_bytes: int) -> np.ndarray:
+    """(height, row_bytes) uint8 view of the pixel bytes, row padding cropped off."""
+    return buf[: step * height].reshape(height, step)[:, :row_bytes]
+
+
+def _check_layout(
+    kind: str, encoding: str, height: int, width: int, step: int, nbytes: int, bpp: int
+) -> None:
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(
+            f"{kind} has zero size (width={width}, height={height}, encoding {encoding!r})"
+        )
+    row_bytes = width * bpp
+    if step < row_bytes:
+        raise ImageDecodeError(
+            f"{kind} step {step} is smaller than width * bytes per pixel = {width} * {bpp} "
+            f"= {row_bytes} (encoding {encoding!r})"
+        )
+    expected = step * height
+    if nbytes < expected:
+        raise ImageDecodeError(
+            f"{kind} data is too short: expected {expected} bytes (step {step} x height "
+            f"{height}), got {nbytes} (encoding {encoding!r})"
+        )
+
+
+# ---------------------------------------------------------------------- raw images
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    channels: int  # samples per pixel in the message
+    depth: int  # bytes per sample (1 or 2)
+    kind: str  # "rgb", "bgr", "mono", "uyvy", "yuyv" or "bayer"
+    drop_alpha: bool = False
+    cv_code: int | None = None  # colour conversion to RGB (yuv422 and Bayer)
+
+
+# OpenCV names a Bayer pattern after the 2x2 block that starts at the *second* row and
+# column, ROS after the one at the origin: ROS rggb is OpenCV "BG", and so on. The tests
+# check every pattern with a synthetic mosaic.
+_ENCODINGS: dict[str, _Encoding] = {
+    "rgb8": _Encoding(3, 1, "rgb"),
+    "bgr8": _Encoding(3, 1, "bgr"),
+    "rgba8": _Encoding(4, 1, "rgb", drop_alpha=True),
+    "bgra8": _Encoding(4, 1, "bgr", drop_alpha=True),
+    "mono8": _Encoding(1, 1, "mono"),
+    "8uc1": _Encoding(1, 1, "mono"),
+    "8uc3": _Encoding(3, 1, "bgr"),
+    "mono16": _Encoding(1, 2, "mono"),
+    "rgb16": _Encoding(3, 2, "rgb"),
+    "bgr16": _Encoding(3, 2, "bgr"),
+    "rgba16": _Encoding(4, 2, "rgb", drop_alpha=True),
+    "bgra16": _Encoding(4, 2, "bgr", drop_alpha=True),
+    "yuv422": _Encoding(2, 1, "uyvy", cv_code=cv2.COLOR_YUV2RGB_UYVY),
+    "uyvy": _Encoding(2, 1, "uyvy", cv_code=cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": _Encoding(2, 1, "yuyv", cv_code=cv2.COLOR_YUV2RGB_YUYV),
+    "yuyv": _Encoding(2, 1, "yuyv", cv_code=cv2.COLOR_YUV2RGB_YUYV),
+    "bayer_rggb8": _Encoding(1, 1, "bayer", cv_code=cv2.COLOR_BayerBG2RGB),
+    "bayer_bggr8": _Encoding(1, 1, "bayer", cv_code=cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg8": _Encoding(1, 1, "bayer", cv_code=cv2.COLOR_BayerGR2RGB),
+    "bayer_grbg8": _Encoding(1, 1, "bayer", cv_code=cv2.COLOR_BayerGB2RGB),
+    "bayer_rggb16": _Encoding(1, 2, "bayer", cv_code=cv2.COLOR_BayerBG2RGB),
+    "bayer_bggr16": _Encoding(1, 2, "bayer", cv_code=cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg16": _Encoding(1, 2, "bayer", cv_code=cv2.COLOR_BayerGR2RGB),
+    "bayer_grbg16": _Encoding(1, 2, "bayer", cv_code=cv2.COLOR_BayerGB2RGB),
+}
+
+#: Image encodings :func:`image_to_array` accepts (matched case-insensitively).
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(
+    name.upper() if name[0].isdigit() else name for name in _ENCODINGS
+)
+
+
+def _lookup(encoding: str) -> _Encoding:
+    spec = _ENCODINGS.get(str(encoding).strip().lower())
+    if spec is None:
+        raise ImageDecodeError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+        )
+    return spec
+
+
+def image_to_array(msg: Any) -> tuple[np.ndarray, str]:
+    """Decode a ``sensor_msgs/Image`` into ``(uint8 pixels, channel_order)``.
+
+    ``channel_order`` is ``"rgb"`` or ``"bgr"`` (H x W x 3) or ``"mono"`` (H x W).
+    Row padding (``step`` > width * bytes per pixel) is cropped off. Without a colour
+    conversion the result is a view of the message buffer (no copy):
+
+    * rgb8 / bgr8 / mono8 as they are; 8UC1 is mono, 8UC3 is bgr (OpenCV's order);
+    * rgba8 / bgra8: the alpha channel is dropped (a strided view);
+    * 16-bit encodings (mono16, rgb16, bgr16, rgba16, bgra16) keep the most significant
+      byte of each sample, i.e. ``v >> 8``, honouring ``is_bigendian`` (still a view);
+    * yuv422 / uyvy (UYVY) and yuv422_yuy2 / yuyv (YUYV) go through OpenCV's BT.601
+      conversion to RGB (the width must be even);
+    * bayer_{rggb,bggr,gbrg,grbg}{8,16} are demosaiced by OpenCV to RGB (16-bit first
+      reduced to 8 bits as above).
+
+    Raises:
+        ImageDecodeError: unknown encoding, zero size, ``step`` smaller than a row,
+            ``data`` shorter than ``step * height``, odd width for a yuv422 encoding.
+    """
+    encoding = str(msg.encoding)
+    spec = _lookup(encoding)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    bpp = spec.channels * spec.depth
+    buf = _byte_buffer(msg.data)
+    _check_layout("image", encoding, height, width, step, buf.size, bpp)
+    if spec.kind in ("uyvy", "yuyv") and width % 2:
+        raise ImageDecodeError(
+            f"image width {width} is odd; encoding {encoding!r} stores pixel pairs"
+        )
+
+    rows = _rows(buf, height, width, step, width * bpp)
+    if spec.depth == 2:
+        # The high byte of each 16-bit sample: index 0 when big-endian, 1 when little.
+        msb = 0 if bool(msg.is_bigendian) else 1
+        pixels = rows.reshape(height, width, spec.channels, 2)[..., msb]
+    else:
+        pixels = rows.reshape(height, width, spec.channels)
+
+    if spec.kind in ("rgb", "bgr"):
+        return (pixels[..., :3] if spec.drop_alpha else pixels), spec.kind
+    if spec.kind == "mono":
+        return pixels[..., 0], "mono"
+    # Colour conversions: OpenCV wants contiguous input; the output is a new array.
+    if spec.kind == "bayer":
+        src = np.ascontiguousarray(pixels[..., 0])
+    else:
+        src = np.ascontiguousarray(pixels)
+    return cv2.cvtColor(src, spec.cv_code), "rgb"
+
+
+# ---------------------------------------------------------------- compressed images
+
+
+def compressed_to_array(msg: Any) -> tuple[np.ndarray, str]:
+    """Decode a ``sensor_msgs/CompressedImage`` (jpeg, png, ...) with OpenCV.
+
+    ``format`` is only checked for the ``compressedDepth`` transport, which holds depth,
+    not a picture; the codec is recognised from the bytes. image_transport stores
+    colour as BGR whatever the source encoding, so colour images come back as
+    ``(H x W x 3, "bgr")`` (alpha dropped) and grey ones as ``(H x W, "mono")``;
+    16-bit images are reduced to their high byte.
+
+    Raises:
+        ImageDecodeError: empty data, the compressedDepth format, or bytes OpenCV cannot
+            decode.
+    """
+    fmt = str(getattr(msg, "format", ""))
+    if "compresseddepth" in fmt.lower():
+        raise ImageDecodeError(
+            f"compressed image format {fmt!r} is a depth transport, not a camera image"
+        )
+    buf = _byte_buffer(msg.data)
+    if buf.size == 0:
+        raise ImageDecodeError(f"compressed image (format {fmt!r}) has no data")
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise ImageDecodeError(
+            f"compressed image (format {fmt!r}, {buf.size} bytes) could not be decoded"
+        )
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ImageDecodeError(
+            f"compressed image (format {fmt!r}) decodes to unsupported sample type {img.dtype}"
+        )
+    if img.ndim == 2:
+        return img, "mono"
+    channels = img.shape[2]
+    if channels == 1:
+        return img[:, :, 0], "mono"
+    if channels in (3, 4):
+        return img[:, :, :3], "bgr"
+    raise ImageDecodeError(f"compressed image (format {fmt!r}) decodes to {channels} channels")
+
+
+# --------------------------------------------------------------------- camera info
+
+
+def camera_info_values(msg: Any) -> tuple[list[float], int, int, str]:
+    """``(k, width, height, frame_id)`` of a CameraInfo (``k`` or ROS 1 ``K``, 9 floats).
+
+    No validation beyond the length of K: ``engine.focal.intrinsics_from_camera_info``
+    decides whether the values are usable.
+    """
+    k = _float_list(_field(msg, "k", "K"), "K", 9)
+    header = getattr(msg, "header", None)
+    frame_id = str(getattr(header, "frame_id", "")) if header is not None else ""
+    return k, int(msg.width), int(msg.height), frame_id
+
+
+def synthesized_camera_info_fields(
+    fx: float, fy: float, cx: float, cy: float, width: int, height: int
+) -> dict[str, Any]:
+    """CameraInfo fields of an ideal pinhole camera (no distortion, identity R)."""
+    fx, fy, cx, cy = float(fx), float(fy), float(cx), float(cy)
+    return {
+        "height": int(height),
+        "width": int(width),
+        "distortion_model": "plumb_bob",
+        "d": np.zeros(5, dtype=np.float64),
+        "k": np.array([fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0], dtype=np.float64),
+        "r": np.eye(3, dtype=np.float64).reshape(-1),
+        "p": np.array([fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0], dtype=np.float64),
+        "binning_x": 0,
+        "binning_y": 0,
+    }
+
+
+def camera_info_fields_scaled(msg: Any, width: int, height: int) -> dict[str, Any]:
+    """The fields of CameraInfo ``msg`` for the same view resized to ``width x height``.
+
+    K's first row and P's first row are multiplied by ``width / msg.width``, the second
+    rows by ``height / msg.height`` (what image_proc's resize does); the distortion
+    model, D and R are copied. Binning is reset to 0 (K now describes the output pixels)
+    and the ROI is left out, i.e. stays at its default (full image). Output keys use the
+    ROS 2 lower-case names whatever the input spelling.
+
+    Raises:
+        ValueError: the CameraInfo has a zero size, a target size is not positive, or K
+            / P have the wrong length.
+    """
+    src_w, src_h = int(msg.width), int(msg.height)
+    width, height = int(width), int(height)
+    if src_w <= 0 or src_h <= 0:
+        raise ValueError(f"CameraInfo has zero size (width={src_w}, height={src_h})")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"target image size must be > 0 (width={width}, height={height})")
+    sx, sy = width / src_w, height / src_h
+    k = np.array(_float_list(_field(msg, "k", "K"), "K", 9)).reshape(3, 3)
+    p = np.array(_float_list(_field(msg, "p", "P"), "P", 12)).reshape(3, 4)
+    k[0] *= sx
+    k[1] *= sy
+    p[0] *= sx
+    p[1] *= sy
+    return {
+        "height": height,
+        "width": width,
+        "distortion_model": str(msg.distortion_model),
+        "d": np.array(_float_list(_field(msg, "d", "D"), "D"), dtype=np.float64),
+        "k": k.reshape(-1),
+        "r": np.array(_float_list(_field(msg, "r", "R"), "R", 9), dtype=np.float64),
+        "p": p.reshape(-1),
+        "binning_x": 0,
+        "binning_y": 0,
+    }
+
+
+# -------------------------------------------------------------------- depth images
+
+#: Depth image encodings written and read by this module.
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
+
+
+def depth_image_fields(depth: np.ndarray, encoding: str = "32FC1") -> dict[str, Any]:
+    """Image fields for a metric depth map (H x W, metres).
+
+    * ``32FC1`` (REP 118): float32 metres in native byte order (``is_bigendian`` set
+      from the host); NaN marks invalid pixels, so values <= 0 are written as NaN;
+      +/-inf are kept. No copy when ``depth`` is already C-contiguous float32 without
+      non-positive values.
+    * ``16UC1``: millimetres rounded to the nearest integer, 0 for invalid (NaN, inf,
+      <= 0); valid depths are clipped to [1, 65535] mm so that they never read as
+      invalid.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[:, :, 0]
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be a 2-D H x W array, got shape {depth.shape}")
+    height, width = depth.shape
+    if encoding == "32FC1":
+        values = np.ascontiguousarray(depth, dtype=np.float32)
+        with np.errstate(invalid="ignore"):
+            non_positive = values <= 0.0
+        if non_positive.any():
+            values = np.where(non_positive, np.float32(np.nan), values)
+        bytes_per_pixel = 4
+        is_bigendian = int(_NATIVE_BIGENDIAN)
+    elif encoding == "16UC1":
+        d = np.asarray(depth, dtype=np.float32)
+        with np.errstate(invalid="ignore", over="ignore"):
+            valid = np.isfinite(d) & (d > 0.0)
+            mm = np.clip(np.rint(d * np.float32(1000.0)), 1.0, 65535.0)
+        values = np.where(valid, mm, np.float32(0.0)).astype(np.uint16)
+        bytes_per_pixel = 2
+        is_bigendian = int(_NATIVE_BIGENDIAN)
+    else:
+        raise ValueError(
+            f"unsupported depth encoding {encoding!r}; use one of {', '.join(DEPTH_ENCODINGS)}"
+        )
+    return {
+        "height": int(height),
+        "width": int(width),
+        "encoding": encoding,
+        "is_bigendian": is_bigendian,
+        "step": int(width * bytes_per_pixel),
+        "data": values.reshape(-1).view(np.uint8),
+    }
+
+
+def depth_image_to_array(msg: Any) -> np.ndarray:
+    """Read a ``32FC1`` (metres) or ``16UC1`` (millimetres) depth image as float32 metres.
+
+    Honours ``step`` and ``is_bigendian``. 16UC1 zeros (invalid) become NaN. The result
+    is a new native-order array.
+
+    Raises:
+        ImageDecodeError: another encoding, or a broken layout (see :func:`image_to_array`).
+    """
+    encoding = str(msg.encoding).strip().upper()
+    if encoding not in DEPTH_ENCODINGS:
+        raise ImageDecodeError(
+            f"unsupported depth encoding {msg.encoding!r}; supported: {', '.join(DEPTH_ENCODINGS)}"
+        )
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    bpp = 4 if encoding == "32FC1" else 2
+    buf = _byte_buffer(msg.data)
+    _check_layout("depth image", encoding, height, width, step, buf.size, bpp)
+    order = ">" if bool(msg.is_bigendian) else "<"
+    dtype = np.dtype(order + ("f4" if encoding == "32FC1" else "u2"))
+    raw = _rows(buf, height, width, step, width * bpp).view(dtype)
+    if encoding == "32FC1":
+        return raw.astype(np.float32)
+    metres = raw.astype(np.float32) / np.float32(1000.0)
+    metres[raw == 0] = np.nan
+    return metres
+
+
+# ------------------------------------------------------------------ colour images
+
+
+def image_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
+    """Image fields for 8-bit pixels (rgb8, bgr8, rgba8, bgra8, mono8) or mono16.
+
+    The channel count of ``pixels`` must match the encoding; mono16 is written in the
+    host byte order. Row padding is never added (``step`` = width * bytes per pixel).
+    """
+    spec = _lookup(encoding)
+    if spec.kind not in ("rgb", "bgr", "mono"):
+        raise ValueError(f"image_fields does not write encoding {encoding!r}")
+    want = np.uint8 if spec.depth == 1 else np.uint16
+    pixels = np.asarray(pixels)
+    if pixels.dtype != want:
+        raise ValueError(f"encoding {encoding!r} needs {np.dtype(want)} pixels, got {pixels.dtype}")
+    shape_ok = pixels.ndim == 3 and pixels.shape[2] == spec.channels
+    if spec.channels == 1:
+        shape_ok = shape_ok or pixels.ndim == 2
+    if not shape_ok:
+        raise ValueError(
+            f"encoding {encoding!r} needs {spec.channels} channel(s), got shape {pixels.shape}"
+        )
+    height, width = pixels.shape[:2]
+    data = np.ascontiguousarray(pixels).reshape(-1).view(np.uint8)
+    return {
+        "height": int(height),
+        "width": int(width),
+        "encoding": encoding,
+        "is_bigendian": int(_NATIVE_BIGENDIAN and spec.depth > 1),
+        "step": int(width * spec.channels * spec.depth),
+        "data": data,
+    }
+
+
+def colorized_image_fields(bgr: np.ndarray) -> dict[str, Any]:
+    """``bgr8`` Image fields for an H x W x 3 uint8 preview (e.g. colorized depth)."""
+    return image_fields(bgr, "bgr8")
+
+
+# --------------------------------------------------------------------- point clouds
+
+# sensor_msgs/PointField datatype codes <-> numpy sample types.
+_POINTFIELD_TYPES = {
+    1: np.dtype(np.int8),
+    2: np.dtype(np.uint8),
+    3: np.dtype(np.int16),
+    4: np.dtype(np.uint16),
+    5: np.dtype(np.int32),
+    6: np.dtype(np.uint32),
+    7: np.dtype(np.float32),
+    8: np.dtype(np.float64),
+}
+_POINTFIELD_CODES = {dt.str[1:]: code for code, dt in _POINTFIELD_TYPES.items()}
+
+
+def pointcloud2_fields(record: np.ndarray, height: int, width: int) -> dict[str, Any]:
+    """PointCloud2 fields for a structured array of ``height * width`` points (row-major).
+
+    ``fields`` is a list of ``(name, offset, datatype, count)`` tuples taken from the
+    record's dtype (build PointField objects from them, or let :func:`fill` do it);
+    ``point_step`` is the dtype's itemsize and ``data`` a uint8 view of the record (no
+    copy when it is C-contiguous). ``is_dense`` is False: invalid points are NaN.
+    """
+    record = np.asarray(record)
+    if record.dtype.names is None:
+        raise ValueError(f"record must be a structured array, got dtype {record.dtype}")
+    height, width = int(height), int(width)
+    if record.size != height * width:
+        raise ValueError(
+            f"record holds {record.size} points but height * width = {height} * {width} "
+            f"= {height * width}"
+        )
+    fields = []
+    byteorders = set()
+    for name in record.dtype.names:
+        sample, offset = record.dtype.fields[name][:2]
+        base, shape = sample.base, sample.shape
+        code = _POINTFIELD_CODES.get(base.str[1:])
+        if code is None:
+            raise ValueError(f"field {name!r} has a type PointCloud2 cannot hold: {sample}")
+        if base.itemsize > 1:
+            byteorders.add(base.str[0])
+        fields.append((str(name), int(offset), code, int(math.prod(shape)) if shape else 1))
+    if len(byteorders) > 1:
+        raise ValueError(f"record fields mix byte orders: {record.dtype}")
+    is_bigendian = byteorders == {">"} if byteorders else _NATIVE_BIGENDIAN
+    itemsize = record.dtype.itemsize
+    data = np.ascontiguousarray(record).reshape(-1).view(np.uint8)
+    return {
+        "height": height,
+        "width": width,
+        "fields": fields,
+        "is_bigendian": bool(is_bigendian),
+        "point_step": int(itemsize),
+        "row_step": int(itemsize * width),
+        "data": data,
+        "is_dense": False,
+    }
+
+
+def pointcloud2_to_array(msg: Any) -> np.ndarray:
+    """Read a PointCloud2 as (height, width, n_fields) float32, fields in message order.
+
+    FLOAT32 fields are copied bit for bit (a packed ``rgb`` field keeps its bits); other
+    sample types are converted by value. Honours ``row_step`` padding and
+    ``is_bigendian``; fields with ``count > 1`` are not supported. Meant for tests and
+    tools, not the hot path.
+    """
+    height, width = int(msg.height), int(msg.width)
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    order = ">" if bool(msg.is_bigendian) else "<"
+    names, formats, offsets = [], [], []
+    for field in msg.fields:
+        if int(field.count) != 1:
+            raise ValueError(f"PointField {field.name!r} has count {field.count}; only 1 is read")
+        base = _POINTFIELD_TYPES.get(int(field.datatype))
+        if base is None:
+            raise ValueError(f"PointField {field.name!r} has unknown datatype {field.datatype}")
+        names.append(str(field.name))
+        formats.append(base.newbyteorder(order) if base.itemsize > 1 else base)
+        offsets.append(int(field.offset))
+    dtype = np.dtype(
+        {"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step}
+    )
+    buf = _byte_buffer(msg.data)
+    if row_step < point_step * width:
+        raise ValueError(f"PointCloud2 row_step {row_step} < point_step * width")
+    if buf.size < row_step * height:
+        raise ValueError(
+            f"PointCloud2 data is too short: expected {row_step * height} bytes, got {buf.size}"
+        )
+    rows = _rows(buf, height, width, row_step, point_step * width)
+    points = np.ascontiguousarray(rows).view(dtype).reshape(height, width)
+    out = np.empty((height, width, len(names)), dtype=np.float32)
+    for i, name in enumerate(names):
+        out[..., i] = points[name]
+    return out
+
+
+# --------------------------------------------------------------- stamps and filling
+
+
+def stamp_to_nanoseconds(stamp: Any) -> int:
+    """A ROS time (``sec``/``nanosec``, or ROS 1 ``secs``/``nsecs``) as integer ns."""
+    sec = _field(stamp, "sec", "secs")
+    nanosec = _field(stamp, "nanosec", "nsecs")
+    return int(sec) * 1_000_000_000 + int(nanosec)
+
+
+def stamp_to_seconds(stamp: Any) -> float:
+    """A ROS time (``sec``/``nanosec``, or ROS 1 ``secs``/``nsecs``) in seconds."""
+    sec = _field(stamp, "sec", "secs")
+    nanosec = _field(stamp, "nanosec", "nsecs")
+    return int(sec) + int(nanosec) * 1e-9
+
+
+def _adapt(current: Any, value: Any) -> Any:
+    """Convert ``value`` to the container type ``current`` (the field's present value)."""
+    if isinstance(current, array.array) and not isinstance(value, array.array):
+        out = array.array(current.typecode)
+        arr = np.ascontiguousarray(value, dtype=np.dtype(current.typecode))
+        out.frombytes(arr.reshape(-1).view(np.uint8))  # one memcpy, no per-item work
+        return out
+    if isinstance(current, np.ndarray):
+        return np.asarray(value, dtype=current.dtype)
+    if isinstance(current, bool):
+        return bool(value)
+    return value
+
+
+def fill(msg: Any, fields: Mapping[str, Any], *, point_field: Any = None) -> Any:
+    """Set ``fields`` (a dict from a ``*_fields`` function) on ``msg``; return ``msg``.
+
+    Values are converted to the type of the field's current value, so that numpy arrays
+    land in rclpy's ``array.array`` / numpy fields in one copy. A ``fields`` entry of
+    ``(name, offset, datatype, count)`` tuples (point clouds) needs ``point_field``, the
+    PointField class to build them with (rclpy or rosbags).
+    """
+    for name, value in fields.items():
+        if not hasattr(msg, name):
+            raise AttributeError(f"{type(msg).__name__} has no field {name!r}")
+        if name == "fields" and _is_tuple_list(value):
+            if point_field is None:
+                raise TypeError("fill() needs point_field=<PointField class> for 'fields'")
+            value = [point_field(name=n, offset=o, datatype=t, count=c) for n, o, t, c in value]
+        setattr(msg, name, _adapt(getattr(msg, name), value))
+    return msg
+
+
+def _is_tuple_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and all(isinstance(v, tuple) for v in value)

@@ -1,0 +1,28 @@
+"""Depth agreement metrics on hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from depth_pro_ros.engine.accuracy import compare_depth, relative_error
+
+
+def test_metrics_by_hand():
+    ref = np.array([[1.0, 2.0], [4.0, np.nan]], np.float32)
+    depth = np.array([[1.1, 2.0], [6.0, 3.0]], np.float32)
+    m = compare_depth(depth, ref)
+    assert m["abs_rel"] == pytest.approx((0.1 + 0.0 + 0.5) / 3, rel=1e-6)
+    assert m["max_rel"] == pytest.approx(0.5, rel=1e-6)
+    assert m["delta1"] == pytest.approx(2 / 3)
+    assert m["valid_fraction"] == 0.75
+
+
+def test_identical_maps_and_errors():
+    ref = np.linspace(0.5, 10, 20, dtype=np.float32).reshape(4, 5)
+    assert compare_depth(ref, ref) == {
+        "abs_rel": 0.0, "max_rel": 0.0, "delta1": 1.0, "valid_fraction": 1.0
+    }
+    with pytest.raises(ValueError, match="shapes differ"):
+        compare_depth(ref, ref[:2])
+    with pytest.raises(ValueError, match="no pixel is valid"):
+        compare_depth(np.zeros((2, 2)), ref[:2, :2])
+    assert relative_error(101.0, 100.0) == pytest.approx(0.01)
