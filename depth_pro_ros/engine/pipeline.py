@@ -15,6 +15,7 @@ Elsewhere the same steps run one after the other.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -32,6 +33,8 @@ from depth_pro_ros.engine.preprocess import prepare_input, to_rgb
 from depth_pro_ros.engine.types import DepthResult, EngineConfig, EngineStats, Frame
 from depth_pro_ros.model import DepthPro, focal_from_fov, load_checkpoint, parse_precision
 from depth_pro_ros.model.inference import metric_depth
+
+_log = logging.getLogger(__name__)
 
 FocalFilter = Callable[[float, int, int], "Intrinsics | None"]
 ResultCallback = Callable[[DepthResult], None]
@@ -174,6 +177,8 @@ class DepthEngine:
                 lambda: len(self._inbox) < self.config.queue_size or self._closing, timeout
             ):
                 return False
+            if self._closing:  # closed while this call waited for room
+                raise RuntimeError("the engine is closed")
             self._inbox.append((frame, now))
             self.stats.submitted += 1
             self._in_flight += 1
@@ -329,16 +334,18 @@ class DepthEngine:
             if fov is not None:
                 work.fov_host = torch.empty(fov.numel(), pin_memory=True)
                 work.fov_host.copy_(fov.reshape(-1), non_blocking=True)
+                ev["fov_copied"] = torch.cuda.Event()
+                ev["fov_copied"].record(stream)
         work.events.update(ev)
 
     def _resolve_intrinsics(self, work: _Work) -> None:
         """Pick each frame's intrinsics: known ones, else the (filtered) FoV estimate."""
-        if work.fov_host is not None and self._cuda:
-            work.events["net1"].synchronize()  # the FoV estimate is needed on the host
+        if "fov_copied" in work.events:
+            work.events["fov_copied"].synchronize()  # the FoV estimate is needed on the host
         for i, frame in enumerate(work.frames):
             h, w = frame.image.shape[:2]
             out = {"fov_deg": None, "focal_estimate_px": None}
-            if work.fov_host is not None:
+            if work.fov_host is not None and (frame.intrinsics is None or frame.estimate_fov):
                 fov = work.fov_host[i : i + 1]
                 out["fov_deg"] = float(fov[0])
                 out["focal_estimate_px"] = float(focal_from_fov(fov, w)[0])
@@ -446,6 +453,9 @@ class DepthEngine:
             else:
                 with self._lock:
                     self._results.append(result)
+        except Exception:  # a consumer's bug must not stop the engine or lose later frames
+            self.stats.callback_errors += 1
+            _log.exception("on_result callback failed for frame %r", result.meta)
         finally:
             with self._lock:
                 self._in_flight -= 1

@@ -117,3 +117,4 @@ class EngineStats:
     processed: int = 0
     dropped: int = 0  # replaced by a newer frame before processing (policy "latest")
     failed: int = 0
+    callback_errors: int = 0  # exceptions raised by the on_result callback

@@ -1,0 +1,389 @@
+#!/usr/bin/env python3
+"""Benchmark of the streaming depth engine (a script, not a test).
+
+For each precision it measures:
+
+1. model-only: the network's forward pass on a ready (B, 3, S, S) input;
+2. pipeline: 1920x1080 bgr8 frames through ``DepthEngine`` as fast as they are taken
+   (policy "all") and at a fixed rate (policy "latest"): throughput, submit -> result
+   latency, dropped frames;
+3. the same pipeline with ``overlap=False`` (the sequential baseline);
+4. overlap_ratio = pipeline fps / model-only fps;
+5. peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's peak RSS);
+6. per-stage medians of ``DepthResult.timings_ms``.
+
+It prints a table and writes JSON (see bench/README.md). Runs on CUDA when available,
+else on the CPU with the tiny configuration and few frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from depth_pro_ros.engine import DepthEngine, EngineConfig, Frame, Intrinsics  # noqa: E402
+from depth_pro_ros.model import DepthPro, DepthProConfig, create_model, parse_precision  # noqa: E402
+
+CONFIGS = {
+    "full": DepthProConfig.depth_pro,
+    "small": DepthProConfig.small,
+    "tiny": DepthProConfig.tiny,
+}
+STAGES = ("queue", "preprocess", "inference", "postprocess", "total")
+
+
+# --------------------------------------------------------------------------- helpers
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def summary(values_ms: list[float]) -> dict:
+    return {
+        "median_ms": percentile(values_ms, 50),
+        "p90_ms": percentile(values_ms, 90),
+        "n": len(values_ms),
+    }
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return name or "cpu"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_memory_allocated"
+    # ru_maxrss is in kB on Linux (bytes on macOS); it is the process-lifetime peak.
+    scale = 1 if sys.platform == "darwin" else 1024
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    return rss / 2**20, "cpu_peak_rss"
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def build_model(config: DepthProConfig, device: torch.device, precision: str) -> DepthPro:
+    """Random weights of realistic scale, built directly on the device."""
+    torch.manual_seed(0)
+    model = create_model(config, device=device, precision="fp32")
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:  # weights; biases, norms and tokens keep their init
+                param.normal_(0.0, 0.02)
+        # Plausible outputs, so that no frame fails on a rejected focal estimate.
+        if model.fov is not None:
+            model.fov.head[-1].bias.fill_(60.0)
+        model.head[-2].bias.fill_(0.3)
+    return model.to(dtype=parse_precision(precision)).eval()
+
+
+def make_frames(count: int, width: int, height: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
+
+
+# --------------------------------------------------------------------------- measurements
+@torch.inference_mode()
+def bench_model_only(model: DepthPro, device, dtype, batch: int, estimate: bool,
+                     frames: int, warmup: int) -> dict:
+    size = model.config.input_size
+    x = torch.rand(batch, 3, size, size, device=device).mul_(2).sub_(1).to(dtype)
+    for _ in range(warmup):
+        model(x, estimate_fov=estimate)
+    synchronize(device)
+    per_frame = []
+    for _ in range(max(1, math.ceil(frames / batch))):
+        t0 = time.perf_counter()
+        model(x, estimate_fov=estimate)
+        synchronize(device)
+        per_frame.append(1e3 * (time.perf_counter() - t0) / batch)
+    out = summary(per_frame)
+    out["fps"] = 1e3 / out["median_ms"]
+    out["input_shape"] = list(x.shape)
+    return out
+
+
+class Recorder:
+    """``on_result`` callback: delivery times and results, keyed by the frame index."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.delivered: dict[int, float] = {}
+        self.results = []
+        self.failed = 0
+
+    def __call__(self, result) -> None:
+        now = time.perf_counter()
+        with self.lock:
+            self.delivered[result.meta] = now
+            if result.ok:
+                self.results.append(result)
+            else:
+                self.failed += 1
+                if self.failed <= 3:
+                    print(f"  frame {result.meta} failed: {result.error}", file=sys.stderr)
+
+
+def run_pipeline(model: DepthPro, images: list[np.ndarray], intrinsics: Intrinsics | None,
+                 config: EngineConfig, frames: int, warmup: int, rate: float | None) -> dict:
+    """Feed ``frames`` frames (after ``warmup`` more) as fast as possible or at ``rate``."""
+    recorder = Recorder()
+    submitted: dict[int, float] = {}
+    with DepthEngine(model, config, on_result=recorder) as engine:
+        for i in range(warmup):
+            engine.submit(Frame(image=images[i % len(images)], channel_order="bgr",
+                                intrinsics=intrinsics, meta=-1 - i))
+            engine.drain()
+        with recorder.lock:
+            recorder.delivered.clear()
+            recorder.results.clear()
+            recorder.failed = 0
+        dropped0 = engine.stats.dropped
+        t0 = time.perf_counter()
+        for i in range(frames):
+            if rate:
+                delay = t0 + i / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            frame = Frame(image=images[i % len(images)], channel_order="bgr",
+                          intrinsics=intrinsics, meta=i)
+            submitted[i] = time.perf_counter()
+            engine.submit(frame)
+        engine.drain()
+        t_end = time.perf_counter()
+        dropped = engine.stats.dropped - dropped0
+
+    delivered = recorder.delivered
+    latencies = [1e3 * (delivered[i] - submitted[i]) for i in sorted(delivered)]
+    last = max(delivered.values()) if delivered else t_end
+    out = {"policy": config.policy, "overlap": config.overlap, "frames": frames,
+           "delivered": len(delivered), "dropped": dropped, "failed": recorder.failed,
+           "fps": len(delivered) / (last - t0) if delivered else 0.0}
+    if rate:
+        out["rate_hz"] = rate
+    out["latency"] = summary(latencies)
+    out["stages_median_ms"] = {
+        key: percentile([r.timings_ms[key] for r in recorder.results if key in r.timings_ms],
+                        50)
+        for key in STAGES
+    }
+    return out
+
+
+def bench_precision(args, device: torch.device, precision: str) -> dict:
+    model_config = CONFIGS[args.config]()
+    dtype = parse_precision(precision)
+    t_build = time.perf_counter()
+    model = build_model(model_config, device, precision)
+    synchronize(device)
+    reset_peak_memory(device)  # after the fp32 build: the peak counts weights in `precision`
+    print(f"[{precision}] model built in {time.perf_counter() - t_build:.1f} s "
+          f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters)")
+    estimate = args.focal == "estimate"
+    intrinsics = None if estimate else Intrinsics.from_focal(
+        0.8 * args.width, args.width, args.height)
+
+    model_only = bench_model_only(model, device, dtype, args.batch, estimate,
+                                  args.frames, args.warmup)
+    print(f"[{precision}] model-only {model_only['median_ms']:.1f} ms/frame")
+    images = make_frames(4, args.width, args.height)
+    base = dict(device=str(device), precision=precision, compile=args.compile,
+                cuda_graphs=args.cuda_graphs, points=args.points)
+    fast = run_pipeline(model, images, intrinsics,
+                        EngineConfig(policy="all", queue_size=args.queue_size,
+                                     batch_size=args.batch, **base),
+                        args.frames, args.warmup, rate=None)
+    print(f"[{precision}] pipeline {fast['fps']:.2f} fps")
+    rate = args.rate or max(0.1, round(0.8 * fast["fps"], 2))
+    fixed = run_pipeline(model, images, intrinsics, EngineConfig(policy="latest", **base),
+                         args.frames, args.warmup, rate=rate)
+    print(f"[{precision}] fixed rate {rate:g} Hz: {fixed['fps']:.2f} fps out")
+    sequential = run_pipeline(model, images, intrinsics,
+                              EngineConfig(policy="all", queue_size=args.queue_size,
+                                           batch_size=args.batch, overlap=False, **base),
+                              args.frames, args.warmup, rate=None)
+    print(f"[{precision}] sequential {sequential['fps']:.2f} fps")
+    memory, memory_kind = peak_memory_mb(device)
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {
+        "precision": precision,
+        "model_only": model_only,
+        "pipeline": fast,
+        "fixed_rate": fixed,
+        "sequential": sequential,
+        "overlap_ratio": fast["fps"] / model_only["fps"],
+        "sequential_ratio": sequential["fps"] / model_only["fps"],
+        "speedup_vs_sequential": fast["fps"] / sequential["fps"] if sequential["fps"] else None,
+        "peak_memory_mb": memory,
+        "peak_memory_kind": memory_kind,
+        "network_input": [args.batch, 3, model_config.input_size, model_config.input_size],
+    }
+
+
+# --------------------------------------------------------------------------- output
+def fmt(value, spec=".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(report: dict) -> None:
+    print()
+    print(f"device: {report['device']} | torch {report['torch']} | CUDA {report['cuda']} | "
+          f"config {report['config']} | input {report['input']['width']}x"
+          f"{report['input']['height']} {report['input']['encoding']} | focal "
+          f"{report['focal']} | frames {report['frames']} (+{report['warmup']} warm-up)")
+    header = ("precision", "model ms", "model p90", "model fps", "pipe fps", "pipe lat",
+              "pipe p90", "rate Hz", "rate lat", "rate p90", "dropped", "seq fps",
+              "seq lat", "overlap", "peak MB")
+    rows = []
+    for run in report["runs"]:
+        mo, pl, fx, sq = run["model_only"], run["pipeline"], run["fixed_rate"], \
+            run["sequential"]
+        rows.append((
+            run["precision"], fmt(mo["median_ms"]), fmt(mo["p90_ms"]), fmt(mo["fps"], ".2f"),
+            fmt(pl["fps"], ".2f"), fmt(pl["latency"]["median_ms"]),
+            fmt(pl["latency"]["p90_ms"]), fmt(fx["rate_hz"], ".3g"),
+            fmt(fx["latency"]["median_ms"]), fmt(fx["latency"]["p90_ms"]),
+            f"{fx['dropped']}/{fx['frames']}", fmt(sq["fps"], ".2f"),
+            fmt(sq["latency"]["median_ms"]), fmt(run["overlap_ratio"], ".2f"),
+            fmt(run["peak_memory_mb"], ".0f"),
+        ))
+    _print_rows(header, rows)
+    print()
+    header = ("precision", *[f"{s} ms" for s in STAGES])
+    rows = [(run["precision"], *[fmt(run["pipeline"]["stages_median_ms"][s]) for s in STAGES])
+            for run in report["runs"]]
+    print("per-stage medians (pipeline run, from DepthResult.timings_ms):")
+    _print_rows(header, rows)
+
+
+def _print_rows(header, rows) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "device"
+
+
+def write_json(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- main
+def parse_args(argv=None) -> argparse.Namespace:
+    cuda = torch.cuda.is_available()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", default="cuda" if cuda else "cpu")
+    p.add_argument("--config", choices=sorted(CONFIGS), default="full" if cuda else "tiny",
+                   help="network size; 'full' is the released Depth Pro (random weights)")
+    p.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "bf16"],
+                   default=["fp32", "fp16", "bf16"] if cuda else ["fp32"])
+    p.add_argument("--frames", type=int, default=100 if cuda else 8,
+                   help="measured frames per run")
+    p.add_argument("--warmup", type=int, default=10 if cuda else 1,
+                   help="frames (or forward passes) before measuring")
+    p.add_argument("--rate", type=float, default=None,
+                   help="fixed input rate in Hz (default: 80%% of the measured pipeline fps)")
+    p.add_argument("--width", type=int, default=1920)
+    p.add_argument("--height", type=int, default=1080)
+    p.add_argument("--focal", choices=["known", "estimate"], default="known",
+                   help="known focal (CameraInfo: FoV head skipped) or estimated (FoV head)")
+    p.add_argument("--batch", type=int, default=1, help="network batch (engine batch_size)")
+    p.add_argument("--queue-size", type=int, default=4)
+    p.add_argument("--points", action="store_true", help="also compute point clouds")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument("--cuda-graphs", action="store_true", help="replay the network as a graph")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON path (default bench/results/<device>_<config>.json)")
+    args = p.parse_args(argv)
+    if args.frames < 1 or args.warmup < 0 or args.batch < 1:
+        p.error("--frames and --batch must be >= 1, --warmup >= 0")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("CUDA requested but not available", file=sys.stderr)
+        return 2
+    name = device_name(device)
+    report = {
+        "device": name,
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+        "config": args.config,
+        "model_config": CONFIGS[args.config]().to_dict(),
+        "precision": args.precision,
+        "input": {"width": args.width, "height": args.height, "encoding": "bgr8"},
+        "focal": args.focal,
+        "frames": args.frames,
+        "warmup": args.warmup,
+        "batch": args.batch,
+        "queue_size": args.queue_size,
+        "points": args.points,
+        "compile": args.compile,
+        "cuda_graphs": args.cuda_graphs,
+        "runs": [],
+    }
+    print(f"benchmark on {name} ({device}), config {args.config}, "
+          f"precisions {' '.join(args.precision)}")
+    t0 = time.perf_counter()
+    for precision in args.precision:
+        report["runs"].append(bench_precision(args, device, precision))
+    report["overlap_ratio"] = {r["precision"]: r["overlap_ratio"] for r in report["runs"]}
+    report["wall_s"] = time.perf_counter() - t0
+    print_table(report)
+    out = args.out or ROOT / "bench" / "results" / f"{slug(name)}_{args.config}.json"
+    write_json(report, out)
+    print(f"\nwrote {out} ({report['wall_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
