@@ -1,7 +1,7 @@
 """Synthetic sensor_msgs payloads for tests: every input encoding, built with numpy alone.
 
 ``encode_image(rgb, encoding)`` turns a known RGB picture into Image fields (a dict)
-for any encoding that ``depth_pro_ros.io.messages.image_to_array`` reads, including the
+for any encoding that ``depth_pro_ros.io.image_decode.image_to_array`` reads, including the
 YUV 4:2:2 packings (BT.601, limited range, as OpenCV decodes them) and the four Bayer
 mosaics. ``rclpy_message`` / ``rosbags_message`` wrap the dicts into real messages.
 """

@@ -20,18 +20,20 @@ from message_factories import (
 )
 from rosbags.typesys import Stores, get_typestore
 
-from depth_pro_ros.io.messages import (
+from depth_pro_ros.io.image_decode import (
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
+    compressed_to_array,
+    image_to_array,
+)
+from depth_pro_ros.io.messages import (
     camera_info_fields_scaled,
     camera_info_values,
     colorized_image_fields,
-    compressed_to_array,
     depth_image_fields,
     depth_image_to_array,
     fill,
     image_fields,
-    image_to_array,
     pointcloud2_fields,
     pointcloud2_to_array,
     stamp_to_nanoseconds,
