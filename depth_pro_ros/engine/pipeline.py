@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from depth_pro_ros.engine.focal import Intrinsics
-from depth_pro_ros.engine.pointcloud import depth_to_points, record_dtype
+from depth_pro_ros.engine.pointcloud import depth_to_points, pack_words, words_to_record
 from depth_pro_ros.engine.preprocess import prepare_input, to_rgb
 from depth_pro_ros.engine.types import DepthResult, EngineConfig, EngineStats, Frame
 from depth_pro_ros.model import DepthPro, focal_from_fov, load_checkpoint, parse_precision
@@ -389,10 +389,7 @@ class DepthEngine:
                         depth, intr, min_depth=cfg.min_depth, max_depth=cfg.max_depth,
                         decimation=cfg.points_decimation, rgb=rgb,
                     )
-                    parts = [cloud.xyz.view(torch.int32)]
-                    if cloud.rgb_packed is not None:
-                        parts.append(cloud.rgb_packed.view(torch.int32).unsqueeze(-1))
-                    out["points"] = self._to_host(torch.cat(parts, dim=-1))
+                    out["points"] = self._to_host(pack_words(cloud))
                     out["points_shape"] = (cloud.height, cloud.width)
             if self._cuda:
                 work.events["done"] = torch.cuda.Event(enable_timing=True)
@@ -436,8 +433,7 @@ class DepthEngine:
                 # Copy out of pinned memory so consumers may keep results indefinitely.
                 result.depth = out["depth"].numpy().copy()
                 if "points" in out:
-                    with_rgb = out["points"].shape[-1] == 4
-                    result.points = _as_record(out["points"].numpy(), with_rgb)
+                    result.points = words_to_record(out["points"].numpy()).copy()
                     result.points_shape = out["points_shape"]
             self._emit(result)
 
@@ -473,10 +469,6 @@ def _rgb_at(image: torch.Tensor, channel_order: str, size: tuple[int, int]) -> t
         return rgb
     x = rgb.permute(2, 0, 1)[None].float()
     return F.interpolate(x, size=size, mode="area")[0].permute(1, 2, 0).round().to(torch.uint8)
-
-
-def _as_record(words: np.ndarray, with_rgb: bool) -> np.ndarray:
-    return np.ascontiguousarray(words).reshape(-1).view(record_dtype(with_rgb)).copy()
 
 
 def create_engine(

@@ -19,10 +19,12 @@ __all__ = [
     "PointCloudArrays",
     "depth_to_points",
     "pack_rgb",
+    "pack_words",
     "point_step",
     "pointcloud_fields",
     "record_dtype",
     "to_numpy_record",
+    "words_to_record",
 ]
 
 #: ``sensor_msgs/PointField.FLOAT32``.
@@ -166,18 +168,28 @@ def record_dtype(with_rgb: bool) -> np.dtype:
     )
 
 
+def pack_words(arrays: PointCloudArrays) -> torch.Tensor:
+    """(h, w, 3 or 4) int32 tensor on the cloud's device holding each point's field bits.
+
+    Working in int32 keeps float bit patterns (NaN, packed colours) verbatim, and one
+    tensor means a single device-to-host transfer.
+    """
+    parts = [arrays.xyz.view(torch.int32)]
+    if arrays.rgb_packed is not None:
+        parts.append(arrays.rgb_packed.view(torch.int32).unsqueeze(-1))
+    return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+
+
+def words_to_record(words: np.ndarray) -> np.ndarray:
+    """Host (h, w, 3 or 4) int32 words -> structured (h*w,) array (a view where possible)."""
+    with_rgb = words.shape[-1] == 4
+    return np.ascontiguousarray(words).reshape(-1).view(record_dtype(with_rgb))
+
+
 def to_numpy_record(arrays: PointCloudArrays) -> np.ndarray:
     """Return a C-contiguous structured array of shape (h*w,), row-major, on the host.
 
     Its bytes (``.tobytes()`` or a memoryview) are the PointCloud2 ``data`` for the
     layout of :func:`pointcloud_fields` in native byte order.
     """
-    with_rgb = arrays.rgb_packed is not None
-    # Concatenate as int32 so that float bit patterns (NaN, packed colours) are copied
-    # verbatim, then make a single device-to-host transfer.
-    parts = [arrays.xyz.view(torch.int32)]
-    if arrays.rgb_packed is not None:
-        parts.append(arrays.rgb_packed.view(torch.int32).unsqueeze(-1))
-    packed = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-    host = np.ascontiguousarray(packed.detach().cpu().numpy())
-    return host.reshape(-1).view(record_dtype(with_rgb))
+    return words_to_record(pack_words(arrays).detach().cpu().numpy())
