@@ -41,9 +41,10 @@ ALLOWED_INTERNAL = {
     "model": {"model"},
     "engine": {"engine", "model"},
     "io": {"io"},
-    "ros": {"ros", "engine", "io", "model"},
-    "bag": {"bag", "engine", "io", "model"},
-    "cli": {"cli", "bag", "engine", "io", "model"},
+    "stream": {"stream", "engine", "io", "model"},
+    "ros": {"ros", "stream", "engine", "io", "model"},
+    "bag": {"bag", "stream", "engine", "io", "model"},
+    "cli": {"cli", "bag", "stream", "engine", "io", "model"},
     "__init__": set(),
 }
 

@@ -256,6 +256,11 @@ class FocalTracker:
         self._camera_info = intrinsics.validate()
         self._camera_info_stamp = float(stamp)
 
+    def forget_camera_info(self) -> None:
+        """Drop the CameraInfo (e.g. none pairs with the current image)."""
+        self._camera_info = None
+        self._camera_info_stamp = None
+
     def needs_estimate(self, width: int, height: int, now: float) -> bool:
         """True when the network's FoV head must run for this frame."""
         if self._source is FocalSource.FOV_HEAD:
@@ -299,7 +304,7 @@ class FocalTracker:
         stamp = self._camera_info_stamp
         if stamp is None:
             choice = FocalSource.FOV_HEAD
-            message = "no camera_info received yet, using the FoV estimate"
+            message = "no camera_info for this image, using the FoV estimate"
         elif now - stamp > self._timeout:
             choice = FocalSource.FOV_HEAD
             message = (

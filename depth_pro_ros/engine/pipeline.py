@@ -15,6 +15,7 @@ Elsewhere the same steps run one after the other.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -36,7 +37,6 @@ from depth_pro_ros.model.inference import metric_depth
 
 _log = logging.getLogger(__name__)
 
-FocalFilter = Callable[[float, int, int], "Intrinsics | None"]
 ResultCallback = Callable[[DepthResult], None]
 
 
@@ -129,7 +129,6 @@ class DepthEngine:
         self,
         model: DepthPro,
         config: EngineConfig = EngineConfig(),
-        focal_filter: FocalFilter | None = None,
         on_result: ResultCallback | None = None,
     ) -> None:
         self.config = config
@@ -143,7 +142,6 @@ class DepthEngine:
             self._network = torch.compile(model)
         if config.cuda_graphs and self._cuda:
             self._network = _GraphedNetwork(model)
-        self._focal_filter = focal_filter
         self._on_result = on_result
         self.stats = EngineStats()
 
@@ -209,6 +207,19 @@ class DepthEngine:
         result = self.get()
         assert result is not None
         return result
+
+    def reconfigure(self, **changes) -> EngineConfig:
+        """Change output settings (points, depth range, ``output_scale``) from the next frame.
+
+        Settings fixed when the engine was built (device, precision, policy, queue,
+        compile, CUDA graphs) cannot change. Raises ``ValueError`` for invalid values.
+        """
+        fixed = {"device", "precision", "policy", "queue_size", "compile", "cuda_graphs"}
+        if fixed & changes.keys():
+            raise ValueError(f"cannot change {sorted(fixed & changes.keys())} while running")
+        # One reference assignment: the worker reads self.config once per batch.
+        self.config = dataclasses.replace(self.config, **changes)
+        return self.config
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every submitted frame has been delivered or dropped."""
@@ -353,7 +364,7 @@ class DepthEngine:
                 out["intrinsics"], out["focal_source"] = frame.intrinsics.scaled_to(w, h), "given"
             else:
                 raw = out["focal_estimate_px"]
-                chosen = self._focal_filter(raw, w, h) if self._focal_filter else (
+                chosen = frame.focal_filter(raw, w, h) if frame.focal_filter else (
                     Intrinsics.from_focal(raw, w, h) if raw > 0 else None
                 )
                 if chosen is None:
@@ -474,10 +485,9 @@ def _rgb_at(image: torch.Tensor, channel_order: str, size: tuple[int, int]) -> t
 def create_engine(
     checkpoint: str,
     config: EngineConfig = EngineConfig(),
-    focal_filter: FocalFilter | None = None,
     on_result: ResultCallback | None = None,
 ) -> DepthEngine:
     """Load ``checkpoint`` on the config's device and precision and start an engine."""
     device = resolve_device(config.device)
     model = load_checkpoint(checkpoint, device=device, precision=parse_precision(config.precision))
-    return DepthEngine(model, config, focal_filter=focal_filter, on_result=on_result)
+    return DepthEngine(model, config, on_result=on_result)

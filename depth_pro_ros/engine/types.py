@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +60,10 @@ class Frame:
     ``image`` is uint8 (H, W, 3) in ``channel_order`` ("rgb" or "bgr") or (H, W) /
     (H, W, 1) for "mono". ``intrinsics`` are the known camera's (any size: they are
     scaled to the image); without them the FoV head estimates the focal, which also
-    runs when ``estimate_fov`` asks for the estimate anyway. ``meta`` is passed through.
+    runs when ``estimate_fov`` asks for the estimate anyway. ``focal_filter(f_px, width,
+    height)`` (e.g. ``FocalTracker.observe_estimate``) turns the raw estimate into the
+    intrinsics used, or None to reject it; it is called on the worker thread in frame
+    order. ``meta`` is passed through.
     """
 
     image: np.ndarray
@@ -67,6 +71,7 @@ class Frame:
     intrinsics: Intrinsics | None = None
     estimate_fov: bool = False
     meta: Any = None
+    focal_filter: Callable[[float, int, int], Intrinsics | None] | None = None
 
     def validate(self) -> None:
         img = self.image

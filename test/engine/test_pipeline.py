@@ -214,7 +214,9 @@ def test_focal_filter_smooths_estimates_with_ema(model, ref):
 
     big_rgb = (_as_rgb(*P_BGR_BIG), "rgb")
     frames = [_frame(P_RGB, meta=0), _frame(P_MONO, meta=1), _frame(big_rgb, meta=2)]
-    with DepthEngine(model, _cpu(policy="all", queue_size=4), focal_filter=focal_filter) as eng:
+    for frame in frames:
+        frame.focal_filter = focal_filter
+    with DepthEngine(model, _cpu(policy="all", queue_size=4)) as eng:
         for frame in frames:
             assert eng.submit(frame, timeout=WAIT)
         results = _collect(eng, 3)
@@ -487,7 +489,9 @@ def test_rejected_or_failing_focal_filter_fails_only_that_frame(model, ref):
         return tracker.observe_estimate(f_px, width, height)
 
     frames = [_frame(P_RGB, meta=i) for i in range(3)]
-    with DepthEngine(model, _cpu(policy="all", queue_size=4), focal_filter=focal_filter) as eng:
+    for frame in frames:
+        frame.focal_filter = focal_filter
+    with DepthEngine(model, _cpu(policy="all", queue_size=4)) as eng:
         for frame in frames:
             assert eng.submit(frame, timeout=WAIT)
         results = _collect(eng, 3)

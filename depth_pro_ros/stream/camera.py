@@ -1,0 +1,299 @@
+"""One camera's messages -> engine frames: decoding, CameraInfo pairing, focal tracking.
+
+The ROS node and the bag tool both feed images through :class:`CameraStream`, so they
+pick the focal for a frame in exactly the same way. Nothing here imports ROS: messages
+are read by attribute (rclpy, rosbags and ROS 1 messages all work) and time is passed
+in explicitly (ROS clock time in the node, log time in the bag tool).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from depth_pro_ros.engine import FocalSource, FocalTracker, Frame, Intrinsics
+from depth_pro_ros.engine.focal import intrinsics_from_camera_info
+from depth_pro_ros.io.image_decode import ImageDecodeError, compressed_to_array, image_to_array
+from depth_pro_ros.io.messages import camera_info_values, stamp_to_nanoseconds
+
+__all__ = [
+    "CAMERA_INFO_SYNC",
+    "CameraStream",
+    "FocalSettings",
+    "FrameSkipped",
+    "StreamFrame",
+]
+
+#: How an image is paired with a CameraInfo (see :class:`FocalSettings`).
+CAMERA_INFO_SYNC = ("exact", "approximate", "latest")
+
+# Aspect ratios of a CameraInfo and its image may differ this much (relative) before the
+# CameraInfo is considered to describe another camera mode.
+_ASPECT_TOLERANCE = 0.01
+
+
+class FrameSkipped(ValueError):
+    """An image cannot be processed. ``reason`` is a short counter key, the text says why."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FocalSettings:
+    """Where the focal length comes from (the node's focal_* / camera_info_* parameters).
+
+    ``focal_source``: ``auto`` (a fresh paired CameraInfo, else the FoV estimate),
+    ``camera_info`` (skip images until one pairs), ``fov_head`` or ``fixed``.
+    ``camera_info_sync``: ``exact`` pairs an image with the CameraInfo of identical
+    stamp, ``approximate`` with the nearest stamp within ``sync_slop`` seconds,
+    ``latest`` with the most recent CameraInfo whatever its stamp.
+    """
+
+    focal_source: str = "auto"
+    fixed_focal_px: float = 0.0
+    focal_ema_alpha: float = 0.1
+    camera_info_timeout: float = 1.0
+    camera_info_sync: str = "latest"
+    sync_slop: float = 0.02
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.focal_source not in [s.value for s in FocalSource]:
+            problems.append(f"focal_source must be one of auto, camera_info, fov_head, fixed, "
+                            f"got {self.focal_source!r}")
+        if self.focal_source == "fixed" and not (
+            math.isfinite(self.fixed_focal_px) and self.fixed_focal_px > 0.0
+        ):
+            problems.append(f"focal_source 'fixed' needs fixed_focal_px > 0, "
+                            f"got {self.fixed_focal_px}")
+        if not (0.0 < self.focal_ema_alpha <= 1.0):
+            problems.append(f"focal_ema_alpha must be in (0, 1], got {self.focal_ema_alpha}")
+        if not (self.camera_info_timeout > 0.0):
+            problems.append(f"camera_info_timeout must be > 0 s, got {self.camera_info_timeout}")
+        if self.camera_info_sync not in CAMERA_INFO_SYNC:
+            problems.append(f"camera_info_sync must be one of {', '.join(CAMERA_INFO_SYNC)}, "
+                            f"got {self.camera_info_sync!r}")
+        if not (self.sync_slop >= 0.0):
+            problems.append(f"sync_slop must be >= 0 s, got {self.sync_slop}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def tracker(self) -> FocalTracker:
+        return FocalTracker(
+            self.focal_source,
+            ema_alpha=self.focal_ema_alpha,
+            fixed_focal_px=self.fixed_focal_px if self.focal_source == "fixed" else None,
+            camera_info_timeout=self.camera_info_timeout,
+        )
+
+
+@dataclass
+class _CameraInfoEntry:
+    stamp_ns: int
+    received: float
+    msg: Any
+    intrinsics: Intrinsics
+
+
+@dataclass
+class StreamFrame:
+    """What travels with a frame through the engine (``Frame.meta``).
+
+    ``header`` is the source image's header (copied onto every output), ``camera_info``
+    the CameraInfo message whose intrinsics were used (None when the focal came from
+    elsewhere), ``received`` the time the image was taken in, ``user`` the caller's own.
+    """
+
+    header: Any
+    stamp_ns: int
+    received: float
+    camera_info: Any = None
+    user: Any = None
+
+
+class CameraStream:
+    """Turns one camera's image and CameraInfo messages into engine frames. Thread-safe.
+
+    ``history`` bounds the CameraInfo messages kept for pairing (None keeps all, for a
+    bag whose CameraInfo is loaded up front). With ``hold_unpaired`` (live streams in
+    ``exact`` / ``approximate`` mode) an image whose CameraInfo has not arrived yet is
+    held until it does; a newer image replaces a held one (counted in ``dropped``).
+    """
+
+    def __init__(
+        self, settings: FocalSettings, history: int | None = 64, hold_unpaired: bool = False
+    ) -> None:
+        self._lock = threading.Lock()
+        self._settings = settings
+        self._tracker = settings.tracker()
+        self._history = history
+        self._hold_unpaired = hold_unpaired
+        self._entries: list[_CameraInfoEntry] = []  # in arrival order
+        self._received: list[float] = []  # their arrival times, for bisection
+        self._by_stamp: list[tuple[int, int, _CameraInfoEntry]] = []  # (stamp, seq, entry)
+        self._seq = 0
+        self._held: tuple[Any, bool, float, Any] | None = None
+        self._messages: list[str] = []
+        self.dropped = 0
+
+    # ---------------------------------------------------------------- settings
+    @property
+    def settings(self) -> FocalSettings:
+        return self._settings
+
+    def configure(self, settings: FocalSettings) -> None:
+        """Apply new settings from the next frame; a new focal policy restarts the EMA."""
+        with self._lock:
+            old, self._settings = self._settings, settings
+            if (old.focal_source, old.fixed_focal_px, old.focal_ema_alpha,
+                    old.camera_info_timeout) != (settings.focal_source, settings.fixed_focal_px,
+                                                 settings.focal_ema_alpha,
+                                                 settings.camera_info_timeout):
+                self._tracker = settings.tracker()
+
+    def focal_state(self, width: int) -> dict[str, Any]:
+        """The current focal source and the EMA of the estimates (px at ``width``)."""
+        with self._lock:
+            current = self._tracker.current_source
+            return {
+                "source": current.value if current is not None else None,
+                "ema_px": self._tracker.ema.value_px(width),
+                "estimates": self._tracker.ema.count,
+            }
+
+    def pop_messages(self) -> list[str]:
+        """Focal source switches since the last call (log each once)."""
+        with self._lock:
+            out, self._messages = self._messages, []
+            return out
+
+    # ---------------------------------------------------------------- input
+    def add_camera_info(self, msg: Any, received: float) -> list[Frame]:
+        """Record a CameraInfo; return the held frame it completes, if any.
+
+        Raises:
+            ValueError: the CameraInfo is unusable (K all zero, zero size, wrong K
+                length ...); it is ignored and earlier ones stay in use.
+        """
+        try:
+            k, width, height, _ = camera_info_values(msg)
+            intrinsics = intrinsics_from_camera_info(k, width, height)
+            stamp_ns = stamp_to_nanoseconds(msg.header.stamp)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ValueError(f"camera_info ignored: {exc}") from None
+        entry = _CameraInfoEntry(stamp_ns, float(received), msg, intrinsics)
+        with self._lock:
+            self._remember(entry)
+            held, self._held = self._held, None
+        if held is None:
+            return []
+        frame = self.prepare(*held[:3], meta=held[3])
+        return [] if frame is None else [frame]
+
+    def prepare(
+        self, msg: Any, compressed: bool, received: float, meta: Any = None
+    ) -> Frame | None:
+        """Decode an image message and pick its focal: a :class:`Frame` for the engine.
+
+        Returns None when the image is held for its CameraInfo (``hold_unpaired``).
+
+        Raises:
+            FrameSkipped: the image cannot be decoded, its CameraInfo does not fit it, or
+                ``focal_source`` is ``camera_info`` and none pairs with it.
+        """
+        try:
+            header = msg.header
+            stamp_ns = stamp_to_nanoseconds(header.stamp)
+            pixels, order = compressed_to_array(msg) if compressed else image_to_array(msg)
+        except ImageDecodeError as exc:
+            raise FrameSkipped(str(exc), "decode") from None
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise FrameSkipped(f"malformed image message: {exc}", "decode") from None
+        height, width = pixels.shape[:2]
+        with self._lock:
+            entry = self._pair(stamp_ns, received)
+            if entry is None and self._should_hold(received):
+                if self._held is not None:
+                    self.dropped += 1
+                self._held = (msg, compressed, received, meta)
+                return None
+            if entry is not None:
+                _check_aspect(entry.intrinsics, width, height)
+                self._tracker.set_camera_info(entry.intrinsics, entry.received)
+            else:
+                self._tracker.forget_camera_info()
+            known = self._tracker.known_focal(width, height, received)
+            estimate = known is None and self._tracker.needs_estimate(width, height, received)
+            while (message := self._tracker.pop_switch_message()) is not None:
+                self._messages.append(message)
+            from_info = known is not None and (
+                self._tracker.current_source is FocalSource.CAMERA_INFO)
+        if known is None and not estimate:
+            raise FrameSkipped(
+                "focal_source is camera_info but no CameraInfo pairs with this image "
+                f"(camera_info_sync {self._settings.camera_info_sync})", "no_camera_info")
+        used_info = entry.msg if from_info else None
+        return Frame(
+            image=pixels,
+            channel_order=order,
+            intrinsics=known,
+            estimate_fov=False,
+            meta=StreamFrame(header, stamp_ns, received, used_info, meta),
+            focal_filter=self._observe,
+        )
+
+    # ---------------------------------------------------------------- internals
+    def _observe(self, f_px: float, width: int, height: int) -> Intrinsics | None:
+        with self._lock:  # called on the engine's worker thread
+            return self._tracker.observe_estimate(f_px, width, height)
+
+    def _should_hold(self, received: float) -> bool:
+        """Hold an unpaired image while CameraInfo is flowing and pairing is by stamp."""
+        s = self._settings
+        if not self._hold_unpaired or s.camera_info_sync == "latest" or not self._entries:
+            return False
+        if s.focal_source == "camera_info":
+            return True
+        fresh = received - self._entries[-1].received <= s.camera_info_timeout
+        return s.focal_source == "auto" and fresh
+
+    def _remember(self, entry: _CameraInfoEntry) -> None:
+        self._seq += 1
+        self._entries.append(entry)
+        self._received.append(entry.received)
+        bisect.insort(self._by_stamp, (entry.stamp_ns, self._seq, entry))
+        if self._history is not None and len(self._entries) > self._history:
+            oldest = self._entries.pop(0)
+            self._received.pop(0)
+            self._by_stamp = [item for item in self._by_stamp if item[2] is not oldest]
+
+    def _pair(self, stamp_ns: int, received: float) -> _CameraInfoEntry | None:
+        if not self._entries:
+            return None
+        mode = self._settings.camera_info_sync
+        if mode == "latest":
+            # Newest CameraInfo received by ``received`` (a bag holds later ones too).
+            idx = bisect.bisect_right(self._received, received) - 1
+            return self._entries[idx] if idx >= 0 else None
+        slop_ns = 0 if mode == "exact" else round(self._settings.sync_slop * 1e9)
+        # Candidates: the last CameraInfo stamped at or before the image, the first after.
+        idx = bisect.bisect_right(self._by_stamp, (stamp_ns, math.inf))
+        candidates = [self._by_stamp[i][2] for i in (idx - 1, idx) if 0 <= i < len(self._by_stamp)]
+        best = min(candidates, key=lambda e: abs(e.stamp_ns - stamp_ns))
+        return best if abs(best.stamp_ns - stamp_ns) <= slop_ns else None
+
+
+def _check_aspect(intr: Intrinsics, width: int, height: int) -> None:
+    if intr.width == width and intr.height == height:
+        return
+    if abs(intr.width * height - intr.height * width) > _ASPECT_TOLERANCE * intr.width * height:
+        raise FrameSkipped(
+            f"camera_info size {intr.width}x{intr.height} does not fit the image size "
+            f"{width}x{height} (different aspect ratio); is it the right camera_info topic?",
+            "camera_info_mismatch",
+        )
