@@ -78,8 +78,8 @@ class FocalSettings:
         if self.camera_info_sync not in CAMERA_INFO_SYNC:
             problems.append(f"camera_info_sync must be one of {', '.join(CAMERA_INFO_SYNC)}, "
                             f"got {self.camera_info_sync!r}")
-        if not (self.sync_slop >= 0.0):
-            problems.append(f"sync_slop must be >= 0 s, got {self.sync_slop}")
+        if not (math.isfinite(self.sync_slop) and self.sync_slop >= 0.0):
+            problems.append(f"sync_slop must be a finite number >= 0 s, got {self.sync_slop}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -177,6 +177,8 @@ class CameraStream:
         """Record a CameraInfo; return the held frame it completes, if any.
 
         Raises:
+            FrameSkipped: the CameraInfo was recorded, but the held frame it completes
+                cannot be processed (see :meth:`prepare`). Catch it before ValueError.
             ValueError: the CameraInfo is unusable (K all zero, zero size, wrong K
                 length ...); it is ignored and earlier ones stay in use.
         """
@@ -216,7 +218,9 @@ class CameraStream:
             raise FrameSkipped(f"malformed image message: {exc}", "decode") from None
         height, width = pixels.shape[:2]
         with self._lock:
-            entry = self._pair(stamp_ns, received)
+            # fov_head / fixed never use a CameraInfo, so none may skip their frames.
+            uses_info = self._settings.focal_source in ("auto", "camera_info")
+            entry = self._pair(stamp_ns, received) if uses_info else None
             if entry is None and self._should_hold(received):
                 if self._held is not None:
                     self.dropped += 1

@@ -1,0 +1,142 @@
+"""Run depth_pro_node against a synthetic camera and report what a user sees.
+
+Starts the node as a process (as ``ros2 run`` would), publishes frames (and, for the
+first half of the run, a CameraInfo) at a fixed rate, and records the output rates, the
+end-to-end latency, the topic list and the last /diagnostics message. A script, not a
+test: the numbers depend on the machine.
+
+    .venv/bin/python bench/bench_node.py --checkpoint depth_pro.pt --rate 10 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="weights for the node")
+    p.add_argument("--device", default="", help="node device (default: cuda if available)")
+    p.add_argument("--rate", type=float, default=5.0, help="camera rate, Hz")
+    p.add_argument("--seconds", type=float, default=20.0, help="publishing time")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--domain", default=str(100 + os.getpid() % 100), help="ROS_DOMAIN_ID")
+    p.add_argument("--out", type=Path, help="JSON file for the results")
+    return p.parse_args()
+
+
+def main() -> int:
+    args = _parse()
+    os.environ.update(ROS_DOMAIN_ID=args.domain, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+                      ROS_LOCALHOST_ONLY="1", RCUTILS_COLORIZED_OUTPUT="0")
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.node import Node
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
+    node_cmd = [sys.executable, "-m", "depth_pro_ros.ros.node", "--ros-args",
+                "-r", "__ns:=/camera", "--params-file", str(REPO / "config/depth_pro.yaml"),
+                "-p", f"checkpoint:={args.checkpoint}", "-p", f"device:={args.device}"]
+    proc = subprocess.Popen(node_cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    rclpy.init()
+    probe = Node("camera_sim")
+    image_pub = probe.create_publisher(Image, "/camera/image", 5)
+    info_pub = probe.create_publisher(CameraInfo, "/camera/camera_info", 5)
+    sent: dict[tuple[int, int], float] = {}
+    latencies: list[float] = []
+    arrivals: dict[str, list[float]] = {"depth": [], "points": [], "depth/camera_info": []}
+    diagnostics: list[DiagnosticArray] = []
+
+    def on_output(topic: str, msg) -> None:
+        now = time.monotonic()
+        arrivals[topic].append(now)
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        if topic == "depth" and key in sent:
+            latencies.append(1e3 * (now - sent[key]))
+
+    for topic, cls in (("depth", Image), ("points", PointCloud2),
+                       ("depth/camera_info", CameraInfo)):
+        probe.create_subscription(cls, f"/camera/{topic}",
+                                  lambda m, t=topic: on_output(t, m), 5)
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+
+    rng = np.random.default_rng(0)
+    w, h = args.width, args.height
+    base = (rng.random((h // 8, w // 8, 3)) * 255).astype(np.uint8)
+    pixels = np.kron(base, np.ones((8, 8, 1), np.uint8))  # a blocky but structured picture
+    try:
+        deadline = time.monotonic() + 300
+        while not (image_pub.get_subscription_count() and diagnostics):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"node did not start:\n{Path(log.name).read_text()}")
+            rclpy.spin_once(probe, timeout_sec=0.1)
+        start = time.monotonic()
+        frames = 0
+        while (now := time.monotonic()) < start + args.seconds:
+            if now >= start + frames / args.rate:
+                stamp = probe.get_clock().now().to_msg()
+                img = Image(height=h, width=w, encoding="rgb8", step=3 * w,
+                            data=np.roll(pixels, frames, axis=1).tobytes())
+                img.header.stamp, img.header.frame_id = stamp, "camera_optical_frame"
+                if now < start + args.seconds / 2:  # CameraInfo for the first half only
+                    info = CameraInfo(width=w, height=h)
+                    info.k = [0.8 * w, 0.0, w / 2, 0.0, 0.8 * w, h / 2, 0.0, 0.0, 1.0]
+                    info.header = img.header
+                    info_pub.publish(info)
+                sent[(stamp.sec, stamp.nanosec)] = time.monotonic()
+                image_pub.publish(img)
+                frames += 1
+            rclpy.spin_once(probe, timeout_sec=0.002)
+        settle = time.monotonic() + 5
+        while time.monotonic() < settle:
+            rclpy.spin_once(probe, timeout_sec=0.05)
+        topics = sorted(name for name, _ in probe.get_topic_names_and_types())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+        probe.destroy_node()
+        rclpy.try_shutdown()
+
+    def rate(times: list[float]) -> float:
+        inside = [t for t in times if start <= t <= start + args.seconds]
+        return len(inside) / args.seconds
+
+    status = diagnostics[-1].status[0]
+    result = {
+        "image_size": [w, h], "input_rate_hz": frames / args.seconds,
+        "output_rate_hz": {t: round(rate(v), 2) for t, v in arrivals.items()},
+        "latency_ms_median": statistics.median(latencies) if latencies else None,
+        "latency_ms_max": max(latencies) if latencies else None,
+        "frames_sent": frames, "depth_received": len(arrivals["depth"]),
+        "topics": topics, "node_exit_code": code,
+        "diagnostics": {"level": int.from_bytes(status.level, "little")
+                        if isinstance(status.level, bytes) else int(status.level),
+                        "message": status.message,
+                        **{kv.key: kv.value for kv in status.values}},
+        "node_log_tail": Path(log.name).read_text().splitlines()[-8:],
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

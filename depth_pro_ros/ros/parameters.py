@@ -1,0 +1,170 @@
+"""Every parameter of ``depth_pro_node``, declared in one place.
+
+``PARAMETERS`` is the single table: name, default, description, range or choices, and
+whether a change needs a restart (read-only). ``config/depth_pro.yaml`` and the README
+table list exactly these names (a test checks it). :func:`settings_from` turns a set of
+values into the engine / stream settings and raises ``ValueError`` naming the first bad
+parameter, both at start-up and when a parameter is changed at runtime.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from depth_pro_ros.engine import EngineConfig
+from depth_pro_ros.model import PRECISIONS
+from depth_pro_ros.stream import CAMERA_INFO_SYNC, FocalSettings, OutputOptions
+
+__all__ = ["PARAMETERS", "ParamSpec", "NodeSettings", "descriptor", "settings_from"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    choices: tuple[str, ...] = ()
+    low: float | None = None  # inclusive range, shown to `ros2 param describe`
+    high: float | None = None
+    read_only: bool = False
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("checkpoint", "", "Depth Pro weights: Apple depth_pro.pt, a Hugging Face "
+              "apple/DepthPro-hf folder or .safetensors file (required)", read_only=True),
+    ParamSpec("device", "", "Torch device: cuda, cuda:N or cpu; empty picks cuda when "
+              "available, else cpu", read_only=True),
+    ParamSpec("precision", "auto", "Network precision; auto = fp16 on CUDA, fp32 on CPU "
+              "(metric conversion is always fp32)", choices=("auto", *PRECISIONS),
+              read_only=True),
+    ParamSpec("compile", False, "torch.compile the network (slow first frames, faster "
+              "afterwards)", read_only=True),
+    ParamSpec("input_transport", "raw", "raw: subscribe to 'image' (sensor_msgs/Image); "
+              "compressed: to 'image/compressed' (jpeg/png)", choices=("raw", "compressed"),
+              read_only=True),
+    ParamSpec("focal_source", "auto", "Focal length for metric scale: auto (camera_info "
+              "while fresh, else the FoV-head estimate), camera_info, fov_head or fixed",
+              choices=("auto", "camera_info", "fov_head", "fixed")),
+    ParamSpec("fixed_focal_px", 0.0, "Focal length in pixels at the input resolution, for "
+              "focal_source fixed", low=0.0, high=1e6),
+    ParamSpec("focal_ema_alpha", 0.1, "Weight of each new FoV estimate in the focal EMA "
+              "(0 < alpha <= 1; 1 = no smoothing)", low=0.0, high=1.0),
+    ParamSpec("camera_info_timeout", 2.0, "Seconds without camera_info after which auto "
+              "falls back to the FoV estimate", low=0.01, high=3600.0),
+    ParamSpec("camera_info_sync", "latest", "Pairing of an image with a CameraInfo: exact "
+              "stamp, approximate (nearest within sync_slop) or latest received",
+              choices=CAMERA_INFO_SYNC),
+    ParamSpec("sync_slop", 0.02, "Largest stamp difference in seconds for "
+              "camera_info_sync approximate", low=0.0, high=10.0),
+    ParamSpec("publish_points", True, "Publish the organized point cloud on 'points'"),
+    ParamSpec("points_decimation", 1, "Keep every N-th pixel in each direction of the "
+              "point cloud", low=1, high=64),
+    ParamSpec("points_rgb", False, "Add the image colour to each point as a packed rgb "
+              "field"),
+    ParamSpec("min_depth", 0.0, "Points nearer than this (metres) are NaN", low=0.0,
+              high=1e4),
+    ParamSpec("max_depth", 100.0, "Points farther than this (metres) are NaN", low=0.0,
+              high=1e4),
+    ParamSpec("publish_colorized", True, "Publish a bgr8 preview on 'depth/colorized'"),
+    ParamSpec("colorize_min", 0.0, "Near end of the preview's colour range in metres; 0 = "
+              "automatic (2nd percentile)", low=0.0, high=1e4),
+    ParamSpec("colorize_max", 0.0, "Far end of the preview's colour range in metres; 0 = "
+              "automatic (98th percentile)", low=0.0, high=1e4),
+    ParamSpec("depth_encoding", "32FC1", "32FC1: metres, NaN invalid (REP 118); 16UC1: "
+              "millimetres, 0 invalid", choices=("32FC1", "16UC1")),
+    ParamSpec("lazy", False, "Skip inference while nothing subscribes to any output"),
+)
+
+_SPECS = {spec.name: spec for spec in PARAMETERS}
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The ROS descriptor of a parameter (description, range, read-only)."""
+    desc = ParameterDescriptor(name=spec.name, read_only=spec.read_only)
+    desc.description = spec.description
+    if spec.choices:
+        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.low is not None and isinstance(spec.default, float):
+        desc.floating_point_range = [
+            FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)
+        ]
+    elif spec.low is not None and isinstance(spec.default, int):
+        desc.integer_range = [
+            IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)
+        ]
+    return desc
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The node's parameter values as the settings of the layers below."""
+
+    values: Mapping[str, Any]
+    focal: FocalSettings
+    outputs: OutputOptions
+    engine: EngineConfig
+
+    @property
+    def engine_changes(self) -> dict[str, Any]:
+        """Engine settings that may change while running (see DepthEngine.reconfigure)."""
+        e = self.engine
+        return {"points": e.points, "points_decimation": e.points_decimation,
+                "points_rgb": e.points_rgb, "min_depth": e.min_depth, "max_depth": e.max_depth}
+
+
+def _check(values: Mapping[str, Any]) -> None:
+    for name, value in values.items():
+        spec = _SPECS[name]
+        if spec.choices and value not in spec.choices:
+            raise ValueError(f"parameter '{name}' must be one of {', '.join(spec.choices)}, "
+                             f"got {value!r}")
+        if spec.low is not None and not (
+            isinstance(value, (int, float)) and math.isfinite(value)
+            and spec.low <= value <= spec.high
+        ):
+            raise ValueError(f"parameter '{name}' must be in [{spec.low}, {spec.high}], "
+                             f"got {value!r}")
+
+
+def settings_from(values: Mapping[str, Any]) -> NodeSettings:
+    """Validate a complete set of parameter values and build the layer settings.
+
+    Raises:
+        ValueError: naming the parameter and the reason.
+    """
+    _check(values)
+    v = values
+    if not str(v["checkpoint"]).strip():
+        raise ValueError("parameter 'checkpoint' is required: the path of depth_pro.pt "
+                         "(or an apple/DepthPro-hf folder)")
+    if not v["max_depth"] > v["min_depth"]:
+        raise ValueError(f"parameter 'max_depth' ({v['max_depth']}) must exceed "
+                         f"'min_depth' ({v['min_depth']})")
+    precision = v["precision"]
+    try:
+        focal = FocalSettings(
+            focal_source=v["focal_source"], fixed_focal_px=float(v["fixed_focal_px"]),
+            focal_ema_alpha=float(v["focal_ema_alpha"]),
+            camera_info_timeout=float(v["camera_info_timeout"]),
+            camera_info_sync=v["camera_info_sync"], sync_slop=float(v["sync_slop"]),
+        )
+        outputs = OutputOptions(
+            depth_encoding=v["depth_encoding"], points=bool(v["publish_points"]),
+            colorized=bool(v["publish_colorized"]), colorize_min=float(v["colorize_min"]),
+            colorize_max=float(v["colorize_max"]),
+        )
+        engine = EngineConfig(
+            device=v["device"] or None,
+            precision=precision,  # "auto" is resolved by the node once the device is known
+            policy="latest", compile=bool(v["compile"]), points=bool(v["publish_points"]),
+            points_decimation=int(v["points_decimation"]), points_rgb=bool(v["points_rgb"]),
+            min_depth=float(v["min_depth"]), max_depth=float(v["max_depth"]),
+        )
+    except ValueError as exc:
+        raise ValueError(f"invalid parameters: {exc}") from None
+    return NodeSettings(dict(values), focal, outputs, engine)

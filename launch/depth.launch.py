@@ -1,0 +1,64 @@
+"""Start depth_pro_node for one camera.
+
+ros2 launch depth_pro_ros depth.launch.py checkpoint:=/path/depth_pro.pt \
+    image_topic:=/camera/image_raw
+"""
+
+import os
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+ARGUMENTS = (
+    ("namespace", "", "Namespace of the node and its output topics (e.g. the camera's)"),
+    ("image_topic", "image", "Input image topic; with use_compressed, the base topic whose "
+     "/compressed is read"),
+    ("camera_info_topic", "camera_info", "Input sensor_msgs/CameraInfo topic"),
+    ("checkpoint", os.path.join(os.path.expanduser("~"), ".cache", "depth_pro_ros",
+                                "depth_pro.pt"),
+     "Depth Pro weights: depth_pro.pt or an apple/DepthPro-hf folder"),
+    ("device", "", "Torch device: cuda, cuda:N or cpu; empty = cuda when available"),
+    ("precision", "auto", "Network precision: auto, fp32, fp16 or bf16"),
+    ("params_file", PathJoinSubstitution([FindPackageShare("depth_pro_ros"), "config",
+                                          "depth_pro.yaml"]),
+     "YAML file with the node's parameters (default: the package's config/depth_pro.yaml)"),
+    ("use_compressed", "false", "Subscribe to <image_topic>/compressed (jpeg/png) instead "
+     "of the raw image"),
+)
+
+
+def generate_launch_description() -> LaunchDescription:
+    image = LaunchConfiguration("image_topic")
+    transport = PythonExpression(
+        ["'compressed' if '", LaunchConfiguration("use_compressed"),
+         "'.lower() in ('true', '1') else 'raw'"])
+    node = Node(
+        package="depth_pro_ros",
+        executable="depth_pro_node",
+        name="depth_pro_node",
+        namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        emulate_tty=True,
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {
+                "checkpoint": LaunchConfiguration("checkpoint"),
+                "device": LaunchConfiguration("device"),
+                "precision": LaunchConfiguration("precision"),
+                "input_transport": transport,
+            },
+        ],
+        remappings=[
+            ("image", image),
+            ("image/compressed", [image, "/compressed"]),
+            ("camera_info", LaunchConfiguration("camera_info_topic")),
+        ],
+    )
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=description)
+         for name, default, description in ARGUMENTS]
+        + [node]
+    )

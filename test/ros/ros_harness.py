@@ -1,0 +1,240 @@
+"""Run depth_pro_node as a real process and talk to it over DDS (loopback only).
+
+``NodeProcess`` starts ``python -m depth_pro_ros.ros.node`` with a test-specific
+ROS_DOMAIN_ID and localhost-only discovery; ``Probe`` is an rclpy node in the test
+process that publishes camera messages and collects everything the node publishes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "config" / "depth_pro.yaml"
+# One domain per test session (pid-derived) so parallel runs on one host do not meet.
+DOMAIN_ID = str(20 + os.getpid() % 80)
+ROS_ENV = {
+    "ROS_DOMAIN_ID": DOMAIN_ID,
+    "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+    "ROS_LOCALHOST_ONLY": "1",  # the same for distributions before Jazzy
+    "RCUTILS_COLORIZED_OUTPUT": "0",
+}
+OUTPUTS = ("depth", "depth/camera_info", "points", "depth/colorized")
+NAMESPACE = "/cam"
+WAIT = 90.0  # seconds: a node start plus a CPU forward pass on a loaded CI machine
+
+
+def set_ros_env() -> None:
+    """Put this process on the tests' DDS domain (call before rclpy.init)."""
+    os.environ.update(ROS_ENV)
+
+
+class NodeProcess:
+    """depth_pro_node in a subprocess; its log goes to a file the tests can read."""
+
+    def __init__(self, log_path: Path, *params: str, namespace: str = NAMESPACE,
+                 params_file: Path | None = CONFIG) -> None:
+        args = [sys.executable, "-m", "depth_pro_ros.ros.node", "--ros-args",
+                "-r", f"__ns:={namespace}"]
+        if params_file is not None:
+            args += ["--params-file", str(params_file)]
+        for p in params:
+            args += ["-p", p]
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        env = {**os.environ, **ROS_ENV, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for_log(self, text: str, timeout: float = 20.0) -> str:
+        """Wait until ``text`` appears in the node's log; return the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if text in log:
+                return log
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not in the node's log:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
+        """Send ``sig`` and wait for the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log.close()
+        return code
+
+    def wait(self, timeout: float = 60.0) -> int:
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code
+
+
+class Probe:
+    """A test-side rclpy node: publishes inputs and records the node's outputs."""
+
+    def __init__(self, name: str = "probe", namespace: str = NAMESPACE,
+                 outputs: tuple[str, ...] = OUTPUTS) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+        self.node = Node(name)
+        ns = namespace.rstrip("/")
+        qos = QoSProfile(depth=10)
+        self.image_pub = self.node.create_publisher(Image, f"{ns}/image", qos)
+        self.compressed_pub = self.node.create_publisher(
+            CompressedImage, f"{ns}/image/compressed", qos)
+        self.info_pub = self.node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
+        types = {"depth": Image, "depth/camera_info": CameraInfo, "points": PointCloud2,
+                 "depth/colorized": Image}
+        self.received: dict[str, list[Any]] = {topic: [] for topic in outputs}
+        self.diagnostics: list[Any] = []
+        self._subs = [
+            self.node.create_subscription(types[t], f"{ns}/{t}",
+                                          lambda m, t=t: self.received[t].append(m), qos)
+            for t in outputs
+        ]
+        self.node.create_subscription(DiagnosticArray, "/diagnostics",
+                                      self.diagnostics.append, qos)
+
+    def spin_until(self, predicate, timeout: float = WAIT, what: str = "",
+                   period: float = 0.0) -> None:
+        """Spin until ``predicate()`` is true; with ``period``, call it only that often."""
+        import rclpy
+
+        deadline = time.monotonic() + timeout
+        next_call = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_call:
+                if predicate():
+                    return
+                next_call = now + period
+            if now > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            rclpy.spin_once(self.node, timeout_sec=0.05)
+
+    def wait_connected(self, compressed: bool = False, timeout: float = WAIT) -> None:
+        """Wait until the node subscribes to our inputs and we to its outputs."""
+        pub = self.compressed_pub if compressed else self.image_pub
+        self.spin_until(
+            lambda: pub.get_subscription_count() > 0
+            and all(s.get_publisher_count() > 0 for s in self._subs),
+            timeout, "discovery of depth_pro_node",
+        )
+
+    def send(self, image: Any, camera_info: Any = None, compressed: bool = False) -> None:
+        if camera_info is not None:
+            # Topics are not ordered with each other: give the CameraInfo a head start so
+            # that the node has it when the image comes (as with a camera streaming both).
+            self.info_pub.publish(camera_info)
+            pause = time.monotonic() + 0.3
+            self.spin_until(lambda: time.monotonic() > pause, what="a pause")
+        (self.compressed_pub if compressed else self.image_pub).publish(image)
+
+    def outputs_for(self, stamp: Any, timeout: float = WAIT) -> dict[str, Any]:
+        """Wait for one message per recorded output topic with header stamp ``stamp``."""
+        def matching(topic: str) -> list[Any]:
+            return [m for m in self.received[topic]
+                    if m.header.stamp.sec == stamp.sec and m.header.stamp.nanosec == stamp.nanosec]
+
+        self.spin_until(lambda: all(matching(t) for t in self.received), timeout,
+                        f"outputs stamped {stamp.sec}.{stamp.nanosec:09d}")
+        return {t: matching(t)[-1] for t in self.received}
+
+    def exchange(self, image: Any, camera_info: Any = None, compressed: bool = False,
+                 timeout: float = WAIT) -> dict[str, Any]:
+        self.send(image, camera_info, compressed)
+        return self.outputs_for(image.header.stamp, timeout)
+
+    def latest_diagnostics(self, timeout: float = 10.0) -> dict:
+        """Key -> value of the node's status from a /diagnostics message published after
+        this call (older ones may still wait in the subscription's queue)."""
+        from rclpy.time import Time
+
+        asked = self.node.get_clock().now()
+        self.spin_until(
+            lambda: self.diagnostics
+            and Time.from_msg(self.diagnostics[-1].header.stamp) > asked,
+            timeout, "/diagnostics")
+        status = self.diagnostics[-1].status[0]
+        return {"_level": status.level, "_name": status.name, "_message": status.message,
+                "_hardware_id": status.hardware_id,
+                **{kv.key: kv.value for kv in status.values}}
+
+    def set_parameters(self, node_name: str, **values: Any) -> list[Any]:
+        """Call the node's set_parameters service; return the SetParametersResults."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        client = self.node.create_client(SetParameters, f"{node_name}/set_parameters")
+        try:
+            self.spin_until(lambda: client.service_is_ready(), 30.0, "set_parameters service")
+            request = SetParameters.Request(
+                parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+            future = client.call_async(request)
+            self.spin_until(future.done, 30.0, "set_parameters reply")
+            return list(future.result().results)
+        finally:
+            self.node.destroy_client(client)
+
+    def list_parameters(self, node_name: str) -> list[str]:
+        from rcl_interfaces.srv import ListParameters
+
+        client = self.node.create_client(ListParameters, f"{node_name}/list_parameters")
+        try:
+            self.spin_until(lambda: client.service_is_ready(), 30.0, "list_parameters service")
+            future = client.call_async(ListParameters.Request())
+            self.spin_until(future.done, 30.0, "list_parameters reply")
+            return list(future.result().result.names)
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        self.node.destroy_node()
+
+
+def image_message(rgb: np.ndarray, sec: int, encoding: str = "rgb8", frame_id: str = "cam_optical",
+                  **kwargs: Any):
+    """An rclpy Image of ``rgb`` in ``encoding`` stamped ``sec`` seconds (+ 0.5 s)."""
+    from message_factories import encode_image, rclpy_message
+    from sensor_msgs.msg import Image
+
+    msg = rclpy_message(Image, encode_image(rgb, encoding, **kwargs))
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 500_000_000
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def camera_info_message(fx: float, width: int, height: int, sec: int, fy: float | None = None,
+                        frame_id: str = "cam_optical"):
+    """A calibrated rclpy CameraInfo (principal point off-centre so that scaling shows)."""
+    from sensor_msgs.msg import CameraInfo
+
+    fy = fx if fy is None else fy
+    cx, cy = 0.45 * width, 0.55 * height
+    msg = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    msg.d = [0.01, -0.02, 0.0, 0.0, 0.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 500_000_000
+    msg.header.frame_id = frame_id
+    return msg

@@ -1,0 +1,104 @@
+"""depth_pro_node on compressed input with a fixed focal, lazy mode and SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from message_factories import smooth_rgb
+from model_factories import tiny_model
+from ros_harness import NodeProcess, Probe, set_ros_env
+from sensor_msgs.msg import CompressedImage
+
+from depth_pro_ros.io.messages import depth_image_to_array
+from depth_pro_ros.model import infer
+
+FX = 50.0
+
+
+@pytest.fixture(scope="module")
+def node(tiny_checkpoint, tmp_path_factory):
+    set_ros_env()
+    rclpy.init()
+    proc = NodeProcess(tmp_path_factory.mktemp("node") / "node.log",
+                       f"checkpoint:={tiny_checkpoint}", "device:=cpu",
+                       "input_transport:=compressed", "focal_source:=fixed",
+                       f"fixed_focal_px:={FX}", "lazy:=true", "publish_points:=false")
+    try:
+        yield proc
+    finally:
+        proc.stop(signal.SIGKILL)
+        rclpy.try_shutdown()
+        print(proc.log())  # shown by pytest when a test of this module failed
+
+
+def _compressed(rgb: np.ndarray, fmt: str, sec: int) -> CompressedImage:
+    ok, data = cv2.imencode(f".{fmt}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    msg = CompressedImage(format=fmt, data=data.tobytes())
+    msg.header.stamp.sec, msg.header.frame_id = sec, "cam_optical"
+    return msg
+
+
+def test_lazy_node_skips_inference_without_subscribers(node):
+    watcher = Probe("watcher", outputs=())  # sees /diagnostics only
+    try:
+        watcher.wait_connected(compressed=True)
+        frame = _compressed(smooth_rgb(48, 64), "png", sec=1)
+        watcher.spin_until(
+            lambda: watcher.send(frame, compressed=True) or (
+                watcher.diagnostics
+                and dict((kv.key, kv.value) for kv in watcher.diagnostics[-1].status[0].values)
+                ["lazy_skipped"] != "0"), 60.0, "a lazily skipped frame", period=1.0)
+        diag = watcher.latest_diagnostics()
+        assert int(diag["lazy_skipped"]) >= 1 and diag["frames_out"] == "0"
+    finally:
+        watcher.close()
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_compressed_input_gives_reference_depth_with_the_fixed_focal(node, fmt):
+    probe = Probe(f"probe_{fmt}", outputs=("depth", "depth/camera_info"))
+    try:
+        probe.wait_connected(compressed=True)
+        rgb = smooth_rgb(48, 64)
+        msg = _compressed(rgb, fmt, sec=10)
+        # The first message after discovery may be lost on a best-effort subscription.
+        probe.spin_until(lambda: probe.send(msg, compressed=True) or probe.received["depth"],
+                         120.0, "a depth image", period=5.0)
+        out = probe.outputs_for(msg.header.stamp)
+        decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(msg.data, np.uint8),
+                                            cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        if fmt == "png":
+            np.testing.assert_array_equal(decoded, rgb)  # lossless: the same pixels
+        expected = infer(tiny_model(), decoded, f_px=FX).depth.numpy()
+        np.testing.assert_allclose(depth_image_to_array(out["depth"]), expected, rtol=1e-5)
+        info = out["depth/camera_info"]
+        assert info.header == msg.header and list(info.k) == [FX, 0, 32, 0, FX, 24, 0, 0, 1]
+    finally:
+        probe.close()
+
+
+def test_undecodable_jpeg_is_skipped_and_good_frames_continue(node):
+    probe = Probe("probe_bad", outputs=("depth", "points"))
+    try:
+        probe.wait_connected(compressed=True)
+        bad = CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0 not a jpeg")
+        bad.header.stamp.sec = 20
+        probe.send(bad, compressed=True)
+        node.wait_for_log("could not be decoded")
+        good = _compressed(smooth_rgb(48, 64), "png", sec=21)
+        probe.spin_until(lambda: probe.send(good, compressed=True) or probe.received["depth"],
+                         120.0, "a depth image", period=5.0)
+        assert all(m.header.stamp.sec != 20 for m in probe.received["depth"])
+        assert not probe.received["points"]  # publish_points:=false
+    finally:
+        probe.close()
+
+
+def test_sigterm_shuts_down_cleanly(node):
+    assert node.stop(signal.SIGTERM) == 0
+    assert "Traceback" not in node.log(), node.log()

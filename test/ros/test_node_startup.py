@@ -1,0 +1,27 @@
+"""depth_pro_node refuses bad start-up parameters with one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+from ros_harness import NodeProcess
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ((), "parameter 'checkpoint' is required"),
+    (("checkpoint:=/nonexistent/depth_pro.pt",),
+     "checkpoint /nonexistent/depth_pro.pt: no such file or folder"),
+    (("focal_ema_alpha:=0.0",), "focal_ema_alpha must be in (0, 1]"),
+    (("points_decimation:=0",), "parameter 'points_decimation'"),
+    (("fixed_focal_px:=500",), "parameter 'fixed_focal_px' must be a float"),
+    (("focal_source:=fixed",), "focal_source 'fixed' needs fixed_focal_px > 0"),
+    (("device:=tpu",), "parameter 'device': invalid device 'tpu'"),
+], ids=["no_checkpoint", "missing_file", "alpha_zero", "decimation_zero", "int_for_float",
+        "fixed_without_focal", "bad_device"])
+def test_bad_startup_parameters_exit_with_the_reason(tiny_checkpoint, tmp_path, params, message):
+    if params and not params[0].startswith("checkpoint"):
+        params = (f"checkpoint:={tiny_checkpoint}", *params)
+    node = NodeProcess(tmp_path / "node.log", *params)
+    assert node.wait(timeout=120) == 2
+    log = node.log()
+    assert message in log, log
+    assert "cannot start" in log and "Traceback" not in log, log

@@ -1,0 +1,78 @@
+"""The parameter table: its validation, its ROS descriptors, the YAML file and README."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from depth_pro_ros.ros.parameters import PARAMETERS, descriptor, settings_from
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULTS = {spec.name: spec.default for spec in PARAMETERS}
+
+
+def _values(**changes):
+    return {**DEFAULTS, "checkpoint": "/weights/depth_pro.pt", **changes}
+
+
+def test_config_yaml_holds_every_parameter_with_its_default_and_a_comment():
+    text = (REPO / "config" / "depth_pro.yaml").read_text()
+    config = yaml.safe_load(text)["/**"]["ros__parameters"]
+    assert config == DEFAULTS and list(config) == list(DEFAULTS)
+    lines = text.splitlines()
+    for name in DEFAULTS:
+        index = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{name}:"))
+        # Each key has a comment right above it (or shares the one of the key above).
+        above = lines[index - 1].strip()
+        assert above.startswith("#") or re.match(r"\w+:", above), name
+
+
+def test_readme_documents_every_parameter():
+    readme = (REPO / "README.md").read_text()
+    for name in DEFAULTS:
+        assert re.search(rf"^\| `{name}` \|", readme, re.M), f"{name} missing from README"
+
+
+def test_defaults_build_settings():
+    settings = settings_from(_values())
+    assert settings.focal.focal_source == "auto" and settings.engine.policy == "latest"
+    assert settings.outputs.points and settings.outputs.colorized
+    assert settings.engine.points and settings.engine.max_depth == 100.0
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"checkpoint": "  "}, "'checkpoint' is required"),
+    ({"precision": "int8"}, "'precision' must be one of auto, fp32, fp16, bf16"),
+    ({"input_transport": "theora"}, "'input_transport' must be one of raw, compressed"),
+    ({"focal_source": "magic"}, "'focal_source' must be one of"),
+    ({"focal_ema_alpha": 0.0}, "focal_ema_alpha must be in (0, 1]"),
+    ({"focal_ema_alpha": 1.5}, "'focal_ema_alpha' must be in [0.0, 1.0]"),
+    ({"fixed_focal_px": math.nan}, "'fixed_focal_px' must be in"),
+    ({"focal_source": "fixed"}, "needs fixed_focal_px > 0"),
+    ({"camera_info_timeout": 0.0}, "'camera_info_timeout' must be in"),
+    ({"sync_slop": -1.0}, "'sync_slop' must be in"),
+    ({"points_decimation": 0}, "'points_decimation' must be in [1, 64]"),
+    ({"min_depth": 5.0, "max_depth": 5.0}, "'max_depth' (5.0) must exceed 'min_depth'"),
+    ({"colorize_min": 5.0, "colorize_max": 2.0}, "colorize_max (2.0) must exceed"),
+    ({"depth_encoding": "mono8"}, "'depth_encoding' must be one of 32FC1, 16UC1"),
+])
+def test_invalid_values_are_rejected_naming_the_parameter(changes, message):
+    with pytest.raises(ValueError) as info:
+        settings_from(_values(**changes))
+    assert message in str(info.value)
+
+
+def test_descriptors_carry_description_range_and_read_only():
+    by_name = {spec.name: descriptor(spec) for spec in PARAMETERS}
+    assert all(d.description for d in by_name.values())
+    assert by_name["checkpoint"].read_only and by_name["device"].read_only
+    assert not by_name["focal_source"].read_only
+    assert "fixed" in by_name["focal_source"].additional_constraints
+    (rng,) = by_name["focal_ema_alpha"].floating_point_range
+    assert (rng.from_value, rng.to_value) == (0.0, 1.0)
+    (irng,) = by_name["points_decimation"].integer_range
+    assert (irng.from_value, irng.to_value, irng.step) == (1, 64, 1)
