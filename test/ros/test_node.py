@@ -315,7 +315,11 @@ def test_diagnostics_report_rates_latency_errors_and_focal(node):
     for image in burst:
         probe.send(image)
     probe.outputs_for(burst[-1].header.stamp)
+    # One more frame so that the rate windows surely hold an input and an output.
+    last = image_message(_picture(80), next(_next_sec))
+    probe.send(last)
     diag = probe.latest_diagnostics()
+    probe.outputs_for(last.header.stamp)
     assert diag["_name"] == "depth_pro_node: depth" and diag["_hardware_id"] == "cpu"
     assert diag["device"] == "cpu" and diag["precision"] == "fp32"
     assert float(diag["input_rate_hz"]) > 0 and float(diag["output_rate_hz"]) > 0
