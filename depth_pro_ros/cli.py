@@ -4,40 +4,32 @@ Subcommands:
 
 * ``image`` -- metric depth for one or more photos, written as .npy / 16-bit PNG /
   colorized PNG.
+* ``bag`` -- metric depth for every image of a recorded ROS 1 / ROS 2 bag, written to a
+  new ROS 2 bag (``depth_pro_ros.bag``).
+* ``demo`` -- the bag tool on the bundled sample, with a contact sheet and a .ply.
 
 Exit status: 0 on success, 1 when some inputs failed, 2 for usage, device or checkpoint
-errors. The command is a thin layer: the work is done by ``model`` and ``io``.
+errors (``bag``: 1 for input and data errors, 130 when interrupted). The command is a
+thin layer: the work is done by ``model``, ``io`` and ``bag``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
 from depth_pro_ros import __version__
+from depth_pro_ros.model.weights import (  # noqa: F401 -- part of this module's API
+    CHECKPOINT_ENV,
+    DEFAULT_CHECKPOINT,
+    WEIGHTS_URL,
+    default_checkpoint,
+    missing_checkpoint_message,
+)
 
-WEIGHTS_URL = "https://ml-site.cdn-apple.com/models/depth-pro/depth_pro.pt"
-DEFAULT_CHECKPOINT = Path("~/.cache/depth_pro_ros/depth_pro.pt")
-CHECKPOINT_ENV = "DEPTH_PRO_CHECKPOINT"
 PRECISIONS = ("fp32", "fp16", "bf16")
-
-
-def default_checkpoint() -> Path:
-    """``$DEPTH_PRO_CHECKPOINT`` when set, else ``~/.cache/depth_pro_ros/depth_pro.pt``."""
-    env = os.environ.get(CHECKPOINT_ENV)
-    return Path(env).expanduser() if env else DEFAULT_CHECKPOINT.expanduser()
-
-
-def missing_checkpoint_message(path: Path) -> str:
-    return (
-        f"checkpoint not found: {path}\n"
-        f"Download Apple's weights from {WEIGHTS_URL} (or the Hugging Face folder "
-        f"apple/DepthPro-hf with model.safetensors and config.json), put them at "
-        f"{DEFAULT_CHECKPOINT} or set ${CHECKPOINT_ENV}, or pass --checkpoint PATH."
-    )
 
 
 def _positive_float(text: str) -> float:
@@ -92,7 +84,142 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--outdir", type=Path, default=Path("depth_output"), help="default: depth_output"
     )
     image.set_defaults(func=run_image)
+    _add_bag_parser(sub)
+    _add_demo_parser(sub)
     return parser
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint", type=Path, default=None,
+        help=f"Depth Pro weights (default: ${CHECKPOINT_ENV} or {DEFAULT_CHECKPOINT})",
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default: fp32")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=None, metavar="N",
+        help="frames of equal size run as one batch (default: 4 on CUDA, 1 on the CPU)",
+    )
+
+
+def _add_bag_parser(sub) -> None:
+    bag = sub.add_parser(
+        "bag",
+        help="add metric depth to every image of a recorded bag",
+        description=(
+            "Run Depth Pro on every image of INPUT (a ROS 1 .bag file or a ROS 2 bag folder, "
+            "sqlite3 or mcap) and write a new ROS 2 bag OUTPUT with <ns>/depth, "
+            "<ns>/depth/camera_info and optionally <ns>/points and <ns>/depth/colorized "
+            "per image topic, plus copies of input topics. The input is never modified; "
+            "OUTPUT appears only when complete. Exit status: 0 done, 1 input or data "
+            "error, 2 checkpoint or device error, 130 interrupted."
+        ),
+    )
+    bag.add_argument("input", type=Path, metavar="INPUT", help="ROS 1 .bag or ROS 2 bag folder")
+    bag.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT",
+                     help="new ROS 2 bag folder to write")
+    bag.add_argument("--image-topic", action="append", required=True, metavar="T",
+                     dest="image_topics",
+                     help="sensor_msgs/Image or CompressedImage topic (repeat for more cameras)")
+    bag.add_argument(
+        "--camera-info-topic", action="append", default=None, metavar="C",
+        dest="camera_info_topics",
+        help="CameraInfo topic per --image-topic, same order; 'none' for a camera without "
+             "(default: <ns>/camera_info when the bag has it)",
+    )
+    bag.add_argument("--copy-topics", default="all", metavar="all|none|LIST",
+                     help="input topics copied to OUTPUT: all (default), none, or a "
+                          "comma-separated list")
+    bag.add_argument("--format", choices=("mcap", "sqlite3"), default="mcap", dest="storage",
+                     help="storage of OUTPUT (default: mcap)")
+    bag.add_argument("--start", type=_non_negative_float, default=None, metavar="S",
+                     help="skip messages logged earlier than S seconds after the first one")
+    bag.add_argument("--end", type=_non_negative_float, default=None, metavar="E",
+                     help="stop at E seconds after the first message")
+    _add_common(bag)
+    focal = bag.add_argument_group("focal length (as the node's focal_* parameters)")
+    focal.add_argument("--focal-source", choices=("auto", "camera_info", "fov_head", "fixed"),
+                       default="auto",
+                       help="auto: a CameraInfo paired by stamp, else the FoV estimate "
+                            "(default)")
+    focal.add_argument("--focal-px", type=_positive_float, default=0.0, metavar="F",
+                       help="focal length in pixels for --focal-source fixed")
+    focal.add_argument("--focal-ema-alpha", type=_positive_float, default=0.1, metavar="A",
+                       help="EMA weight of each new FoV estimate, (0, 1] (default: 0.1)")
+    focal.add_argument("--camera-info-sync", choices=("exact", "approximate", "latest"),
+                       default="approximate",
+                       help="pair an image with the CameraInfo of equal stamp, of the "
+                            "nearest stamp within --sync-slop (default), or the latest logged")
+    focal.add_argument("--sync-slop", type=_non_negative_float, default=0.01, metavar="S",
+                       help="largest stamp difference for approximate pairing (default: 0.01 s)")
+    focal.add_argument("--camera-info-timeout", type=_positive_float, default=1.0, metavar="S",
+                       help="auto: a CameraInfo logged more than S seconds before the image "
+                            "is stale (default: 1.0)")
+    out = bag.add_argument_group("outputs")
+    out.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
+                     help="32FC1 metres, NaN invalid (default, REP 118) or 16UC1 millimetres")
+    out.add_argument("--points", action="store_true", help="write <ns>/points (PointCloud2)")
+    out.add_argument("--points-decimation", type=_positive_int, default=1, metavar="N",
+                     help="keep every N-th row and column in the point cloud (default: 1)")
+    out.add_argument("--points-rgb", action="store_true",
+                     help="add the image colour to the points as a packed rgb field")
+    out.add_argument("--min-depth", type=_non_negative_float, default=0.0, metavar="M",
+                     help="points nearer than M metres are NaN (default: 0)")
+    out.add_argument("--max-depth", type=_positive_float, default=math.inf, metavar="M",
+                     help="points farther than M metres are NaN (default: no limit)")
+    out.add_argument("--colorized", action="store_true",
+                     help="write <ns>/depth/colorized (bgr8 preview)")
+    out.add_argument("--colorize-min", type=_non_negative_float, default=0.0, metavar="M",
+                     help="preview colour range start in metres (default 0: per frame)")
+    out.add_argument("--colorize-max", type=_non_negative_float, default=0.0, metavar="M",
+                     help="preview colour range end in metres (default 0: per frame)")
+    safety = bag.add_argument_group("behaviour")
+    safety.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    safety.add_argument("--strict", action="store_true",
+                        help="stop at the first message that cannot be processed (exit 1) "
+                             "instead of skipping and counting it")
+    safety.add_argument("--no-progress", action="store_false", dest="progress", default=None,
+                        help="no progress bar (it is shown on a terminal)")
+    bag.set_defaults(func=run_bag, parser=bag)
+
+
+def _add_demo_parser(sub) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="run the bag tool on the bundled sample (what `make demo` does)",
+        description=(
+            "Generate the sample bag from data/sample.jpg, find the weights "
+            "($DEPTH_PRO_DEMO_CHECKPOINT, $DEPTH_PRO_CHECKPOINT, else "
+            f"{DEFAULT_CHECKPOINT}, downloaded when missing), run `depth-pro-ros bag` on "
+            "it and write the output bag, a contact sheet PNG and a .ply point cloud."
+        ),
+    )
+    demo.add_argument("-o", "--outdir", type=Path, default=Path("demo_output"),
+                      help="default: demo_output")
+    _add_common(demo)
+    demo.add_argument("--no-download", action="store_false", dest="download",
+                      help="stop instead of downloading missing weights")
+    demo.set_defaults(func=run_demo)
 
 
 def _error(message: str) -> None:
@@ -187,6 +314,53 @@ def run_image(args: argparse.Namespace) -> int:
         _error(f"{failures} of {len(photos)} photo(s) failed")
         return 1
     return 0
+
+
+def run_bag(args: argparse.Namespace) -> int:
+    from depth_pro_ros.bag import BagError, BagOptions, process_bag
+    from depth_pro_ros.stream import FocalSettings, OutputOptions
+
+    try:
+        focal = FocalSettings(
+            focal_source=args.focal_source, fixed_focal_px=args.focal_px,
+            focal_ema_alpha=args.focal_ema_alpha, camera_info_timeout=args.camera_info_timeout,
+            camera_info_sync=args.camera_info_sync, sync_slop=args.sync_slop)
+        outputs = OutputOptions(
+            depth_encoding=args.depth_encoding, points=args.points, colorized=args.colorized,
+            colorize_min=args.colorize_min, colorize_max=args.colorize_max)
+    except ValueError as exc:
+        args.parser.error(str(exc))
+    opts = BagOptions(
+        input=args.input, output=args.output,
+        checkpoint=args.checkpoint.expanduser() if args.checkpoint else default_checkpoint(),
+        image_topics=args.image_topics, camera_info_topics=args.camera_info_topics,
+        copy_topics=args.copy_topics, storage=args.storage, start=args.start, end=args.end,
+        device=args.device, precision=args.precision, batch_size=args.batch_size,
+        focal=focal, outputs=outputs, points_decimation=args.points_decimation,
+        points_rgb=args.points_rgb, min_depth=args.min_depth, max_depth=args.max_depth,
+        overwrite=args.overwrite, strict=args.strict, progress=args.progress)
+    try:
+        summary = process_bag(opts)
+    except BagError as exc:
+        _error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error(f"interrupted; {opts.output} was not written")
+        return 130
+    print(summary.format())
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from depth_pro_ros.bag.demo import run_demo as demo
+
+    try:
+        return demo(outdir=args.outdir, checkpoint=args.checkpoint, device=args.device,
+                    precision=args.precision, batch_size=args.batch_size,
+                    download=args.download)
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """Streaming inference engine: pipeline, preprocessing, focal tracking, point clouds."""
 
+from depth_pro_ros.engine.device import resolve_device
 from depth_pro_ros.engine.focal import (
     FocalEMA,
     FocalSource,
@@ -7,7 +8,7 @@ from depth_pro_ros.engine.focal import (
     Intrinsics,
     intrinsics_from_camera_info,
 )
-from depth_pro_ros.engine.pipeline import DepthEngine, create_engine, resolve_device
+from depth_pro_ros.engine.pipeline import DepthEngine, create_engine
 from depth_pro_ros.engine.pointcloud import (
     POINTFIELD_FLOAT32,
     PointCloudArrays,

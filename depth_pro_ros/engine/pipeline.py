@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from depth_pro_ros.engine.device import resolve_device
 from depth_pro_ros.engine.focal import Intrinsics
 from depth_pro_ros.engine.pointcloud import depth_to_points, pack_words, words_to_record
 from depth_pro_ros.engine.preprocess import prepare_input, to_rgb
@@ -38,25 +39,6 @@ from depth_pro_ros.model.inference import metric_depth
 _log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[DepthResult], None]
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """A usable ``torch.device`` from a user string; ``None`` picks CUDA when present."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as exc:
-        raise ValueError(f"invalid device {name!r}: {exc}") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} requested but only "
-                             f"{torch.cuda.device_count()} CUDA device(s) are present")
-    elif device.type != "cpu":
-        raise ValueError(f"unsupported device {name!r} (use cpu, cuda or cuda:N)")
-    return device
 
 
 @dataclass
@@ -180,6 +162,28 @@ class DepthEngine:
             self._inbox.append((frame, now))
             self.stats.submitted += 1
             self._in_flight += 1
+            self._lock.notify_all()
+        return True
+
+    def submit_batch(self, frames: list[Frame], timeout: float | None = None) -> bool:
+        """Queue ``frames`` at once (policy ``all``): equal-size frames, up to ``batch_size``,
+        then run as one batch whatever the timing, so results are reproducible (batched and
+        single runs may differ in the last bits). Waits for room for all of them."""
+        if self.config.policy != "all":
+            raise ValueError("submit_batch needs policy 'all'")
+        for frame in frames:
+            frame.validate()
+        now, room = time.perf_counter(), max(self.config.queue_size, len(frames))
+        with self._lock:
+            if not self._lock.wait_for(
+                lambda: len(self._inbox) + len(frames) <= room or self._closing, timeout
+            ):
+                return False
+            if self._closing:
+                raise RuntimeError("the engine is closed")
+            self._inbox.extend((frame, now) for frame in frames)
+            self.stats.submitted += len(frames)
+            self._in_flight += len(frames)
             self._lock.notify_all()
         return True
 

@@ -1,0 +1,23 @@
+"""Errors of the bag tool; each carries the exit status the command returns for it."""
+
+from __future__ import annotations
+
+
+class BagError(Exception):
+    """A problem that stops the bag tool, reported in one line. ``exit_code`` 1 or 2."""
+
+    exit_code = 1
+
+
+class BagInputError(BagError):
+    """Bad input or options: unreadable bag, missing topic, existing output ... (exit 1)."""
+
+
+class BagDataError(BagError):
+    """A message that cannot be processed under ``--strict`` (exit 1)."""
+
+
+class BagSetupError(BagError):
+    """The checkpoint or the device cannot be used (exit 2, as for ``image``)."""
+
+    exit_code = 2

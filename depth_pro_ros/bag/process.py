@@ -1,0 +1,372 @@
+"""``depth-pro-ros bag``: every image of a recorded bag -> metric depth in a new bag.
+
+One pass over the input in log-time order. Images go through the same
+:class:`~depth_pro_ros.stream.CameraStream` as in the node (CameraInfo paired by stamp,
+EMA of the FoV estimate otherwise) into the engine with policy ``all``; the engine
+returns results in submission order, and a small reorder queue writes each frame's
+outputs and the copied messages around it in log-time order. Frames are submitted in
+fixed groups of equal size (``submit_batch``), so the same input, checkpoint, device,
+precision and batch size always give identical depth.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from depth_pro_ros.bag.errors import BagDataError, BagInputError, BagSetupError
+from depth_pro_ros.bag.reader import (
+    Camera,
+    open_input,
+    resolve_cameras,
+    resolve_copies,
+    time_window,
+)
+from depth_pro_ros.bag.summary import BagSummary, CameraSummary
+from depth_pro_ros.bag.writer import OutputBag, check_output_path, output_typestore
+from depth_pro_ros.stream import (
+    CameraStream,
+    FocalSettings,
+    FrameSkipped,
+    OutputOptions,
+    build_outputs,
+)
+from depth_pro_ros.stream.outputs import OUTPUT_TOPICS
+
+__all__ = ["BagOptions", "process_bag"]
+
+#: How many skipped frames per reason are reported one by one before going quiet.
+_REPORT_SKIPS = 5
+
+
+@dataclass
+class BagOptions:
+    """Everything ``depth-pro-ros bag`` takes (see README, "Processing bags")."""
+
+    input: Path
+    output: Path
+    checkpoint: Path
+    image_topics: list[str]
+    camera_info_topics: list[str] | None = None  # None: <namespace>/camera_info if present
+    copy_topics: str = "all"  # all | none | comma-separated topics
+    storage: str = "mcap"
+    start: float | None = None  # seconds from the first message
+    end: float | None = None
+    device: str | None = None
+    precision: str = "fp32"
+    batch_size: int | None = None  # None: 4 on CUDA, 1 on the CPU
+    focal: FocalSettings = field(default_factory=lambda: FocalSettings(
+        camera_info_sync="approximate", sync_slop=0.01, camera_info_timeout=1.0))
+    outputs: OutputOptions = field(default_factory=OutputOptions)
+    points_decimation: int = 1
+    points_rgb: bool = False
+    min_depth: float = 0.0
+    max_depth: float = float("inf")
+    overwrite: bool = False
+    strict: bool = False
+    progress: bool | None = None  # tqdm bar; None: only on a terminal
+
+
+@dataclass
+class _Slot:
+    """A frame waiting for its depth, in its place among the messages to write."""
+
+    camera: int
+    index: int
+    log_time: int
+    result: Any = None
+
+
+class _Run:
+    """State of one run: cameras, streams, output connections, the reorder queue."""
+
+    def __init__(self, opts: BagOptions, reader: Any, cameras: list[Camera],
+                 streams: list[CameraStream], out: OutputBag, engine: Any,
+                 summary: BagSummary, report: Callable[[str], None]) -> None:
+        self.opts, self.reader, self.cameras, self.out = opts, reader, cameras, out
+        self.engine, self.summary, self.report = engine, summary, report
+        self.streams = streams
+        self.pending: deque[Any] = deque()
+        self.group: list[Any] = []
+        self.outstanding = 0
+        self.batch = engine.config.batch_size
+        self.progress: Callable[[], None] = lambda: None
+        self.connections: list[dict[str, Any]] = []
+        wanted = ["depth", "depth/camera_info"]
+        wanted += ["points"] * opts.outputs.points + ["depth/colorized"] * opts.outputs.colorized
+        for cam in cameras:
+            self.connections.append({rel: out.add_topic(cam.output_topic(rel), OUTPUT_TOPICS[rel])
+                                     for rel in wanted})
+
+    # ------------------------------------------------------------- main pass
+    def image(self, cam_index: int, index: int, conn: Any, log_time: int, raw: Any) -> None:
+        cam, stats = self.cameras[cam_index], self.summary.cameras[cam_index]
+        stats.frames_in += 1
+        try:
+            msg = self.reader.deserialize(raw, conn.msgtype)
+        except Exception as exc:  # noqa: BLE001 -- any undecodable message
+            self.skip(cam_index, index, log_time, "deserialize", f"cannot deserialize: {exc}")
+            return
+        slot = _Slot(cam_index, index, log_time)
+        try:
+            frame = self.streams[cam_index].prepare(msg, cam.compressed, log_time * 1e-9,
+                                                    meta=slot)
+        except FrameSkipped as exc:
+            self.skip(cam_index, index, log_time, exc.reason, str(exc))
+            return
+        finally:
+            for line in self.streams[cam_index].pop_messages():
+                self.report(f"{cam.image_topic}: {line}")
+        assert frame is not None  # hold_unpaired is off
+        stats.last_width = frame.image.shape[1]
+        key = (frame.image.shape, frame.channel_order)
+        if self.group and (self.group[0].image.shape, self.group[0].channel_order) != key:
+            self.submit_group()
+        self.pending.append(slot)
+        self.outstanding += 1
+        self.group.append(frame)
+        if len(self.group) >= self.batch:
+            self.submit_group()
+
+    def copy(self, conn: Any, log_time: int, raw: Any, connmap: dict, convmap: dict) -> None:
+        item = (connmap[(conn.id, conn.owner)], log_time, convmap[conn.msgtype](raw))
+        self.summary.copied += 1
+        if self.pending:
+            self.pending.append(item)
+        else:
+            self.out.write_raw(*item)
+
+    def skip(self, cam_index: int, index: int, log_time: int, reason: str, text: str) -> None:
+        cam, stats = self.cameras[cam_index], self.summary.cameras[cam_index]
+        since = ", counting from --start" if self.opts.start is not None else ""
+        where = f"{cam.image_topic} message #{index} (log time {log_time * 1e-9:.9f} s{since})"
+        if self.opts.strict:
+            raise BagDataError(f"{where}: {text} (--strict)")
+        stats.skipped[reason] += 1
+        if stats.skipped[reason] <= _REPORT_SKIPS:
+            more = " (further ones are only counted)" if stats.skipped[reason] == _REPORT_SKIPS \
+                else ""
+            self.report(f"skipped {where}: {text}{more}")
+        self.progress()
+
+    def submit_group(self) -> None:
+        if not self.group:
+            return
+        while not self.engine.submit_batch(self.group, timeout=0.2):
+            self.collect()
+        self.group = []
+        self.collect()
+
+    def collect(self, timeout: float = 0.0) -> None:
+        while (result := self.engine.get(timeout=timeout)) is not None:
+            result.meta.user.result = result
+            self.outstanding -= 1
+            self.flush()
+            timeout = 0.0
+
+    def flush(self) -> None:
+        while self.pending:
+            item = self.pending[0]
+            if isinstance(item, _Slot):
+                if item.result is None:
+                    return
+                self.write_result(item)
+            else:
+                self.out.write_raw(*item)
+            self.pending.popleft()
+
+    def finish(self) -> None:
+        self.submit_group()
+        while self.outstanding:
+            self.collect(timeout=0.5)
+        self.flush()
+
+    def write_result(self, slot: _Slot) -> None:
+        result, cam_index = slot.result, slot.camera
+        if not result.ok:
+            self.skip(cam_index, slot.index, slot.log_time, "inference", result.error or "")
+            return
+        meta = result.meta  # StreamFrame
+        header = self.out.header(meta.stamp_ns, getattr(meta.header, "frame_id", ""))
+        conns = self.connections[cam_index]
+        for message in build_outputs(result, self.opts.outputs, camera_info=meta.camera_info):
+            self.out.write_fields(conns[message.topic], slot.log_time, header, message.fields)
+        stats = self.summary.cameras[cam_index]
+        stats.frames_out += 1
+        if meta.camera_info is not None:
+            stats.focal["camera_info"] += 1
+        elif result.focal_source == "fov_head":
+            stats.focal["fov_head"] += 1
+        else:
+            stats.focal["fixed"] += 1
+        self.progress()
+
+
+def _load_camera_info(opts: BagOptions, reader: Any, cameras: list[Camera],
+                      streams: list[CameraStream], summary: BagSummary,
+                      report: Callable[[str], None]) -> None:
+    """The pre-pass: every CameraInfo of each camera, received at its log time."""
+    for cam, stream, stats in zip(cameras, streams, summary.cameras):
+        counters: Counter = Counter()
+        for index, (conn, log_time, raw) in enumerate(
+                reader.messages(connections=cam.info_connections) if cam.info_connections
+                else ()):
+            where = f"{cam.info_topic} message #{index} (log time {log_time * 1e-9:.9f} s)"
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+            except Exception as exc:  # noqa: BLE001 -- any undecodable message
+                if opts.strict:
+                    raise BagDataError(f"{where}: cannot deserialize: {exc} (--strict)") \
+                        from None
+                counters["undecodable"] += 1
+                continue
+            try:
+                stream.add_camera_info(msg, log_time * 1e-9)
+                counters["used"] += 1
+            except ValueError as exc:
+                if counters["unusable"] == 0:
+                    report(f"{where}: {exc}")
+                counters["unusable"] += 1
+        stats.camera_info = dict(counters)
+        if counters["undecodable"]:
+            report(f"{cam.info_topic}: {counters['undecodable']} undecodable CameraInfo "
+                   "message(s) skipped")
+
+
+def process_bag(
+    opts: BagOptions,
+    on_progress: Callable[[int, int], None] | None = None,
+    report: Callable[[str], None] | None = None,
+) -> BagSummary:
+    """Process the bag described by ``opts``; return the summary.
+
+    ``on_progress(done, total)`` is called after every frame (written or skipped);
+    ``report`` receives warnings (default: stderr, above the progress bar). Raises
+    :class:`~depth_pro_ros.bag.errors.BagError` subclasses for input, data (``strict``)
+    and checkpoint / device problems; on any exception, and on Ctrl-C, nothing is left at
+    ``opts.output``.
+    """
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    check_output_path(opts.output, opts.input, opts.overwrite)
+    checkpoint = Path(opts.checkpoint).expanduser()
+    if not checkpoint.exists():
+        from depth_pro_ros.model.weights import missing_checkpoint_message
+
+        raise BagSetupError(missing_checkpoint_message(checkpoint))
+    engine_config = _engine_config(opts)
+
+    reader = open_input(opts.input, _default_typestore())
+    try:
+        cameras = resolve_cameras(reader, opts.image_topics, opts.camera_info_topics)
+        outputs = {cam.output_topic(rel) for cam in cameras for rel in OUTPUT_TOPICS}
+        copies, replaced = resolve_copies(reader, opts.copy_topics, outputs)
+        start, stop = time_window(reader, opts.start, opts.end)
+        image_conns = [c for cam in cameras for c in cam.image_connections]
+        total = _count(reader, image_conns, start, stop)
+        summary = BagSummary(opts.input, opts.output, opts.storage,
+                             [CameraSummary(cam.image_topic, cam.namespace, cam.info_topic)
+                              for cam in cameras])
+        say = report or (lambda line: tqdm.write(line, file=sys.stderr))
+        for topic in replaced:
+            say(f"input topic {topic} is not copied: a depth output replaces it")
+        streams = [CameraStream(opts.focal, history=None) for _ in cameras]
+        _load_camera_info(opts, reader, cameras, streams, summary, say)
+
+        t_load = time.perf_counter()
+        engine = _create_engine(checkpoint, engine_config)
+        summary.load_seconds = time.perf_counter() - t_load
+        bar = tqdm(total=total, unit="frame", desc="depth", file=sys.stderr,
+                   disable=(None if opts.progress is None else not opts.progress),
+                   dynamic_ncols=True)
+        try:
+            with OutputBag(opts.output, opts.storage, opts.overwrite,
+                           output_typestore(reader)) as out:
+                run = _Run(opts, reader, cameras, streams, out, engine, summary, say)
+                done = 0
+
+                def progress() -> None:
+                    nonlocal done
+                    done += 1
+                    bar.update(1)
+                    if on_progress is not None:
+                        on_progress(done, total)
+
+                run.progress = progress
+                connmap, convmap = out.add_copies(reader, copies)
+                camera_of = {(c.id, id(c.owner)): i for i, cam in enumerate(cameras)
+                             for c in cam.image_connections}
+                copied = {(c.id, id(c.owner)) for c in copies}
+                indices: Counter = Counter()
+                t_loop, cpu_loop = time.perf_counter(), time.thread_time()
+                wanted = list({(c.id, id(c.owner)): c for c in image_conns + copies}.values())
+                for conn, log_time, raw in reader.messages(wanted, start, stop):
+                    key = (conn.id, id(conn.owner))
+                    if key in copied:
+                        run.copy(conn, log_time, raw, connmap, convmap)
+                    if key in camera_of:
+                        cam_index = camera_of[key]
+                        run.image(cam_index, indices[cam_index], conn, log_time, raw)
+                        indices[cam_index] += 1
+                run.finish()
+                summary.process_seconds = time.perf_counter() - t_loop
+                summary.host_cpu_seconds = time.thread_time() - cpu_loop
+                for stream, stats in zip(streams, summary.cameras):
+                    if stats.last_width:
+                        stats.focal_state = stream.focal_state(stats.last_width)
+                out.commit()
+        finally:
+            bar.close()
+            engine.close()
+    finally:
+        reader.close()
+    summary.wall_seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _engine_config(opts: BagOptions) -> Any:
+    from depth_pro_ros.engine import EngineConfig, resolve_device
+
+    try:
+        device = resolve_device(opts.device)
+    except ValueError as exc:
+        raise BagSetupError(str(exc)) from None
+    batch = opts.batch_size or (4 if device.type == "cuda" else 1)
+    try:
+        return EngineConfig(
+            device=str(device), precision=opts.precision, policy="all",
+            queue_size=2 * batch, batch_size=batch, points=opts.outputs.points,
+            points_decimation=opts.points_decimation, points_rgb=opts.points_rgb,
+            min_depth=opts.min_depth, max_depth=opts.max_depth)
+    except ValueError as exc:
+        raise BagInputError(str(exc)) from None
+
+
+def _create_engine(checkpoint: Path, config: Any) -> Any:
+    from depth_pro_ros.engine import create_engine
+    from depth_pro_ros.model import CheckpointError
+
+    try:
+        return create_engine(str(checkpoint), config)
+    except (CheckpointError, ValueError) as exc:
+        raise BagSetupError(str(exc)) from None
+
+
+def _default_typestore() -> Any:
+    """Types for ROS 2 bags recorded without definitions (before Iron)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.LATEST)
+
+
+def _count(reader: Any, connections: list[Any], start: int | None, stop: int | None) -> int:
+    """Image messages to process (from the index, or by reading them for a window)."""
+    if start is None and stop is None:
+        return sum(c.msgcount for c in connections)
+    return sum(1 for _ in reader.messages(connections, start, stop))

@@ -1,0 +1,110 @@
+"""What a bag run did: counters per camera and the summary printed at the end."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BagSummary", "CameraSummary"]
+
+
+@dataclass
+class CameraSummary:
+    image_topic: str
+    namespace: str
+    info_topic: str | None
+    frames_in: int = 0
+    frames_out: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> frames
+    focal: Counter = field(default_factory=Counter)  # camera_info / fov_head / fixed -> frames
+    camera_info: dict[str, int] = field(default_factory=dict)  # used / unusable / undecodable
+    last_width: int = 0
+    focal_state: dict[str, Any] | None = None  # CameraStream.focal_state at the end
+
+
+@dataclass
+class BagSummary:
+    input: Path
+    output: Path
+    storage: str
+    cameras: list[CameraSummary]
+    copied: int = 0  # messages copied from the input
+    load_seconds: float = 0.0  # loading the checkpoint
+    process_seconds: float = 0.0  # the pass over the bag
+    host_cpu_seconds: float = 0.0  # CPU time of the reading/writing thread in that pass
+    wall_seconds: float = 0.0  # everything
+
+    @property
+    def frames_in(self) -> int:
+        return sum(c.frames_in for c in self.cameras)
+
+    @property
+    def frames_out(self) -> int:
+        return sum(c.frames_out for c in self.cameras)
+
+    @property
+    def skipped(self) -> Counter:
+        return sum((c.skipped for c in self.cameras), Counter())
+
+    @property
+    def focal(self) -> Counter:
+        return sum((c.focal for c in self.cameras), Counter())
+
+    @property
+    def fps(self) -> float:
+        """Frames written per second of the pass over the bag (model loading excluded)."""
+        return self.frames_out / self.process_seconds if self.process_seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input": str(self.input), "output": str(self.output), "format": self.storage,
+            "frames_in": self.frames_in, "frames_out": self.frames_out,
+            "skipped": dict(self.skipped), "focal_sources": dict(self.focal),
+            "copied_messages": self.copied, "load_seconds": self.load_seconds,
+            "process_seconds": self.process_seconds, "wall_seconds": self.wall_seconds,
+            "host_cpu_seconds": self.host_cpu_seconds,
+            "frames_per_second": self.fps,
+            "cameras": [
+                {"image_topic": c.image_topic, "camera_info_topic": c.info_topic,
+                 "frames_in": c.frames_in, "frames_out": c.frames_out,
+                 "skipped": dict(c.skipped), "focal_sources": dict(c.focal),
+                 "camera_info": dict(c.camera_info), "focal_state": c.focal_state}
+                for c in self.cameras
+            ],
+        }
+
+    def format(self) -> str:
+        def counts(counter: Counter) -> str:
+            return ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) or "none"
+
+        lines = [f"{self.input} -> {self.output} ({self.storage})"]
+        per_topic = ", ".join(f"{c.image_topic} {c.frames_in}" for c in self.cameras)
+        lines.append(f"  frames in:    {self.frames_in} ({per_topic})")
+        lines.append(f"  frames out:   {self.frames_out}")
+        skipped = self.skipped
+        lines.append(f"  skipped:      {sum(skipped.values())}"
+                     + (f" ({counts(skipped)})" if skipped else ""))
+        lines.append(f"  focal source: {counts(self.focal)}")
+        for c in self.cameras:
+            info = c.camera_info
+            if c.info_topic is None:
+                text = "no camera_info topic"
+            else:
+                text = f"{c.info_topic}: {info.get('used', 0)} CameraInfo used"
+                bad = {k: v for k, v in info.items() if k != "used" and v}
+                if bad:
+                    text += " (" + ", ".join(f"{v} {k}" for k, v in sorted(bad.items())) + ")"
+            state = c.focal_state or {}
+            if state.get("ema_px") is not None:
+                text += (f"; FoV estimate EMA {state['ema_px']:.1f} px at width "
+                         f"{c.last_width} ({state['estimates']} estimates)")
+            lines.append(f"  {c.namespace or '/'}: {text}")
+        lines.append(f"  copied:       {self.copied} message(s)")
+        lines.append(f"  wall time:    {self.wall_seconds:.1f} s (model load "
+                     f"{self.load_seconds:.1f} s, bag pass {self.process_seconds:.1f} s)")
+        per_frame = 1e3 * self.host_cpu_seconds / max(self.frames_in, 1)
+        lines.append(f"  throughput:   {self.fps:.2f} frames/s (reading, decoding and writing: "
+                     f"{per_frame:.1f} ms CPU per frame)")
+        return "\n".join(lines)

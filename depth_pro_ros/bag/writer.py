@@ -1,0 +1,196 @@
+"""The output side: a ROS 2 bag (mcap or sqlite3) that appears only once it is complete.
+
+The bag is written inside a temporary sibling folder of OUTPUT, ``.NAME.partial-XXXX/``
+(the bag itself is ``.NAME.partial-XXXX/NAME``, so that its storage file already has its
+final name), and moved to OUTPUT by one ``rename`` in :meth:`OutputBag.commit`. Any
+failure or Ctrl-C before that removes the temporary folder; a process killed outright
+leaves only the clearly named ``.partial`` folder, never a complete-looking OUTPUT.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from depth_pro_ros.bag.errors import BagInputError
+
+__all__ = ["STORAGE_FORMATS", "OutputBag", "check_output_path", "output_typestore"]
+
+STORAGE_FORMATS = ("mcap", "sqlite3")
+
+
+def check_output_path(output: Path, inputs: Path, overwrite: bool) -> None:
+    """Refuse an existing OUTPUT without ``overwrite``, and any OUTPUT overlapping INPUT."""
+    out, src = output.resolve(), inputs.resolve()
+    if out == src or src in out.parents or out in src.parents:
+        raise BagInputError(f"output {output} overlaps the input {inputs}; choose another path")
+    if output.exists() or output.is_symlink():
+        if not overwrite:
+            raise BagInputError(f"output {output} exists; pass --overwrite to replace it")
+        if not output.is_dir() and not output.is_file():
+            raise BagInputError(f"output {output} exists and is not a file or folder")
+
+
+def output_typestore(reader: Any) -> Any:
+    """Types for the output bag: ROS 2 definitions for everything written.
+
+    A ROS 2 input keeps its own definitions (copied messages stay byte-identical); types
+    the outputs need and the input lacks come from rosbags' latest ROS 2 store. A ROS 1
+    input gets the ROS 2 definitions of the standard types (its messages are converted,
+    as ``rosbags-convert`` does) plus its own custom types.
+    """
+    from rosbags.typesys import Stores, get_typestore
+
+    ros2 = get_typestore(Stores.LATEST).fielddefs
+    if reader.is2:
+        defs = dict(reader.typestore.fielddefs)
+        defs.update({k: v for k, v in ros2.items() if k not in defs})
+    else:
+        defs = dict(ros2)
+        defs.update({k: v for k, v in reader.typestore.fielddefs.items() if k not in defs})
+    store = get_typestore(Stores.EMPTY)
+    store.register(defs)
+    return store
+
+
+class OutputBag:
+    """A ROS 2 bag being written; use as a context manager, call :meth:`commit` at the end.
+
+    Leaving the ``with`` block without a commit (an exception, Ctrl-C) removes everything.
+    """
+
+    def __init__(self, output: Path, storage: str, overwrite: bool, typestore: Any) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        if storage not in STORAGE_FORMATS:
+            raise BagInputError(f"--format must be one of {', '.join(STORAGE_FORMATS)}")
+        self.output = output
+        self.overwrite = overwrite
+        self.typestore = typestore
+        self._defaults: dict[str, Any] = {}
+        self._plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self._writer_class = Writer
+        self.partial: Path | None = None
+        self._writer: Any = None
+        self._open = False
+        self.committed = False
+
+    # ----------------------------------------------------------------- lifecycle
+    def __enter__(self) -> OutputBag:
+        parent = self.output.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.partial = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.partial-",
+                                                 dir=parent))
+        except OSError as exc:
+            raise BagInputError(f"cannot create the output next to {self.output}: {exc}") \
+                from None
+        try:
+            self._writer = self._writer_class(self.partial / self.output.name, version=9,
+                                              storage_plugin=self._plugin)
+            self._writer.open()
+        except BaseException:
+            self.abort()
+            raise
+        self._open = True
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if not self.committed:
+            self.abort()
+        return False
+
+    def abort(self) -> None:
+        """Drop everything written so far (idempotent)."""
+        if self._open:
+            self._open = False
+            try:
+                self._writer.abort()
+            except Exception:  # noqa: BLE001 -- the files go away below anyway
+                pass
+        if self.partial is not None:
+            shutil.rmtree(self.partial, ignore_errors=True)
+
+    def commit(self) -> None:
+        """Finish the bag and move it to OUTPUT (replacing an old one with ``overwrite``)."""
+        self._writer.close()
+        self._open = False
+        built = self.partial / self.output.name
+        old_holder = None
+        if self.output.exists() or self.output.is_symlink():
+            if not self.overwrite:  # appeared while we worked
+                raise BagInputError(f"output {self.output} appeared meanwhile; not replacing it")
+            old_holder = Path(tempfile.mkdtemp(prefix=f".{self.output.name}.replaced-",
+                                               dir=self.output.parent))
+            os.replace(self.output, old_holder / self.output.name)
+        try:
+            os.replace(built, self.output)
+        except BaseException:
+            if old_holder is not None:  # put the old output back
+                os.replace(old_holder / self.output.name, self.output)
+                old_holder.rmdir()
+            raise
+        self.committed = True
+        shutil.rmtree(self.partial, ignore_errors=True)
+        if old_holder is not None:
+            shutil.rmtree(old_holder, ignore_errors=True)
+
+    # ----------------------------------------------------------------- connections
+    def add_topic(self, topic: str, msgtype: str) -> Any:
+        """A connection for messages this tool builds (ROS 2 definition of ``msgtype``)."""
+        return self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+
+    def add_copies(self, reader: Any, connections: list[Any]) -> tuple[dict, dict]:
+        """Connections for copied input topics, and converters for their raw bytes.
+
+        Returns ``({(id, owner): output connection}, {msgtype: raw -> raw})``. For a ROS 2
+        input the converter returns the bytes unchanged; for a ROS 1 input it re-encodes
+        them as CDR (``rosbags.convert``'s own converter, QoS/latching carried over).
+        """
+        if not connections:
+            return {}, {}
+        from rosbags.convert.converter import create_connections_converters
+
+        return create_connections_converters(connections, self.typestore, reader, self._writer)
+
+    # ----------------------------------------------------------------- writing
+    def write_raw(self, connection: Any, log_time: int, data: Any) -> None:
+        self._writer.write(connection, log_time, data)
+
+    def write_fields(
+        self, connection: Any, log_time: int, header: Any, fields: dict[str, Any]
+    ) -> None:
+        """Build ``connection.msgtype`` from ``fields`` (+ ``header``) and write it.
+
+        Fields not given keep their defaults (e.g. CameraInfo ``roi``: the full image).
+        """
+        msgtype = connection.msgtype
+        msg = self.build(msgtype, header, fields)
+        self._writer.write(connection, log_time, self.typestore.serialize_cdr(msg, msgtype))
+
+    def build(self, msgtype: str, header: Any, fields: dict[str, Any]) -> Any:
+        from rosbags.convert.converter import default_message
+
+        types = self.typestore.types
+        if msgtype not in self._defaults:
+            self._defaults[msgtype] = default_message(self.typestore, msgtype)
+        default = self._defaults[msgtype]
+        values = {name: getattr(default, name) for name in type(default).__dataclass_fields__
+                  if not name.startswith("__")}
+        values.update(fields)
+        values["header"] = header
+        if "fields" in fields and msgtype == "sensor_msgs/msg/PointCloud2":
+            point_field = types["sensor_msgs/msg/PointField"]
+            values["fields"] = [point_field(name=n, offset=o, datatype=t, count=c)
+                                for n, o, t, c in fields["fields"]]
+        return types[msgtype](**values)
+
+    def header(self, stamp_ns: int, frame_id: str) -> Any:
+        """A ROS 2 ``std_msgs/Header`` with the given stamp and frame."""
+        types = self.typestore.types
+        sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        stamp = types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
+        return types["std_msgs/msg/Header"](stamp=stamp, frame_id=str(frame_id))

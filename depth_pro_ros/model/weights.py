@@ -1,0 +1,98 @@
+"""Where Depth Pro's weights live, and fetching Apple's release (standard library + tqdm).
+
+The weights are never shipped with the package. The default location is
+``~/.cache/depth_pro_ros/depth_pro.pt``, overridable with ``$DEPTH_PRO_CHECKPOINT``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+__all__ = [
+    "CHECKPOINT_ENV",
+    "DEFAULT_CHECKPOINT",
+    "WEIGHTS_URL",
+    "DownloadError",
+    "default_checkpoint",
+    "download_weights",
+    "missing_checkpoint_message",
+]
+
+WEIGHTS_URL = "https://ml-site.cdn-apple.com/models/depth-pro/depth_pro.pt"
+DEFAULT_CHECKPOINT = Path("~/.cache/depth_pro_ros/depth_pro.pt")
+CHECKPOINT_ENV = "DEPTH_PRO_CHECKPOINT"
+
+
+class DownloadError(OSError):
+    """The weights could not be downloaded; the text says why and what to do instead."""
+
+
+def default_checkpoint() -> Path:
+    """``$DEPTH_PRO_CHECKPOINT`` when set, else ``~/.cache/depth_pro_ros/depth_pro.pt``."""
+    env = os.environ.get(CHECKPOINT_ENV)
+    return Path(env).expanduser() if env else DEFAULT_CHECKPOINT.expanduser()
+
+
+def missing_checkpoint_message(path: Path) -> str:
+    return (
+        f"checkpoint not found: {path}\n"
+        f"Download Apple's weights from {WEIGHTS_URL} (or the Hugging Face folder "
+        f"apple/DepthPro-hf with model.safetensors and config.json), put them at "
+        f"{DEFAULT_CHECKPOINT} or set ${CHECKPOINT_ENV}, or pass --checkpoint PATH."
+    )
+
+
+def download_weights(
+    dest: Path, url: str = WEIGHTS_URL, progress: bool = True, timeout: float = 30.0
+) -> Path:
+    """Download ``url`` to ``dest`` with a progress bar; return ``dest``.
+
+    The data goes to a temporary file next to ``dest`` that is renamed only once the
+    download is complete (and as long as the server announced), so an interrupted
+    download never looks like weights.
+
+    Raises:
+        DownloadError: no network, an HTTP error, a short read or a file system error;
+            the message says where to put the file by hand.
+    """
+    from tqdm import tqdm
+
+    dest = Path(dest).expanduser()
+    hint = (f"Without network access, download {url} on another machine and copy it to "
+            f"{dest} (or set ${CHECKPOINT_ENV} to where it is).")
+    tmp = None
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            fd, name = tempfile.mkstemp(prefix=f".{dest.name}.download-", dir=dest.parent)
+            tmp = Path(name)
+            received = 0
+            with os.fdopen(fd, "wb") as f, tqdm(
+                total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                desc=dest.name, disable=not progress,
+            ) as bar:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+        if total is not None and received != total:
+            raise DownloadError(f"download of {url} stopped after {received} of {total} "
+                                f"bytes. {hint}")
+        os.replace(tmp, dest)
+        tmp = None
+        return dest
+    except DownloadError:
+        raise
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise DownloadError(f"could not download {url}: {reason}. {hint}") from None
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)

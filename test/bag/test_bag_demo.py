@@ -1,0 +1,136 @@
+"""``depth-pro-ros demo`` (what ``make demo`` runs) end to end with a tiny checkpoint, and
+the weights lookup / download around it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from bag_builders import read_bag
+
+from depth_pro_ros.bag.demo import FRAMES, INFO_TOPIC, TOPIC, find_weights, make_sample_bag
+from depth_pro_ros.io.messages import depth_image_to_array
+from depth_pro_ros.model.weights import DownloadError, download_weights
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(**changes: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DEPTH_PRO_CHECKPOINT", "DEPTH_PRO_DEMO_CHECKPOINT")}
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def _read_ply(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    header = data[:end].decode("ascii").splitlines()
+    assert header[:2] == ["ply", "format binary_little_endian 1.0"]
+    count = int(next(line for line in header if line.startswith("element vertex")).split()[-1])
+    props = [line.split()[-1] for line in header if line.startswith("property")]
+    assert props == ["x", "y", "z", "red", "green", "blue"]
+    dtype = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"),
+                      ("green", "u1"), ("blue", "u1")])
+    assert len(data) - end == count * dtype.itemsize
+    return np.frombuffer(data[end:], dtype)
+
+
+def test_demo_end_to_end_with_a_smoke_test_checkpoint(tiny_checkpoint, tmp_path):
+    outdir = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "depth_pro_ros.cli", "demo", "-o", str(outdir),
+         "--no-download", "--batch-size", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env=_env(DEPTH_PRO_DEMO_CHECKPOINT=str(tiny_checkpoint), HOME=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "smoke test" in out and "meaningless" in out
+    assert f"frames out:   {FRAMES}" in out
+    assert f"focal source: camera_info {FRAMES // 2}, fov_head {FRAMES - FRAMES // 2}" in out
+    bag, sheet = outdir / "sample_depth_bag", outdir / "contact_sheet.png"
+    ply = outdir / "frame_000_points.ply"
+    for path in (bag, sheet, ply):
+        assert str(path) in out
+
+    res = read_bag(bag)
+    assert len(res["/camera/depth"]) == len(res[TOPIC]) == FRAMES
+    assert len(res["/camera/points"]) == len(res["/camera/depth/colorized"]) == FRAMES
+    assert len(res[INFO_TOPIC]) == FRAMES // 2
+    depth = depth_image_to_array(res["/camera/depth"][0][1])
+    assert depth.shape == (480, 640) and np.isfinite(depth).all()
+    image = cv2.imread(str(sheet))
+    assert image is not None and image.shape == (4 * 240, 640, 3)
+    points = _read_ply(ply)
+    assert points.size == 320 * 240  # decimation 2, all finite with this model
+    np.testing.assert_allclose(np.sort(points["z"]), np.sort(depth[::2, ::2].reshape(-1)),
+                               rtol=1e-6)
+    assert points["red"].std() > 0  # coloured from the picture
+
+
+def test_sample_bag_is_reproducible(tmp_path):
+    a, b = make_sample_bag(tmp_path / "a"), make_sample_bag(tmp_path / "b")
+    ra, rb = read_bag(a), read_bag(b)
+    for topic in (TOPIC, INFO_TOPIC):
+        assert [(t, raw) for t, _, raw in ra[topic]] == [(t, raw) for t, _, raw in rb[topic]]
+    stamps = [m.header.stamp for _, m, _ in ra[TOPIC]]
+    assert len(stamps) == FRAMES and len(set((s.sec, s.nanosec) for s in stamps)) == FRAMES
+    first = cv2.imdecode(np.asarray(ra[TOPIC][0][1].data), cv2.IMREAD_COLOR)
+    assert first.shape == (480, 640, 3)
+
+
+def test_demo_without_weights_says_where_to_put_them(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "depth_pro_ros.cli", "demo", "-o", str(tmp_path / "d"),
+         "--no-download"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=_env(HOME=str(tmp_path)))
+    assert result.returncode == 2
+    err = result.stderr
+    assert "checkpoint not found" in err and "depth_pro.pt" in err
+    assert "https://ml-site.cdn-apple.com/models/depth-pro/depth_pro.pt" in err
+    assert "Traceback" not in err and not (tmp_path / "d").exists()
+
+
+def test_weights_lookup_order(tmp_path, monkeypatch):
+    demo_ck, user_ck = tmp_path / "demo.pt", tmp_path / "user.pt"
+    demo_ck.write_bytes(b"x")
+    user_ck.write_bytes(b"y")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DEPTH_PRO_CHECKPOINT", str(user_ck))
+    monkeypatch.setenv("DEPTH_PRO_DEMO_CHECKPOINT", str(demo_ck))
+    assert find_weights(None, download=False) == (demo_ck, True)
+    monkeypatch.delenv("DEPTH_PRO_DEMO_CHECKPOINT")
+    assert find_weights(None, download=False) == (user_ck, False)
+    monkeypatch.delenv("DEPTH_PRO_CHECKPOINT")
+    with pytest.raises(DownloadError, match=r"\.cache/depth_pro_ros/depth_pro\.pt"):
+        find_weights(None, download=False)
+
+
+def test_download_weights_to_a_temporary_then_renamed(tmp_path):
+    source = tmp_path / "served.pt"
+    payload = os.urandom(3 * (1 << 20) + 17)
+    source.write_bytes(payload)
+    dest = tmp_path / "cache" / "depth_pro.pt"
+    assert download_weights(dest, url=source.as_uri(), progress=False) == dest
+    assert dest.read_bytes() == payload
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["depth_pro.pt"]
+
+
+def test_download_without_network_is_a_clear_error(tmp_path):
+    dest = tmp_path / "cache" / "depth_pro.pt"
+    # Port 9 (discard) on the loopback: nothing listens, the connection is refused.
+    with pytest.raises(DownloadError) as info:
+        download_weights(dest, url="http://127.0.0.1:9/depth_pro.pt", progress=False,
+                         timeout=5)
+    message = str(info.value)
+    assert "could not download" in message and str(dest) in message
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
