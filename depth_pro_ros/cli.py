@@ -32,14 +32,26 @@ from depth_pro_ros.model.weights import (  # noqa: F401 -- part of this module's
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+def _number(cast: type, minimum: float, inclusive: bool):
+    """An argparse ``type`` for finite numbers above (or from) ``minimum``."""
+    word = "an integer" if cast is int else "a number"
+    bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {word}: {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {word} {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_float = _number(float, 0.0, inclusive=False)
+_non_negative_float = _number(float, 0.0, inclusive=True)
+_positive_int = _number(int, 1, inclusive=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,26 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bag_parser(sub)
     _add_demo_parser(sub)
     return parser
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

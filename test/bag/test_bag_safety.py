@@ -145,7 +145,10 @@ def test_ctrl_c_removes_the_partial_output(tiny_checkpoint, tmp_path):
         [sys.executable, "-m", "depth_pro_ros.cli", "bag", str(src), "-o", str(out),
          "--checkpoint", str(tiny_checkpoint), "--image-topic", CAM, "--device", "cpu",
          ],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A runner started in the background (`cmd &`) ignores SIGINT, and children inherit
+        # that: give the command the default disposition, as in a terminal.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not [p for p in tmp_path.iterdir() if ".partial-" in p.name]:
