@@ -35,6 +35,9 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--domain", default=str(100 + os.getpid() % 100), help="ROS_DOMAIN_ID")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="extra node parameter (repeatable), e.g. "
+                   "qos_overrides./camera/image.subscription.reliability:=reliable")
     p.add_argument("--out", type=Path, help="JSON file for the results")
     return p.parse_args()
 
@@ -52,6 +55,8 @@ def main() -> int:
     node_cmd = [sys.executable, "-m", "depth_pro_ros.ros.node", "--ros-args",
                 "-r", "__ns:=/camera", "--params-file", str(REPO / "config/depth_pro.yaml"),
                 "-p", f"checkpoint:={args.checkpoint}", "-p", f"device:={args.device}"]
+    for param in args.param:
+        node_cmd += ["-p", param]
     proc = subprocess.Popen(node_cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     rclpy.init()
     probe = Node("camera_sim")
@@ -118,7 +123,7 @@ def main() -> int:
 
     status = diagnostics[-1].status[0]
     result = {
-        "image_size": [w, h], "input_rate_hz": frames / args.seconds,
+        "image_size": [w, h], "node_params": args.param, "input_rate_hz": frames / args.seconds,
         "output_rate_hz": {t: round(rate(v), 2) for t, v in arrivals.items()},
         "latency_ms_median": statistics.median(latencies) if latencies else None,
         "latency_ms_max": max(latencies) if latencies else None,
