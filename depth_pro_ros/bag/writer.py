@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from depth_pro_ros.bag.errors import BagInputError
+from depth_pro_ros.io.messages import point_fields
 
 __all__ = ["STORAGE_FORMATS", "OutputBag", "check_output_path", "output_typestore"]
 
@@ -183,9 +184,7 @@ class OutputBag:
         values.update(fields)
         values["header"] = header
         if "fields" in fields and msgtype == "sensor_msgs/msg/PointCloud2":
-            point_field = types["sensor_msgs/msg/PointField"]
-            values["fields"] = [point_field(name=n, offset=o, datatype=t, count=c)
-                                for n, o, t, c in fields["fields"]]
+            values["fields"] = point_fields(fields["fields"], types["sensor_msgs/msg/PointField"])
         return types[msgtype](**values)
 
     def header(self, stamp_ns: int, frame_id: str) -> Any:

@@ -40,6 +40,7 @@ __all__ = [
     "depth_image_to_array",
     "fill",
     "image_fields",
+    "point_fields",
     "pointcloud2_fields",
     "pointcloud2_to_array",
     "stamp_to_nanoseconds",
@@ -404,9 +405,14 @@ def fill(msg: Any, fields: Mapping[str, Any], *, point_field: Any = None) -> Any
         if name == "fields" and _is_tuple_list(value):
             if point_field is None:
                 raise TypeError("fill() needs point_field=<PointField class> for 'fields'")
-            value = [point_field(name=n, offset=o, datatype=t, count=c) for n, o, t, c in value]
+            value = point_fields(value, point_field)
         setattr(msg, name, _adapt(getattr(msg, name), value))
     return msg
+
+
+def point_fields(specs: Sequence[tuple], point_field: Any) -> list[Any]:
+    """PointField messages (of class ``point_field``) from ``pointcloud2_fields`` tuples."""
+    return [point_field(name=n, offset=o, datatype=t, count=c) for n, o, t, c in specs]
 
 
 def _is_tuple_list(value: Any) -> bool:
