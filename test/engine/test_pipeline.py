@@ -145,6 +145,16 @@ def _collect(engine: DepthEngine, n: int) -> list:
     return results
 
 
+def _run_all(model, frames: list[Frame], focal_filter) -> tuple[list, object]:
+    """Every frame through a policy-"all" engine with ``focal_filter``: (results, stats)."""
+    for frame in frames:
+        frame.focal_filter = focal_filter
+    with DepthEngine(model, _cpu(policy="all", queue_size=4)) as eng:
+        for frame in frames:
+            assert eng.submit(frame, timeout=WAIT)
+        return _collect(eng, len(frames)), eng.stats
+
+
 def _check_against_reference(result, frame: Frame, model, ref) -> None:
     """One engine result equals the reference recipe for its frame."""
     assert result.ok, result.error
@@ -214,12 +224,7 @@ def test_focal_filter_smooths_estimates_with_ema(model, ref):
 
     big_rgb = (_as_rgb(*P_BGR_BIG), "rgb")
     frames = [_frame(P_RGB, meta=0), _frame(P_MONO, meta=1), _frame(big_rgb, meta=2)]
-    for frame in frames:
-        frame.focal_filter = focal_filter
-    with DepthEngine(model, _cpu(policy="all", queue_size=4)) as eng:
-        for frame in frames:
-            assert eng.submit(frame, timeout=WAIT)
-        results = _collect(eng, 3)
+    results, _ = _run_all(model, frames, focal_filter)
 
     raw = [ref(model, f.image, f.channel_order, None)["focal_px"] for f in frames]
     assert [s[1:] for s in seen] == [(64, 48), (64, 48), (80, 60)]  # in frame order
@@ -489,13 +494,7 @@ def test_rejected_or_failing_focal_filter_fails_only_that_frame(model, ref):
         return tracker.observe_estimate(f_px, width, height)
 
     frames = [_frame(P_RGB, meta=i) for i in range(3)]
-    for frame in frames:
-        frame.focal_filter = focal_filter
-    with DepthEngine(model, _cpu(policy="all", queue_size=4)) as eng:
-        for frame in frames:
-            assert eng.submit(frame, timeout=WAIT)
-        results = _collect(eng, 3)
-        stats = eng.stats
+    results, stats = _run_all(model, frames, focal_filter)
     assert [r.meta for r in results] == [0, 1, 2]
     rejected, exploded, fine = results
     assert not rejected.ok and "focal estimate rejected" in rejected.error

@@ -149,6 +149,17 @@ class Probe:
             self.spin_until(lambda: time.monotonic() > pause, what="a pause")
         (self.compressed_pub if compressed else self.image_pub).publish(image)
 
+    def resend_until_depth(self, image: Any, compressed: bool = False, timeout: float = 120.0,
+                           period: float = 5.0) -> None:
+        """Publish ``image`` every ``period`` s until its depth image arrives.
+
+        A best-effort subscription can miss the first messages after discovery.
+        """
+        stamp = image.header.stamp
+        self.spin_until(lambda: self.send(image, compressed=compressed) or any(
+            m.header.stamp == stamp for m in self.received["depth"]),
+            timeout, "a depth image", period=period)
+
     def outputs_for(self, stamp: Any, timeout: float = WAIT) -> dict[str, Any]:
         """Wait for one message per recorded output topic with header stamp ``stamp``."""
         def matching(topic: str) -> list[Any]:

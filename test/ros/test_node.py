@@ -48,8 +48,7 @@ def node(tiny_checkpoint, tmp_path_factory):
         # warm-up frame until a depth comes back. Its odd size keeps it out of the focal
         # EMA of the tests (the EMA restarts when the size changes).
         warm_up = image_message(smooth_rgb(24, 32), sec=1)
-        probe.spin_until(lambda: probe.send(warm_up) or probe.received["depth"], 600.0,
-                         "a first depth image", period=3.0)
+        probe.resend_until_depth(warm_up, timeout=600.0, period=3.0)
         yield proc, probe
     finally:
         probe.close()
