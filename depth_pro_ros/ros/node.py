@@ -9,7 +9,6 @@ users remap them or push the node into a camera namespace.
 from __future__ import annotations
 
 import dataclasses
-import re
 import statistics
 import sys
 import threading
@@ -36,6 +35,7 @@ from depth_pro_ros.io.messages import fill
 from depth_pro_ros.model import CheckpointError, load_checkpoint, parse_precision
 from depth_pro_ros.ros.parameters import PARAMETERS, NodeSettings, descriptor, settings_from
 from depth_pro_ros.stream import CameraStream, FrameSkipped, build_outputs
+from depth_pro_ros.stream.throttle import ErrorThrottle
 
 __all__ = ["DepthProNode", "main"]
 
@@ -88,7 +88,11 @@ class DepthProNode(Node):
         self._last: dict[str, Any] = {}
         self._inputs, self._outputs, self._latency = _Window(), _Window(), _Window()
         self._stats_lock = threading.Lock()
-        self._throttle: dict[str, tuple[float, int]] = {}
+        self._throttle = ErrorThrottle(ERROR_THROTTLE_S)
+        # Monotonic times of the last image in and of the oldest image still waiting for a
+        # depth to be published (None while none waits): what /diagnostics judges by.
+        self._last_input: float | None = None
+        self._waiting_since: float | None = None
 
         out_qos = QoSProfile(depth=5)
         self._pubs = {topic: self.create_publisher(cls, topic, out_qos)
@@ -157,18 +161,23 @@ class DepthProNode(Node):
 
     def _on_image(self, msg: Any, compressed: bool) -> None:
         self._inputs.add()
+        now = time.monotonic()
         with self._stats_lock:
             self._counts["frames_in"] += 1
+            self._last_input = now
+            if self._waiting_since is None:
+                self._waiting_since = now
         if self._settings.values["lazy"] and not any(
             pub.get_subscription_count() for pub in self._pubs.values()
         ):
             with self._stats_lock:
                 self._counts["lazy_skipped"] += 1
+                self._waiting_since = None  # idle by request, not stalled
             return
         try:
             frame = self._stream.prepare(msg, compressed, self._now(), meta=time.monotonic())
         except FrameSkipped as exc:
-            self._skipped(exc.reason, f"image skipped: {exc}")
+            self._skipped(exc, f"image skipped: {exc}")
             return
         finally:
             for message in self._stream.pop_messages():
@@ -180,12 +189,13 @@ class DepthProNode(Node):
         try:
             frames = self._stream.add_camera_info(msg, self._now())
         except FrameSkipped as exc:  # the CameraInfo is fine; the image held for it is not
-            self._skipped(exc.reason, f"image skipped: {exc}")
+            self._skipped(exc, f"image skipped: {exc}")
             return
         except ValueError as exc:
             with self._stats_lock:
                 self._counts["camera_info_errors"] += 1
-            self._error(f"{exc} (topic {self.resolve_topic_name('camera_info')})")
+            self._error("camera_info",
+                        f"{exc} (topic {self.resolve_topic_name('camera_info')})")
             return
         for frame in frames:
             self._submit(frame)
@@ -194,7 +204,7 @@ class DepthProNode(Node):
         try:
             self._engine.submit(frame)
         except (ValueError, RuntimeError) as exc:
-            self._skipped("invalid_frame", f"image skipped: {exc}")
+            self._skipped(FrameSkipped(str(exc), "invalid_frame"), f"image skipped: {exc}")
 
     def _on_result(self, result: DepthResult) -> None:
         """Publish one result (runs on the engine's worker thread)."""
@@ -211,8 +221,8 @@ class DepthProNode(Node):
         if not result.ok:
             with self._stats_lock:
                 self._counts["failed"] += 1
-            self._error(f"depth failed for the image stamped {meta.stamp_ns * 1e-9:.3f}: "
-                        f"{result.error}")
+            self._error("inference", f"depth failed for the image stamped "
+                        f"{meta.stamp_ns * 1e-9:.3f}: {result.error}")
             return
         options = self._settings.outputs
         if options.colorized and not self._pubs["depth/colorized"].get_subscription_count():
@@ -221,10 +231,12 @@ class DepthProNode(Node):
             msg = fill(_MESSAGE_CLASSES[out.topic](), out.fields, point_field=PointField)
             msg.header = meta.header
             self._pubs[out.topic].publish(msg)
+        now = time.monotonic()
         self._outputs.add()
-        self._latency.add(1e3 * (time.monotonic() - meta.user))
+        self._latency.add(1e3 * (now - meta.user))
         with self._stats_lock:
             self._counts["frames_out"] += 1
+            self._waiting_since = None
             self._last = {"focal_source": result.focal_source, "focal_px": result.intrinsics.fx,
                           "focal_estimate_px": result.focal_estimate_px,
                           "width": result.depth.shape[1]}
@@ -246,23 +258,19 @@ class DepthProNode(Node):
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ reporting
-    def _skipped(self, reason: str, text: str) -> None:
+    def _skipped(self, exc: FrameSkipped, text: str) -> None:
         with self._stats_lock:
-            self._skips[reason] = self._skips.get(reason, 0) + 1
-        self._error(text)
+            self._skips[exc.reason] = self._skips.get(exc.reason, 0) + 1
+        self._error(f"{exc.reason}:{getattr(exc, 'kind', exc.reason)}", text)
 
-    def _error(self, text: str) -> None:
-        """Log ``text`` unless the same problem was logged in the last few seconds."""
-        key = re.sub(r"\d+(\.\d+)?", "#", text)  # sizes and stamps do not make it new
-        now = time.monotonic()
-        with self._stats_lock:
-            last, suppressed = self._throttle.get(key, (-ERROR_THROTTLE_S, 0))
-            if now - last < ERROR_THROTTLE_S:
-                self._throttle[key] = (last, suppressed + 1)
-                return
-            self._throttle[key] = (now, 0)
-        if suppressed:
-            text += f" ({suppressed} more like it in the last {ERROR_THROTTLE_S:.0f} s)"
+    def _error(self, kind: str, text: str) -> None:
+        """Log ``text`` unless a problem of the same ``kind`` was logged in the last
+        ``ERROR_THROTTLE_S`` seconds (those are counted and the count is logged next)."""
+        held = self._throttle.admit(kind, time.monotonic())
+        if held is None:
+            return
+        if held:
+            text += f" ({held} more like it since the last report)"
         self.get_logger().error(text)
 
     def diagnostics_status(self) -> DiagnosticStatus:
@@ -273,6 +281,7 @@ class DepthProNode(Node):
         stats = self._engine.stats
         with self._stats_lock:
             counts, skips, last = dict(self._counts), dict(self._skips), dict(self._last)
+            last_input, waiting_since = self._last_input, self._waiting_since
         focal = self._stream.focal_state(last.get("width", 0)) if last else {}
         errors = sum(skips.values()) + counts["failed"] + counts["camera_info_errors"]
         values = {
@@ -296,19 +305,30 @@ class DepthProNode(Node):
             "device": self._device,
             "precision": self._precision,
         }
-        if counts["frames_in"] == 0:
-            level, message = DiagnosticStatus.WARN, "no images received yet"
-        elif in_rate > 0 and out_rate == 0 and not counts["lazy_skipped"]:
-            level, message = DiagnosticStatus.WARN, "images arrive but no depth is produced"
-        elif errors:
-            level, message = DiagnosticStatus.OK, f"running ({errors} frames skipped or failed)"
-        else:
-            level, message = DiagnosticStatus.OK, "running"
+        level, message = self._health(errors, last_input, waiting_since)
         return DiagnosticStatus(
             level=level, name=f"{self.get_name()}: depth", message=message,
             hardware_id=self._device,
             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
         )
+
+    def _health(self, errors: int, last_input: float | None,
+                waiting_since: float | None) -> tuple[bytes, str]:
+        """Level and message of the status: silence after input flowed is a warning,
+        images that keep arriving while no depth comes out for ``stall_timeout`` an error."""
+        stall = self._settings.values["stall_timeout"]
+        now = time.monotonic()
+        if last_input is None:
+            return DiagnosticStatus.WARN, "no images received yet"
+        if now - last_input > stall:
+            return DiagnosticStatus.WARN, f"no input for {now - last_input:.0f} s"
+        if waiting_since is not None and now - waiting_since > stall:
+            what = f"{errors} frames skipped or failed" if errors else "none skipped"
+            return (DiagnosticStatus.ERROR, f"images arrive but no depth was published for "
+                    f"{now - waiting_since:.0f} s ({what})")
+        if errors:
+            return DiagnosticStatus.OK, f"running ({errors} frames skipped or failed)"
+        return DiagnosticStatus.OK, "running"
 
     def _publish_diagnostics(self) -> None:
         array = DiagnosticArray(status=[self.diagnostics_status()])

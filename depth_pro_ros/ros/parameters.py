@@ -78,6 +78,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("depth_encoding", "32FC1", "32FC1: metres, NaN invalid (REP 118); 16UC1: "
               "millimetres, 0 invalid", choices=("32FC1", "16UC1")),
     ParamSpec("lazy", False, "Skip inference while nothing subscribes to any output"),
+    ParamSpec("stall_timeout", 10.0, "Seconds after which /diagnostics reports WARN when "
+              "no image arrives, and ERROR when images arrive but no depth is published",
+              low=0.5, high=3600.0),
 )
 
 _SPECS = {spec.name: spec for spec in PARAMETERS}

@@ -19,8 +19,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config" / "depth_pro.yaml"
-# One domain per test session (pid-derived) so parallel runs on one host do not meet.
-DOMAIN_ID = str(20 + os.getpid() % 80)
+# One domain per test session (pid-derived) so parallel runs on one host do not meet;
+# DEPTH_PRO_TEST_DOMAIN_ID pins it where several suites run at once on one host.
+DOMAIN_ID = os.environ.get("DEPTH_PRO_TEST_DOMAIN_ID") or str(20 + os.getpid() % 80)
 ROS_ENV = {
     "ROS_DOMAIN_ID": DOMAIN_ID,
     "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",

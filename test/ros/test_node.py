@@ -220,7 +220,11 @@ def test_runtime_options_16uc1_decimation_and_depth_range(node, model):
     depth_msg = out["depth"]
     assert depth_msg.encoding == "16UC1" and depth_msg.step == 2 * W
     mm = np.frombuffer(bytes(depth_msg.data), dtype="<u2").reshape(H, W)
-    np.testing.assert_array_equal(mm, np.clip(np.rint(expected * 1000), 1, 65535))
+    # The node's float32 depth and this process's differ in the last bits (another
+    # process, maybe another CPU), so a value near a half millimetre can round either way:
+    # the quantised images agree to +-1 mm, and exactly nearly everywhere.
+    diff = np.abs(mm.astype(np.int64) - np.clip(np.rint(expected * 1000), 1, 65535))
+    assert diff.max() <= 1 and np.mean(diff == 0) > 0.9, (diff.max(), np.mean(diff == 0))
     assert out["depth/camera_info"].k[0] == fx
     # The points hold full-precision depth, not the millimetres of the image.
     pts, valid = _check_points(out["points"], expected, out["depth/camera_info"].k,

@@ -1,0 +1,122 @@
+"""depth_pro_node under a stream of bad input: throttled logging and honest /diagnostics.
+
+One node (tiny checkpoint, CPU, fixed focal) with a short ``stall_timeout``; the tests
+run in file order over real DDS.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
+from message_factories import smooth_rgb
+from ros_harness import NodeProcess, Probe, image_message, set_ros_env
+
+STALL = 8.0  # the node's stall_timeout: well above a CPU forward pass of the tiny model
+_next_sec = iter(range(100, 10_000))
+
+
+@pytest.fixture(scope="module")
+def node(tiny_checkpoint, tmp_path_factory):
+    set_ros_env()
+    rclpy.init()
+    proc = NodeProcess(tmp_path_factory.mktemp("node") / "node.log",
+                       f"checkpoint:={tiny_checkpoint}", "device:=cpu", "focal_source:=fixed",
+                       "fixed_focal_px:=50.0", "publish_points:=false",
+                       f"stall_timeout:={STALL}")
+    probe = Probe()
+    try:
+        probe.wait_connected()
+        probe.resend_until_depth(_good(), timeout=600.0, period=3.0)
+        yield proc, probe
+    finally:
+        probe.close()
+        proc.stop(signal.SIGKILL)
+        rclpy.try_shutdown()
+        print(proc.log())  # shown by pytest when a test of this module failed
+
+
+def _good():
+    return image_message(smooth_rgb(48, 64), next(_next_sec))
+
+
+def _unknown_encoding(i: int):
+    msg = image_message(smooth_rgb(48, 64), next(_next_sec))
+    # Letters, not digits: no two encodings differ by a number only.
+    msg.encoding = "garbage_" + "".join(chr(ord("a") + int(d)) for d in str(i))
+    return msg
+
+
+def _status(probe, predicate, what: str, timeout: float = 30.0) -> dict:
+    """The first /diagnostics status published from now on that satisfies ``predicate``."""
+    seen = len(probe.diagnostics)
+    found: list[dict] = []
+
+    def check() -> bool:
+        for array in probe.diagnostics[seen:]:
+            status = array.status[0]
+            item = {"level": status.level, "message": status.message,
+                    **{kv.key: kv.value for kv in status.values}}
+            if predicate(item):
+                found.append(item)
+                return True
+        return False
+
+    probe.spin_until(check, timeout, what)
+    return found[0]
+
+
+def test_distinct_unknown_encodings_are_one_kind_of_problem(node):
+    proc, probe = node
+    before = proc.log().count("unsupported image encoding")
+    for i in range(60):
+        probe.send(_unknown_encoding(i))
+    # A good frame after them: served, and by then all 60 were handled in order.
+    image = _good()
+    probe.resend_until_depth(image, period=5.0)
+    log = proc.log()
+    assert log.count("unsupported image encoding") - before == 1, log
+    # After the throttle period one more report carries the count of those held back
+    # (best-effort delivery may lose some of the 60, not all of them).
+    time.sleep(5.2)
+    probe.send(_unknown_encoding(1000))
+    proc.wait_for_log("more like it since the last report")
+    lines = [line for line in proc.log().splitlines() if "unsupported image encoding" in line]
+    assert len(lines) - before == 2, lines
+    held = int(lines[-1].rsplit("(", 1)[1].split()[0])
+    assert 10 <= held <= 59, lines[-1]
+
+
+def test_diagnostics_warn_when_input_stops(node):
+    _, probe = node
+    probe.resend_until_depth(_good(), period=5.0)
+    status = _status(probe, lambda s: s["message"].startswith("no input for"),
+                     "a 'no input' warning", timeout=STALL + 10.0)
+    assert status["level"] == DiagnosticStatus.WARN
+
+
+def test_diagnostics_error_when_images_arrive_but_no_depth_is_published(node):
+    _, probe = node
+    stop = time.monotonic() + 3 * STALL + 10.0
+    found: list[dict] = []
+    seen = len(probe.diagnostics)
+
+    def keep_sending_bad() -> bool:
+        probe.send(_unknown_encoding(0))
+        for array in probe.diagnostics[seen:]:
+            status = array.status[0]
+            if status.level == DiagnosticStatus.ERROR:
+                found.append({"message": status.message})
+                return True
+        return time.monotonic() > stop
+
+    probe.spin_until(keep_sending_bad, 3 * STALL + 20.0, "an ERROR status", period=0.2)
+    assert found, "no ERROR status while only bad images arrived"
+    assert "no depth was published" in found[0]["message"]
+    # A good frame brings it back to OK.
+    probe.resend_until_depth(_good(), period=5.0)
+    status = _status(probe, lambda s: s["level"] == DiagnosticStatus.OK, "an OK status")
+    assert status["message"].startswith("running")
