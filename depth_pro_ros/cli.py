@@ -21,29 +21,34 @@ import sys
 from pathlib import Path
 
 from depth_pro_ros import __version__
-from depth_pro_ros.model.weights import (  # noqa: F401 -- part of this module's API
+from depth_pro_ros.bag.writer import STORAGE_FORMATS
+from depth_pro_ros.engine import PRECISION_CHOICES
+from depth_pro_ros.engine.focal import FOCAL_SOURCES
+from depth_pro_ros.io.messages import DEPTH_ENCODINGS
+from depth_pro_ros.model.weights import (
     CHECKPOINT_ENV,
     DEFAULT_CHECKPOINT,
-    WEIGHTS_URL,
     default_checkpoint,
     missing_checkpoint_message,
 )
+from depth_pro_ros.stream import CAMERA_INFO_SYNC, RECORDED_FOCAL, OutputOptions
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+_PRECISION_HELP = "fp32, fp16, bf16, or auto: fp16 on CUDA, fp32 on the CPU (default: auto)"
 
 
-def _number(cast: type, minimum: float, inclusive: bool):
-    """An argparse ``type`` for finite numbers above (or from) ``minimum``."""
-    word = "an integer" if cast is int else "a number"
-    bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+def _number(cast: type, minimum: float | None, inclusive: bool = True):
+    """An argparse ``type`` for finite numbers above (or from) ``minimum`` (None: any)."""
+    word = "an integer" if cast is int else "a finite number"
+    bound = "" if minimum is None else (f" >= {minimum:g}" if inclusive else f" > {minimum:g}")
 
     def parse(text: str):
         try:
             value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {word}: {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be {word} {bound}, got {text!r}")
+        below = minimum is not None and (value < minimum or (value == minimum and not inclusive))
+        if not math.isfinite(value) or below:
+            raise argparse.ArgumentTypeError(f"must be {word}{bound}, got {text!r}")
         return value
 
     return parse
@@ -52,6 +57,8 @@ def _number(cast: type, minimum: float, inclusive: bool):
 _positive_float = _number(float, 0.0, inclusive=False)
 _non_negative_float = _number(float, 0.0, inclusive=True)
 _positive_int = _number(int, 1, inclusive=True)
+# Values that a settings class checks itself (its message names the setting): parse only.
+_float = _number(float, None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument(
         "--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: auto)"
     )
-    image.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default: fp32")
+    image.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                       help=_PRECISION_HELP)
     image.add_argument(
         "-o", "--outdir", type=Path, default=Path("depth_output"), help="default: depth_output"
     )
@@ -107,7 +115,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help=f"Depth Pro weights (default: ${CHECKPOINT_ENV} or {DEFAULT_CHECKPOINT})",
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default: fp32")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help=_PRECISION_HELP)
     p.add_argument(
         "--batch-size", type=_positive_int, default=None, metavar="N",
         help="frames of equal size run as one batch (default: 4 on CUDA, 1 on the CPU)",
@@ -142,33 +151,39 @@ def _add_bag_parser(sub) -> None:
     bag.add_argument("--copy-topics", default="all", metavar="all|none|LIST",
                      help="input topics copied to OUTPUT: all (default), none, or a "
                           "comma-separated list")
-    bag.add_argument("--format", choices=("mcap", "sqlite3"), default="mcap", dest="storage",
-                     help="storage of OUTPUT (default: mcap)")
+    bag.add_argument("--format", choices=STORAGE_FORMATS, default=STORAGE_FORMATS[0],
+                     dest="storage", help=f"storage of OUTPUT (default: {STORAGE_FORMATS[0]})")
     bag.add_argument("--start", type=_non_negative_float, default=None, metavar="S",
                      help="skip messages logged earlier than S seconds after the first one")
     bag.add_argument("--end", type=_non_negative_float, default=None, metavar="E",
                      help="stop at E seconds after the first message")
     _add_common(bag)
+    # Defaults for recorded data (RECORDED_FOCAL says why they differ from the node's).
+    rec = RECORDED_FOCAL
     focal = bag.add_argument_group("focal length (as the node's focal_* parameters)")
-    focal.add_argument("--focal-source", choices=("auto", "camera_info", "fov_head", "fixed"),
-                       default="auto",
+    focal.add_argument("--focal-source", choices=FOCAL_SOURCES, default=rec.focal_source,
                        help="auto: a CameraInfo paired by stamp, else the FoV estimate "
-                            "(default)")
-    focal.add_argument("--focal-px", type=_positive_float, default=0.0, metavar="F",
+                            f"(default: {rec.focal_source})")
+    focal.add_argument("--focal-px", type=_float, default=rec.fixed_focal_px, metavar="F",
                        help="focal length in pixels for --focal-source fixed")
-    focal.add_argument("--focal-ema-alpha", type=_positive_float, default=0.1, metavar="A",
-                       help="EMA weight of each new FoV estimate, (0, 1] (default: 0.1)")
-    focal.add_argument("--camera-info-sync", choices=("exact", "approximate", "latest"),
-                       default="approximate",
+    focal.add_argument("--focal-ema-alpha", type=_float, default=rec.focal_ema_alpha,
+                       metavar="A", help="EMA weight of each new FoV estimate, (0, 1] "
+                                         f"(default: {rec.focal_ema_alpha})")
+    focal.add_argument("--camera-info-sync", choices=CAMERA_INFO_SYNC,
+                       default=rec.camera_info_sync,
                        help="pair an image with the CameraInfo of equal stamp, of the "
-                            "nearest stamp within --sync-slop (default), or the latest logged")
-    focal.add_argument("--sync-slop", type=_non_negative_float, default=0.01, metavar="S",
-                       help="largest stamp difference for approximate pairing (default: 0.01 s)")
-    focal.add_argument("--camera-info-timeout", type=_positive_float, default=1.0, metavar="S",
-                       help="auto: a CameraInfo logged more than S seconds before the image "
-                            "is stale (default: 1.0)")
+                            "nearest stamp within --sync-slop, or the latest logged "
+                            f"(default: {rec.camera_info_sync})")
+    focal.add_argument("--sync-slop", type=_float, default=rec.sync_slop, metavar="S",
+                       help="largest stamp difference for approximate pairing "
+                            f"(default: {rec.sync_slop} s)")
+    focal.add_argument("--camera-info-timeout", type=_float, default=rec.camera_info_timeout,
+                       metavar="S", help="auto: a CameraInfo logged more than S seconds "
+                                         "before the image is stale (default: "
+                                         f"{rec.camera_info_timeout})")
     out = bag.add_argument_group("outputs")
-    out.add_argument("--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
+    out.add_argument("--depth-encoding", choices=DEPTH_ENCODINGS,
+                     default=OutputOptions().depth_encoding,
                      help="32FC1 metres, NaN invalid (default, REP 118) or 16UC1 millimetres")
     out.add_argument("--points", action="store_true", help="write <ns>/points (PointCloud2)")
     out.add_argument("--points-decimation", type=_positive_int, default=1, metavar="N",
@@ -232,24 +247,17 @@ def run_image(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from depth_pro_ros.engine import resolve_device
+    from depth_pro_ros.engine import load_model
     from depth_pro_ros.io.image_files import read_rgb, write_depth_outputs
-    from depth_pro_ros.model import CheckpointError, infer, load_checkpoint, parse_precision
-
-    try:
-        device = resolve_device(args.device)
-        precision = parse_precision(args.precision)
-    except ValueError as exc:
-        _error(str(exc))
-        return 2
+    from depth_pro_ros.model import CheckpointError, infer
 
     checkpoint = args.checkpoint.expanduser() if args.checkpoint else default_checkpoint()
     if not checkpoint.exists():
         _error(missing_checkpoint_message(checkpoint))
         return 2
     try:
-        model = load_checkpoint(checkpoint, device=str(device), precision=precision)
-    except CheckpointError as exc:
+        model = load_model(checkpoint, args.device, args.precision).model
+    except (CheckpointError, ValueError) as exc:
         _error(str(exc))
         return 2
 

@@ -30,6 +30,7 @@ from depth_pro_ros.bag.reader import (
 from depth_pro_ros.bag.summary import BagSummary, CameraSummary
 from depth_pro_ros.bag.writer import OutputBag, check_output_path, output_typestore
 from depth_pro_ros.stream import (
+    RECORDED_FOCAL,
     CameraStream,
     FocalSettings,
     FrameSkipped,
@@ -58,10 +59,9 @@ class BagOptions:
     start: float | None = None  # seconds from the first message
     end: float | None = None
     device: str | None = None
-    precision: str = "fp32"
+    precision: str = "auto"  # fp16 on CUDA, fp32 on the CPU
     batch_size: int | None = None  # None: 4 on CUDA, 1 on the CPU
-    focal: FocalSettings = field(default_factory=lambda: FocalSettings(
-        camera_info_sync="approximate", sync_slop=0.01, camera_info_timeout=1.0))
+    focal: FocalSettings = RECORDED_FOCAL
     outputs: OutputOptions = field(default_factory=OutputOptions)
     points_decimation: int = 1
     points_rgb: bool = False

@@ -1,6 +1,6 @@
 """Streaming inference engine: pipeline, preprocessing, focal tracking, point clouds."""
 
-from depth_pro_ros.engine.device import resolve_device
+from depth_pro_ros.engine.device import PRECISION_CHOICES, resolve_device, resolve_precision
 from depth_pro_ros.engine.focal import (
     FocalEMA,
     FocalSource,
@@ -8,7 +8,8 @@ from depth_pro_ros.engine.focal import (
     Intrinsics,
     intrinsics_from_camera_info,
 )
-from depth_pro_ros.engine.pipeline import DepthEngine, create_engine
+from depth_pro_ros.engine.loading import LoadedModel, create_engine, load_model
+from depth_pro_ros.engine.pipeline import DepthEngine
 from depth_pro_ros.engine.pointcloud import (
     POINTFIELD_FLOAT32,
     PointCloudArrays,
@@ -28,6 +29,10 @@ __all__ = [
     "EngineStats",
     "Frame",
     "create_engine",
+    "LoadedModel",
+    "load_model",
+    "PRECISION_CHOICES",
+    "resolve_precision",
     "record_dtype",
     "resolve_device",
     "POINTFIELD_FLOAT32",

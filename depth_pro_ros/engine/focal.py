@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from enum import Enum
 
 __all__ = [
+    "DEFAULT_CAMERA_INFO_TIMEOUT_S",
+    "DEFAULT_EMA_ALPHA",
+    "FOCAL_SOURCES",
     "FocalEMA",
     "FocalSource",
     "FocalTracker",
     "Intrinsics",
     "intrinsics_from_camera_info",
+    "parse_focal_source",
 ]
 
 
@@ -116,12 +120,34 @@ def intrinsics_from_camera_info(k: Sequence[float], width: int, height: int) -> 
 
 
 class FocalSource(str, Enum):
-    """Where the focal length fed to the network comes from."""
+    """Where the focal length fed to the network comes from.
+
+    The policy a user picks is one of the four; the focal a frame actually got (in a
+    ``DepthResult``, the node's diagnostics and the bag summary) is one of the first three.
+    """
 
     CAMERA_INFO = "camera_info"
     FOV_HEAD = "fov_head"
     FIXED = "fixed"
     AUTO = "auto"
+
+
+#: The focal policies a user can choose (node parameter, ``--focal-source``).
+FOCAL_SOURCES: tuple[str, ...] = tuple(s.value for s in FocalSource)
+#: Weight of each new FoV estimate in the EMA on f/W.
+DEFAULT_EMA_ALPHA = 0.1
+#: Seconds after which ``auto`` stops trusting the last CameraInfo. Live streams measure
+#: it in receive time, where a best-effort CameraInfo may be lost or delayed now and then.
+DEFAULT_CAMERA_INFO_TIMEOUT_S = 2.0
+
+
+def parse_focal_source(source: FocalSource | str) -> FocalSource:
+    """The :class:`FocalSource` named ``source``; ``ValueError`` names the choices."""
+    try:
+        return FocalSource(source)
+    except ValueError:
+        raise ValueError(f"focal_source must be one of {', '.join(FOCAL_SOURCES)}, "
+                         f"got {source!r}") from None
 
 
 class FocalEMA:
@@ -135,7 +161,7 @@ class FocalEMA:
 
     def __init__(self, alpha: float) -> None:
         if not (math.isfinite(alpha) and 0.0 < alpha <= 1.0):
-            raise ValueError(f"EMA alpha must be in (0, 1], got {alpha}")
+            raise ValueError(f"focal_ema_alpha must be in (0, 1], got {alpha}")
         self._alpha = float(alpha)
         self._ratio: float | None = None
         self._size: tuple[int, int] | None = None
@@ -211,16 +237,16 @@ class FocalTracker:
     def __init__(
         self,
         source: FocalSource | str,
-        ema_alpha: float = 0.1,
+        ema_alpha: float = DEFAULT_EMA_ALPHA,
         fixed_focal_px: float | None = None,
-        camera_info_timeout: float = 1.0,
+        camera_info_timeout: float = DEFAULT_CAMERA_INFO_TIMEOUT_S,
     ) -> None:
-        self._source = FocalSource(source)
-        if self._source is FocalSource.FIXED:
-            if fixed_focal_px is None:
-                raise ValueError("focal source 'fixed' requires fixed_focal_px")
-            if not (math.isfinite(fixed_focal_px) and fixed_focal_px > 0.0):
-                raise ValueError(f"fixed_focal_px must be finite and > 0, got {fixed_focal_px}")
+        self._source = parse_focal_source(source)
+        if self._source is FocalSource.FIXED and not (
+            fixed_focal_px is not None and math.isfinite(fixed_focal_px) and fixed_focal_px > 0.0
+        ):
+            raise ValueError(f"focal_source 'fixed' needs fixed_focal_px > 0, "
+                             f"got {fixed_focal_px}")
         if math.isnan(camera_info_timeout) or camera_info_timeout <= 0.0:
             raise ValueError(f"camera_info_timeout must be > 0 s, got {camera_info_timeout}")
         self._fixed = None if fixed_focal_px is None else float(fixed_focal_px)

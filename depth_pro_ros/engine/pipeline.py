@@ -28,12 +28,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depth_pro_ros.engine.device import resolve_device
 from depth_pro_ros.engine.focal import Intrinsics
 from depth_pro_ros.engine.pointcloud import depth_to_points, pack_words, words_to_record
 from depth_pro_ros.engine.preprocess import prepare_input, to_rgb
 from depth_pro_ros.engine.types import DepthResult, EngineConfig, EngineStats, Frame
-from depth_pro_ros.model import DepthPro, focal_from_fov, load_checkpoint, parse_precision
+from depth_pro_ros.model import DepthPro, focal_from_fov
 from depth_pro_ros.model.inference import metric_depth
 
 _log = logging.getLogger(__name__)
@@ -484,14 +483,3 @@ def _rgb_at(image: torch.Tensor, channel_order: str, size: tuple[int, int]) -> t
         return rgb
     x = rgb.permute(2, 0, 1)[None].float()
     return F.interpolate(x, size=size, mode="area")[0].permute(1, 2, 0).round().to(torch.uint8)
-
-
-def create_engine(
-    checkpoint: str,
-    config: EngineConfig = EngineConfig(),
-    on_result: ResultCallback | None = None,
-) -> DepthEngine:
-    """Load ``checkpoint`` on the config's device and precision and start an engine."""
-    device = resolve_device(config.device)
-    model = load_checkpoint(checkpoint, device=device, precision=parse_precision(config.precision))
-    return DepthEngine(model, config, on_result=on_result)

@@ -20,7 +20,7 @@ class EngineConfig:
     """How the engine runs. ``device=None`` picks CUDA when available, else the CPU."""
 
     device: str | None = None
-    precision: str = "fp32"
+    precision: str = "auto"  # see resolve_precision: fp16 on CUDA, fp32 on the CPU
     policy: str = "latest"  # "latest": keep only the newest waiting frame; "all": every frame
     queue_size: int = 4  # frames waiting before ``submit`` blocks (policy "all")
     batch_size: int = 1  # frames of equal size run as one batch (policy "all")

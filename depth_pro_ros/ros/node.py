@@ -30,9 +30,9 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
-from depth_pro_ros.engine import DepthEngine, DepthResult, resolve_device
+from depth_pro_ros.engine import DepthResult, create_engine
 from depth_pro_ros.io.messages import fill
-from depth_pro_ros.model import CheckpointError, load_checkpoint, parse_precision
+from depth_pro_ros.model import CheckpointError
 from depth_pro_ros.ros.parameters import PARAMETERS, NodeSettings, descriptor, settings_from
 from depth_pro_ros.stream import CameraStream, FrameSkipped, build_outputs
 from depth_pro_ros.stream.throttle import ErrorThrottle
@@ -136,24 +136,15 @@ class DepthProNode(Node):
             raise StartupError(str(exc)) from None
 
     def _load_engine(self) -> tuple[str, str]:
-        cfg = self._settings.engine
-        try:
-            device = resolve_device(cfg.device)
-        except ValueError as exc:
-            raise StartupError(f"parameter 'device': {exc}") from None
-        precision = cfg.precision
-        if precision == "auto":
-            precision = "fp16" if device.type == "cuda" else "fp32"
         checkpoint = self._settings.values["checkpoint"]
-        self.get_logger().info(f"loading {checkpoint} on {device} ({precision})")
+        cfg = self._settings.engine
+        self.get_logger().info(f"loading {checkpoint} (device {cfg.device or 'auto'}, "
+                               f"precision {cfg.precision})")
         try:
-            model = load_checkpoint(checkpoint, device=device,
-                                    precision=parse_precision(precision))
+            self._engine = create_engine(checkpoint, cfg, on_result=self._on_result)
         except (CheckpointError, ValueError) as exc:
             raise StartupError(str(exc)) from None
-        config = dataclasses.replace(cfg, device=str(device), precision=precision)
-        self._engine = DepthEngine(model, config, on_result=self._on_result)
-        return str(device), precision
+        return self._engine.config.device, self._engine.config.precision
 
     # ------------------------------------------------------------------ callbacks
     def _now(self) -> float:

@@ -16,8 +16,9 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from depth_pro_ros.engine import EngineConfig
-from depth_pro_ros.model import PRECISIONS
+from depth_pro_ros.engine import PRECISION_CHOICES, EngineConfig
+from depth_pro_ros.engine.focal import FOCAL_SOURCES
+from depth_pro_ros.io.messages import DEPTH_ENCODINGS
 from depth_pro_ros.stream import CAMERA_INFO_SYNC, FocalSettings, OutputOptions
 
 __all__ = ["PARAMETERS", "ParamSpec", "NodeSettings", "descriptor", "settings_from"]
@@ -32,6 +33,13 @@ class ParamSpec:
     low: float | None = None  # inclusive range, shown to `ros2 param describe`
     high: float | None = None
     read_only: bool = False
+    constraint: str = ""  # shown where a range cannot say it (open bounds)
+
+
+# Defaults of the settings the node shares with the bag tool and the engine live with
+# those settings; the table only names them.
+_FOCAL = FocalSettings()
+_OUTPUTS = OutputOptions()
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -40,26 +48,26 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "", "Torch device: cuda, cuda:N or cpu; empty picks cuda when "
               "available, else cpu", read_only=True),
     ParamSpec("precision", "auto", "Network precision; auto = fp16 on CUDA, fp32 on CPU "
-              "(metric conversion is always fp32)", choices=("auto", *PRECISIONS),
+              "(metric conversion is always fp32)", choices=PRECISION_CHOICES,
               read_only=True),
     ParamSpec("compile", False, "torch.compile the network (slow first frames, faster "
               "afterwards)", read_only=True),
     ParamSpec("input_transport", "raw", "raw: subscribe to 'image' (sensor_msgs/Image); "
               "compressed: to 'image/compressed' (jpeg/png)", choices=("raw", "compressed"),
               read_only=True),
-    ParamSpec("focal_source", "auto", "Focal length for metric scale: auto (camera_info "
-              "while fresh, else the FoV-head estimate), camera_info, fov_head or fixed",
-              choices=("auto", "camera_info", "fov_head", "fixed")),
-    ParamSpec("fixed_focal_px", 0.0, "Focal length in pixels at the input resolution, for "
-              "focal_source fixed", low=0.0, high=1e6),
-    ParamSpec("focal_ema_alpha", 0.1, "Weight of each new FoV estimate in the focal EMA "
-              "(0 < alpha <= 1; 1 = no smoothing)", low=0.0, high=1.0),
-    ParamSpec("camera_info_timeout", 2.0, "Seconds without camera_info after which auto "
-              "falls back to the FoV estimate", low=0.01, high=3600.0),
-    ParamSpec("camera_info_sync", "latest", "Pairing of an image with a CameraInfo: exact "
-              "stamp, approximate (nearest within sync_slop) or latest received",
-              choices=CAMERA_INFO_SYNC),
-    ParamSpec("sync_slop", 0.02, "Largest stamp difference in seconds for "
+    ParamSpec("focal_source", _FOCAL.focal_source, "Focal length for metric scale: auto "
+              "(camera_info while fresh, else the FoV-head estimate), camera_info, fov_head "
+              "or fixed", choices=FOCAL_SOURCES),
+    ParamSpec("fixed_focal_px", _FOCAL.fixed_focal_px, "Focal length in pixels at the input "
+              "resolution, for focal_source fixed", low=0.0, high=1e6),
+    ParamSpec("focal_ema_alpha", _FOCAL.focal_ema_alpha, "Weight of each new FoV estimate in "
+              "the focal EMA (1 = no smoothing)", constraint="0 < focal_ema_alpha <= 1"),
+    ParamSpec("camera_info_timeout", _FOCAL.camera_info_timeout, "Seconds without camera_info "
+              "after which auto falls back to the FoV estimate", low=0.01, high=3600.0),
+    ParamSpec("camera_info_sync", _FOCAL.camera_info_sync, "Pairing of an image with a "
+              "CameraInfo: exact stamp, approximate (nearest within sync_slop) or latest "
+              "received", choices=CAMERA_INFO_SYNC),
+    ParamSpec("sync_slop", _FOCAL.sync_slop, "Largest stamp difference in seconds for "
               "camera_info_sync approximate", low=0.0, high=10.0),
     ParamSpec("publish_points", True, "Publish the organized point cloud on 'points'"),
     ParamSpec("points_decimation", 1, "Keep every N-th pixel in each direction of the "
@@ -75,8 +83,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "automatic (2nd percentile)", low=0.0, high=1e4),
     ParamSpec("colorize_max", 0.0, "Far end of the preview's colour range in metres; 0 = "
               "automatic (98th percentile)", low=0.0, high=1e4),
-    ParamSpec("depth_encoding", "32FC1", "32FC1: metres, NaN invalid (REP 118); 16UC1: "
-              "millimetres, 0 invalid", choices=("32FC1", "16UC1")),
+    ParamSpec("depth_encoding", _OUTPUTS.depth_encoding, "32FC1: metres, NaN invalid "
+              "(REP 118); 16UC1: millimetres, 0 invalid", choices=DEPTH_ENCODINGS),
     ParamSpec("lazy", False, "Skip inference while nothing subscribes to any output"),
     ParamSpec("stall_timeout", 10.0, "Seconds after which /diagnostics reports WARN when "
               "no image arrives, and ERROR when images arrive but no depth is published",
@@ -92,6 +100,8 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     desc.description = spec.description
     if spec.choices:
         desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    elif spec.constraint:
+        desc.additional_constraints = spec.constraint
     if spec.low is not None and isinstance(spec.default, float):
         desc.floating_point_range = [
             FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)
@@ -163,7 +173,7 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
         )
         engine = EngineConfig(
             device=v["device"] or None,
-            precision=precision,  # "auto" is resolved by the node once the device is known
+            precision=precision,  # "auto" is resolved with the device by create_engine
             policy="latest", compile=bool(v["compile"]), points=bool(v["publish_points"]),
             points_decimation=int(v["points_decimation"]), points_rgb=bool(v["points_rgb"]),
             min_depth=float(v["min_depth"]), max_depth=float(v["max_depth"]),

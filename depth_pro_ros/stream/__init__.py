@@ -2,6 +2,7 @@
 
 from depth_pro_ros.stream.camera import (
     CAMERA_INFO_SYNC,
+    RECORDED_FOCAL,
     CameraStream,
     FocalSettings,
     FrameSkipped,
@@ -16,6 +17,7 @@ __all__ = [
     "FrameSkipped",
     "OutputMessage",
     "OutputOptions",
+    "RECORDED_FOCAL",
     "StreamFrame",
     "build_outputs",
 ]

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from depth_pro_ros.engine import FocalSource, FocalTracker, Frame, Intrinsics
-from depth_pro_ros.engine.focal import intrinsics_from_camera_info
+from depth_pro_ros.engine.focal import (
+    DEFAULT_CAMERA_INFO_TIMEOUT_S,
+    DEFAULT_EMA_ALPHA,
+    intrinsics_from_camera_info,
+)
 from depth_pro_ros.io.image_decode import ImageDecodeError, compressed_to_array, image_to_array
 from depth_pro_ros.io.messages import camera_info_values, stamp_to_nanoseconds
 
@@ -24,6 +28,7 @@ __all__ = [
     "CameraStream",
     "FocalSettings",
     "FrameSkipped",
+    "RECORDED_FOCAL",
     "StreamFrame",
 ]
 
@@ -52,29 +57,27 @@ class FocalSettings:
     ``camera_info_sync``: ``exact`` pairs an image with the CameraInfo of identical
     stamp, ``approximate`` with the nearest stamp within ``sync_slop`` seconds,
     ``latest`` with the most recent CameraInfo whatever its stamp.
+
+    The defaults are those of a live stream (the node); :data:`RECORDED_FOCAL` holds the
+    bag tool's. Every value is checked here (the focal policy by the tracker it builds),
+    so the node, the CLI and the bag tool report the same problem in the same words.
     """
 
-    focal_source: str = "auto"
+    focal_source: str = FocalSource.AUTO.value
     fixed_focal_px: float = 0.0
-    focal_ema_alpha: float = 0.1
-    camera_info_timeout: float = 1.0
+    focal_ema_alpha: float = DEFAULT_EMA_ALPHA
+    camera_info_timeout: float = DEFAULT_CAMERA_INFO_TIMEOUT_S
+    # Live: a driver's CameraInfo and image stamps need not match, and an image must not
+    # wait for a CameraInfo that a best-effort link may have lost, so take the latest.
     camera_info_sync: str = "latest"
     sync_slop: float = 0.02
 
     def __post_init__(self) -> None:
         problems = []
-        if self.focal_source not in [s.value for s in FocalSource]:
-            problems.append(f"focal_source must be one of auto, camera_info, fov_head, fixed, "
-                            f"got {self.focal_source!r}")
-        if self.focal_source == "fixed" and not (
-            math.isfinite(self.fixed_focal_px) and self.fixed_focal_px > 0.0
-        ):
-            problems.append(f"focal_source 'fixed' needs fixed_focal_px > 0, "
-                            f"got {self.fixed_focal_px}")
-        if not (0.0 < self.focal_ema_alpha <= 1.0):
-            problems.append(f"focal_ema_alpha must be in (0, 1], got {self.focal_ema_alpha}")
-        if not (self.camera_info_timeout > 0.0):
-            problems.append(f"camera_info_timeout must be > 0 s, got {self.camera_info_timeout}")
+        try:
+            self.tracker()
+        except ValueError as exc:
+            problems.append(str(exc))
         if self.camera_info_sync not in CAMERA_INFO_SYNC:
             problems.append(f"camera_info_sync must be one of {', '.join(CAMERA_INFO_SYNC)}, "
                             f"got {self.camera_info_sync!r}")
@@ -90,6 +93,13 @@ class FocalSettings:
             fixed_focal_px=self.fixed_focal_px if self.focal_source == "fixed" else None,
             camera_info_timeout=self.camera_info_timeout,
         )
+
+
+#: Recorded bags: every message is there, stamped and logged, so an image pairs with the
+#: CameraInfo of its own stamp (within 10 ms of jitter between the two drivers' clocks),
+#: and freshness is measured in log time, where 1 s without CameraInfo means it stopped.
+RECORDED_FOCAL = FocalSettings(camera_info_timeout=1.0, camera_info_sync="approximate",
+                               sync_slop=0.01)
 
 
 @dataclass

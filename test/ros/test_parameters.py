@@ -50,7 +50,7 @@ def test_defaults_build_settings():
     ({"input_transport": "theora"}, "'input_transport' must be one of raw, compressed"),
     ({"focal_source": "magic"}, "'focal_source' must be one of"),
     ({"focal_ema_alpha": 0.0}, "focal_ema_alpha must be in (0, 1]"),
-    ({"focal_ema_alpha": 1.5}, "'focal_ema_alpha' must be in [0.0, 1.0]"),
+    ({"focal_ema_alpha": 1.5}, "focal_ema_alpha must be in (0, 1]"),
     ({"fixed_focal_px": math.nan}, "'fixed_focal_px' must be in"),
     ({"focal_source": "fixed"}, "needs fixed_focal_px > 0"),
     ({"camera_info_timeout": 0.0}, "'camera_info_timeout' must be in"),
@@ -72,7 +72,10 @@ def test_descriptors_carry_description_range_and_read_only():
     assert by_name["checkpoint"].read_only and by_name["device"].read_only
     assert not by_name["focal_source"].read_only
     assert "fixed" in by_name["focal_source"].additional_constraints
-    (rng,) = by_name["focal_ema_alpha"].floating_point_range
-    assert (rng.from_value, rng.to_value) == (0.0, 1.0)
+    # (0, 1] has an open end that a ROS range cannot show: it is said in words instead.
+    assert not by_name["focal_ema_alpha"].floating_point_range
+    assert by_name["focal_ema_alpha"].additional_constraints == "0 < focal_ema_alpha <= 1"
+    (rng,) = by_name["camera_info_timeout"].floating_point_range
+    assert (rng.from_value, rng.to_value) == (0.01, 3600.0)
     (irng,) = by_name["points_decimation"].integer_range
     assert (irng.from_value, irng.to_value, irng.step) == (1, 64, 1)
