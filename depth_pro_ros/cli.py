@@ -185,6 +185,9 @@ def _add_bag_parser(sub) -> None:
     out.add_argument("--depth-encoding", choices=DEPTH_ENCODINGS,
                      default=OutputOptions().depth_encoding,
                      help="32FC1 metres, NaN invalid (default, REP 118) or 16UC1 millimetres")
+    out.add_argument("--output-scale", type=_float, default=1.0, metavar="R",
+                     help="depth, points and CameraInfo at R times the image resolution, "
+                          "0 < R <= 1 (default: 1)")
     out.add_argument("--points", action="store_true", help="write <ns>/points (PointCloud2)")
     out.add_argument("--points-decimation", type=_positive_int, default=1, metavar="N",
                      help="keep every N-th row and column in the point cloud (default: 1)")
@@ -336,7 +339,8 @@ def run_bag(args: argparse.Namespace) -> int:
         image_topics=args.image_topics, camera_info_topics=args.camera_info_topics,
         copy_topics=args.copy_topics, storage=args.storage, start=args.start, end=args.end,
         device=args.device, precision=args.precision, batch_size=args.batch_size,
-        focal=focal, outputs=outputs, points_decimation=args.points_decimation,
+        focal=focal, outputs=outputs, output_scale=args.output_scale,
+        points_decimation=args.points_decimation,
         points_rgb=args.points_rgb, min_depth=args.min_depth, max_depth=args.max_depth,
         overwrite=args.overwrite, strict=args.strict, progress=args.progress)
     try:

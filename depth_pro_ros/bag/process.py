@@ -63,6 +63,7 @@ class BagOptions:
     batch_size: int | None = None  # None: 4 on CUDA, 1 on the CPU
     focal: FocalSettings = RECORDED_FOCAL
     outputs: OutputOptions = field(default_factory=OutputOptions)
+    output_scale: float = 1.0  # depth resolution relative to the input images
     points_decimation: int = 1
     points_rgb: bool = False
     min_depth: float = 0.0
@@ -341,7 +342,8 @@ def _engine_config(opts: BagOptions) -> Any:
     try:
         return EngineConfig(
             device=str(device), precision=opts.precision, policy="all",
-            queue_size=2 * batch, batch_size=batch, points=opts.outputs.points,
+            queue_size=2 * batch, batch_size=batch, output_scale=opts.output_scale,
+            points=opts.outputs.points,
             points_decimation=opts.points_decimation, points_rgb=opts.points_rgb,
             min_depth=opts.min_depth, max_depth=opts.max_depth)
     except ValueError as exc:

@@ -123,13 +123,13 @@ class FocalSource(str, Enum):
     """Where the focal length fed to the network comes from.
 
     The policy a user picks is one of the four; the focal a frame actually got (in a
-    ``DepthResult``, the node's diagnostics and the bag summary) is one of the first three.
+    ``DepthResult``, the node's diagnostics and the bag summary) is one of the last three.
     """
 
+    AUTO = "auto"
     CAMERA_INFO = "camera_info"
     FOV_HEAD = "fov_head"
     FIXED = "fixed"
-    AUTO = "auto"
 
 
 #: The focal policies a user can choose (node parameter, ``--focal-source``).

@@ -192,6 +192,7 @@ class DepthProNode(Node):
             self._submit(frame)
 
     def _submit(self, frame) -> None:
+        frame.estimate_fov = bool(self._settings.values["estimate_fov"])
         try:
             self._engine.submit(frame)
         except (ValueError, RuntimeError) as exc:

@@ -69,6 +69,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "received", choices=CAMERA_INFO_SYNC),
     ParamSpec("sync_slop", _FOCAL.sync_slop, "Largest stamp difference in seconds for "
               "camera_info_sync approximate", low=0.0, high=10.0),
+    ParamSpec("estimate_fov", False, "Run the FoV head even when the focal is known, to "
+              "report its estimate in /diagnostics next to the focal used (one more ViT "
+              "pass per frame)"),
+    ParamSpec("output_scale", 1.0, "Resolution of depth, points and depth/camera_info "
+              "relative to the input image (intrinsics scaled to match)", low=0.05, high=1.0),
     ParamSpec("publish_points", True, "Publish the organized point cloud on 'points'"),
     ParamSpec("points_decimation", 1, "Keep every N-th pixel in each direction of the "
               "point cloud", low=1, high=64),
@@ -126,7 +131,8 @@ class NodeSettings:
     def engine_changes(self) -> dict[str, Any]:
         """Engine settings that may change while running (see DepthEngine.reconfigure)."""
         e = self.engine
-        return {"points": e.points, "points_decimation": e.points_decimation,
+        return {"output_scale": e.output_scale, "points": e.points,
+                "points_decimation": e.points_decimation,
                 "points_rgb": e.points_rgb, "min_depth": e.min_depth, "max_depth": e.max_depth}
 
 
@@ -174,7 +180,8 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
         engine = EngineConfig(
             device=v["device"] or None,
             precision=precision,  # "auto" is resolved with the device by create_engine
-            policy="latest", compile=bool(v["compile"]), points=bool(v["publish_points"]),
+            policy="latest", compile=bool(v["compile"]), output_scale=float(v["output_scale"]),
+            points=bool(v["publish_points"]),
             points_decimation=int(v["points_decimation"]), points_rgb=bool(v["points_rgb"]),
             min_depth=float(v["min_depth"]), max_depth=float(v["max_depth"]),
         )

@@ -26,8 +26,8 @@ def node(tiny_checkpoint, tmp_path_factory):
     proc = NodeProcess(tmp_path_factory.mktemp("node") / "node.log",
                        f"checkpoint:={tiny_checkpoint}", "device:=cpu", "focal_source:=fixed",
                        "fixed_focal_px:=50.0", "publish_points:=false",
-                       f"stall_timeout:={STALL}")
-    probe = Probe()
+                       f"stall_timeout:={STALL}", "estimate_fov:=true", "output_scale:=0.5")
+    probe = Probe(outputs=("depth", "depth/camera_info"))
     try:
         probe.wait_connected()
         probe.resend_until_depth(_good(), timeout=600.0, period=3.0)
@@ -67,6 +67,18 @@ def _status(probe, predicate, what: str, timeout: float = 30.0) -> dict:
 
     probe.spin_until(check, timeout, what)
     return found[0]
+
+
+def test_output_scale_and_the_fov_estimate_beside_a_known_focal(node):
+    _, probe = node
+    image = _good()
+    out = probe.exchange(image)
+    assert (out["depth"].height, out["depth"].width) == (24, 32)
+    info = out["depth/camera_info"]
+    assert (info.height, info.width) == (24, 32) and info.k[0] == pytest.approx(25.0)
+    diag = probe.latest_diagnostics()
+    assert float(diag["focal_px"]) == pytest.approx(25.0)  # the depth image's focal
+    assert float(diag["focal_estimate_px"]) > 0  # the FoV head ran beside the fixed focal
 
 
 def test_distinct_unknown_encodings_are_one_kind_of_problem(node):
