@@ -10,12 +10,9 @@ from depth_pro_ros.engine.focal import (
 )
 from depth_pro_ros.engine.pipeline import DepthEngine, create_engine
 from depth_pro_ros.engine.pointcloud import (
-    POINTFIELD_FLOAT32,
     PointCloudArrays,
     depth_to_points,
     pack_rgb,
-    point_step,
-    pointcloud_fields,
     record_dtype,
     to_numpy_record,
 )
@@ -30,7 +27,6 @@ __all__ = [
     "create_engine",
     "record_dtype",
     "resolve_device",
-    "POINTFIELD_FLOAT32",
     "FocalEMA",
     "FocalSource",
     "FocalTracker",
@@ -39,7 +35,5 @@ __all__ = [
     "depth_to_points",
     "intrinsics_from_camera_info",
     "pack_rgb",
-    "point_step",
-    "pointcloud_fields",
     "to_numpy_record",
 ]
