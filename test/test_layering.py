@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md section 2, checked on the source text (AST, no imports run).
+"""The layering of docs/conventions.md, checked on the source text (AST, no imports run).
 
 * Only ``depth_pro_ros/ros/`` may import rclpy or other ROS Python packages.
 * ``model/`` is pure torch: no rclpy, OpenCV, transformers, timm or torchvision.

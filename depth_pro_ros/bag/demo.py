@@ -24,7 +24,8 @@ import numpy as np
 from depth_pro_ros.bag.errors import BagError, BagInputError
 from depth_pro_ros.bag.process import BagOptions, process_bag
 from depth_pro_ros.io.colorize import annotate_range, colorize_depth, depth_range
-from depth_pro_ros.io.messages import depth_image_to_array, pointcloud2_to_array
+from depth_pro_ros.io.messages import depth_image_to_array
+from depth_pro_ros.io.pointcloud_msg import pointcloud2_to_array
 from depth_pro_ros.model.weights import (
     CHECKPOINT_ENV,
     DEFAULT_CHECKPOINT,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from depth_pro_ros.bag.errors import BagInputError
-from depth_pro_ros.io.messages import point_fields
+from depth_pro_ros.io.pointcloud_msg import point_fields
 
 __all__ = ["STORAGE_FORMATS", "OutputBag", "check_output_path", "output_typestore"]
 

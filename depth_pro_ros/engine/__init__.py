@@ -11,12 +11,9 @@ from depth_pro_ros.engine.focal import (
 from depth_pro_ros.engine.loading import LoadedModel, create_engine, load_model
 from depth_pro_ros.engine.pipeline import DepthEngine
 from depth_pro_ros.engine.pointcloud import (
-    POINTFIELD_FLOAT32,
     PointCloudArrays,
     depth_to_points,
     pack_rgb,
-    point_step,
-    pointcloud_fields,
     record_dtype,
     to_numpy_record,
 )
@@ -35,7 +32,6 @@ __all__ = [
     "resolve_precision",
     "record_dtype",
     "resolve_device",
-    "POINTFIELD_FLOAT32",
     "FocalEMA",
     "FocalSource",
     "FocalTracker",
@@ -44,7 +40,5 @@ __all__ = [
     "depth_to_points",
     "intrinsics_from_camera_info",
     "pack_rgb",
-    "point_step",
-    "pointcloud_fields",
     "to_numpy_record",
 ]

@@ -10,7 +10,9 @@ A worker thread takes frames from a small inbox and runs them through three step
 
 On CUDA with ``overlap`` the worker stages frame N+1 and launches it behind frame N's
 post-processing before it waits for N, so the GPU never idles on uploads or Python.
-Elsewhere the same steps run one after the other.
+Elsewhere the same steps run one after the other. The CUDA buffers, events and graph
+replay live in :mod:`~depth_pro_ros.engine.cuda_buffers`; a batch's bookkeeping and each
+frame's focal choice in :mod:`~depth_pro_ros.engine.batch`.
 """
 
 from __future__ import annotations
@@ -22,85 +24,27 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from depth_pro_ros.engine.focal import Intrinsics
+from depth_pro_ros.engine.batch import Batch, frame_outputs
+from depth_pro_ros.engine.cuda_buffers import (
+    GraphedNetwork,
+    PinnedSlots,
+    gpu_stage_ms,
+    timing_events,
+    to_pinned_host,
+)
 from depth_pro_ros.engine.pointcloud import depth_to_points, pack_words, words_to_record
-from depth_pro_ros.engine.preprocess import prepare_input, to_rgb
+from depth_pro_ros.engine.preprocess import prepare_input, rgb_at_size
 from depth_pro_ros.engine.types import DepthResult, EngineConfig, EngineStats, Frame
-from depth_pro_ros.model import DepthPro, focal_from_fov
+from depth_pro_ros.model import DepthPro
 from depth_pro_ros.model.inference import metric_depth
 
 _log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[DepthResult], None]
-
-
-@dataclass
-class _Work:
-    """One batch on its way through the pipeline."""
-
-    frames: list[Frame]
-    submitted: list[float]
-    started: float
-    images: torch.Tensor | None = None  # (B, H, W, C) uint8 on the device
-    x: torch.Tensor | None = None
-    inverse_depth: torch.Tensor | None = None
-    fov_host: torch.Tensor | None = None
-    outputs: list[dict] = field(default_factory=list)
-    events: dict[str, torch.cuda.Event] = field(default_factory=dict)
-    cpu_ms: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def from_batch(cls, batch: list[tuple[Frame, float]]) -> _Work:
-        return cls([f for f, _ in batch], [t for _, t in batch], time.perf_counter())
-
-
-class _PinnedSlot:
-    """A reusable pinned host buffer; its event marks when the last upload from it is done."""
-
-    def __init__(self) -> None:
-        self.buffer = torch.empty(0, dtype=torch.uint8, pin_memory=True)
-        self.uploaded: torch.cuda.Event | None = None
-
-    def view(self, shape: tuple[int, ...]) -> torch.Tensor:
-        if self.uploaded is not None:
-            self.uploaded.synchronize()  # normally long done: it was two frames ago
-        n = int(np.prod(shape))
-        if self.buffer.numel() < n:
-            self.buffer = torch.empty(n, dtype=torch.uint8, pin_memory=True)
-        return self.buffer[:n].view(shape)
-
-
-class _GraphedNetwork:
-    """Replays the network as CUDA graphs, one per (batch, estimate_fov) shape."""
-
-    def __init__(self, model: DepthPro) -> None:
-        self.model = model
-        self.graphs: dict[tuple, tuple] = {}
-
-    def __call__(self, x: torch.Tensor, estimate_fov: bool):
-        key = (tuple(x.shape), x.dtype, estimate_fov)
-        if key not in self.graphs:
-            static_in = x.clone()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):  # warm up kernels and allocator outside the capture
-                    self.model(static_in, estimate_fov=estimate_fov)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_out = self.model(static_in, estimate_fov=estimate_fov)
-            self.graphs[key] = (graph, static_in, static_out)
-        graph, static_in, static_out = self.graphs[key]
-        static_in.copy_(x)
-        graph.replay()
-        return static_out
 
 
 class DepthEngine:
@@ -122,7 +66,7 @@ class DepthEngine:
         if config.compile:
             self._network = torch.compile(model)
         if config.cuda_graphs and self._cuda:
-            self._network = _GraphedNetwork(model)
+            self._network = GraphedNetwork(model)
         self._on_result = on_result
         self.stats = EngineStats()
 
@@ -134,8 +78,7 @@ class DepthEngine:
         if self._cuda:
             self._copy_stream = torch.cuda.Stream(self.device)
             self._compute_stream = torch.cuda.Stream(self.device)
-            self._slots = [_PinnedSlot(), _PinnedSlot()]
-            self._next_slot = 0
+            self._slots = PinnedSlots(2)
         self._thread = threading.Thread(target=self._run, name="depth_engine", daemon=True)
         self._thread.start()
 
@@ -263,14 +206,14 @@ class DepthEngine:
             return batch
 
     def _run(self) -> None:
-        pending: _Work | None = None
+        pending: Batch | None = None
         while True:
             batch = self._take_batch(block=pending is None)
             if batch is None and pending is None:
                 if self._closing:
                     return
                 continue
-            work = self._step(self._stage, _Work.from_batch(batch)) if batch else None
+            work = self._step(self._stage, Batch.from_queue(batch)) if batch else None
             if not self._overlap:
                 for step in (self._launch, self._post, self._deliver):
                     work = self._step(step, work)
@@ -281,7 +224,7 @@ class DepthEngine:
             self._step(self._deliver, pending)
             pending = work
 
-    def _step(self, step: Callable[[_Work], None], work: _Work | None) -> _Work | None:
+    def _step(self, step: Callable[[Batch], None], work: Batch | None) -> Batch | None:
         """Run one step; on an exception fail the batch's frames and keep serving."""
         if work is None:
             return None
@@ -295,7 +238,7 @@ class DepthEngine:
                                        timings_ms={"total": 1e3 * (now - t)}))
             return None
 
-    def _stage(self, work: _Work) -> None:
+    def _stage(self, work: Batch) -> None:
         first = work.frames[0]
         pixels = np.stack([_hwc(f.image) for f in work.frames])
         size = self.model.config.input_size
@@ -305,17 +248,13 @@ class DepthEngine:
             work.x = prepare_input(work.images, first.channel_order, size, self.dtype)
             work.cpu_ms["preprocess"] = 1e3 * (time.perf_counter() - t0)
             return
-        slot = self._slots[self._next_slot]
-        self._next_slot ^= 1
-        host = slot.view(pixels.shape)
-        host.numpy()[...] = pixels
+        slot = self._slots.take()
+        slot.write(pixels)
         stream = self._copy_stream if self._overlap else torch.cuda.current_stream(self.device)
-        ev = {name: torch.cuda.Event(enable_timing=True) for name in ("stage0", "staged")}
+        ev = timing_events("stage0", "staged")
         with torch.cuda.stream(stream):
             ev["stage0"].record(stream)
-            work.images = host.to(self.device, non_blocking=True)
-            slot.uploaded = torch.cuda.Event()
-            slot.uploaded.record(stream)
+            work.images = slot.upload(self.device, stream)
             work.x = prepare_input(work.images, first.channel_order, size, self.dtype)
             ev["staged"].record(stream)
         if self._overlap:
@@ -327,7 +266,7 @@ class DepthEngine:
     def _stream(self):
         return self._compute_stream if self._overlap else torch.cuda.current_stream(self.device)
 
-    def _launch(self, work: _Work) -> None:
+    def _launch(self, work: Batch) -> None:
         estimate = any(f.intrinsics is None or f.estimate_fov for f in work.frames)
         if estimate and self.model.fov is None:
             raise ValueError("the model has no FoV head: frames need known intrinsics")
@@ -339,104 +278,71 @@ class DepthEngine:
             work.cpu_ms["inference"] = 1e3 * (time.perf_counter() - t0)
             return
         stream = self._stream()
-        ev = {name: torch.cuda.Event(enable_timing=True) for name in ("net0", "net1")}
+        ev = timing_events("net0", "net1")
         with torch.cuda.stream(stream), torch.inference_mode():
             stream.wait_event(work.events["staged"])
             ev["net0"].record(stream)
             work.inverse_depth, fov = self._network(work.x, estimate_fov=estimate)
             ev["net1"].record(stream)
             if fov is not None:
-                work.fov_host = torch.empty(fov.numel(), pin_memory=True)
-                work.fov_host.copy_(fov.reshape(-1), non_blocking=True)
+                work.fov_host = to_pinned_host(fov.reshape(-1), dtype=torch.float32)
                 ev["fov_copied"] = torch.cuda.Event()
                 ev["fov_copied"].record(stream)
         work.events.update(ev)
 
-    def _resolve_intrinsics(self, work: _Work) -> None:
-        """Pick each frame's intrinsics: known ones, else the (filtered) FoV estimate."""
+    def _post(self, work: Batch) -> None:
+        t0 = time.perf_counter()
         if "fov_copied" in work.events:
             work.events["fov_copied"].synchronize()  # the FoV estimate is needed on the host
-        for i, frame in enumerate(work.frames):
-            h, w = frame.image.shape[:2]
-            out = {"fov_deg": None, "focal_estimate_px": None}
-            if work.fov_host is not None and (frame.intrinsics is None or frame.estimate_fov):
-                fov = work.fov_host[i : i + 1]
-                out["fov_deg"] = float(fov[0])
-                out["focal_estimate_px"] = float(focal_from_fov(fov, w)[0])
-            if frame.intrinsics is not None:
-                out["intrinsics"], out["focal_source"] = frame.intrinsics.scaled_to(w, h), "given"
-            else:
-                raw = out["focal_estimate_px"]
-                chosen = frame.focal_filter(raw, w, h) if frame.focal_filter else (
-                    Intrinsics.from_focal(raw, w, h) if raw > 0 else None
-                )
-                if chosen is None:
-                    out["error"] = f"focal estimate rejected ({raw:.6g} px from FoV " \
-                                   f"{out['fov_deg']:.4g} deg)"
-                out["intrinsics"], out["focal_source"] = chosen, "fov_head"
-            work.outputs.append(out)
-
-    def _post(self, work: _Work) -> None:
-        t0 = time.perf_counter()
-        self._resolve_intrinsics(work)
+        work.outputs = frame_outputs(work.frames, work.fov_host)
         cfg = self.config
         stream = self._stream() if self._cuda else None
         ctx = torch.cuda.stream(stream) if stream is not None else nullcontext()
         with ctx, torch.inference_mode():
             for i, (frame, out) in enumerate(zip(work.frames, work.outputs)):
-                if "error" in out:
+                if out.error is not None:
                     continue
                 h, w = frame.image.shape[:2]
                 oh, ow = max(1, round(h * cfg.output_scale)), max(1, round(w * cfg.output_scale))
-                intr = out["intrinsics"]
-                f_px = torch.tensor([intr.fx], dtype=torch.float32)
+                f_px = torch.tensor([out.intrinsics.fx], dtype=torch.float32)
                 if self._cuda:
                     f_px = f_px.pin_memory().to(self.device, non_blocking=True)
                 depth = metric_depth(work.inverse_depth[i : i + 1], w, h, f_px, (oh, ow))[0]
-                out["intrinsics"] = intr = intr.scaled_to(ow, oh)
-                out["depth"] = self._to_host(depth)
+                out.intrinsics = out.intrinsics.scaled_to(ow, oh)
+                out.depth = self._to_host(depth)
                 if cfg.points:
                     rgb = None
                     if cfg.points_rgb:
-                        rgb = _rgb_at(work.images[i], frame.channel_order, (oh, ow))
+                        rgb = rgb_at_size(work.images[i], frame.channel_order, (oh, ow))
                     cloud = depth_to_points(
-                        depth, intr, min_depth=cfg.min_depth, max_depth=cfg.max_depth,
-                        decimation=cfg.points_decimation, rgb=rgb,
+                        depth, out.intrinsics, min_depth=cfg.min_depth,
+                        max_depth=cfg.max_depth, decimation=cfg.points_decimation, rgb=rgb,
                     )
-                    out["points"] = self._to_host(pack_words(cloud))
-                    out["points_shape"] = (cloud.height, cloud.width)
+                    out.points = self._to_host(pack_words(cloud))
+                    out.points_shape = (cloud.height, cloud.width)
             if self._cuda:
-                work.events["done"] = torch.cuda.Event(enable_timing=True)
+                work.events.update(timing_events("done"))
                 work.events["done"].record(stream)
         work.cpu_ms["postprocess"] = 1e3 * (time.perf_counter() - t0)
 
     def _to_host(self, t: torch.Tensor) -> torch.Tensor:
-        if not self._cuda:
-            return t
-        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-        host.copy_(t, non_blocking=True)
-        return host
+        return to_pinned_host(t) if self._cuda else t
 
-    def _deliver(self, work: _Work) -> None:
+    def _deliver(self, work: Batch) -> None:
         if self._cuda:
             work.events["done"].synchronize()
-            ev = work.events
-            timings = {
-                "preprocess": ev["stage0"].elapsed_time(ev["staged"]),
-                "inference": ev["net0"].elapsed_time(ev["net1"]),
-                "postprocess": ev["net1"].elapsed_time(ev["done"]),
-            }
+            timings = gpu_stage_ms(work.events)
         else:
             timings = dict(work.cpu_ms)
         now = time.perf_counter()
         for frame, submitted, out in zip(work.frames, work.submitted, work.outputs):
             result = DepthResult(
                 meta=frame.meta,
-                intrinsics=out.get("intrinsics"),
-                focal_source=out.get("focal_source"),
-                fov_deg=out.get("fov_deg"),
-                focal_estimate_px=out.get("focal_estimate_px"),
-                error=out.get("error"),
+                intrinsics=out.intrinsics,
+                focal_source=out.focal_source,
+                fov_deg=out.fov_deg,
+                focal_estimate_px=out.focal_estimate_px,
+                error=out.error,
                 timings_ms={
                     **timings,
                     "queue": 1e3 * (work.started - submitted),
@@ -445,10 +351,10 @@ class DepthEngine:
             )
             if result.ok:
                 # Copy out of pinned memory so consumers may keep results indefinitely.
-                result.depth = out["depth"].numpy().copy()
-                if "points" in out:
-                    result.points = words_to_record(out["points"].numpy()).copy()
-                    result.points_shape = out["points_shape"]
+                result.depth = out.depth.numpy().copy()
+                if out.points is not None:
+                    result.points = words_to_record(out.points.numpy()).copy()
+                    result.points_shape = out.points_shape
             self._emit(result)
 
     def _emit(self, result: DepthResult) -> None:
@@ -474,12 +380,3 @@ class DepthEngine:
 
 def _hwc(image: np.ndarray) -> np.ndarray:
     return image[:, :, None] if image.ndim == 2 else image
-
-
-def _rgb_at(image: torch.Tensor, channel_order: str, size: tuple[int, int]) -> torch.Tensor:
-    """(H, W, C) uint8 device image -> (h, w, 3) uint8 RGB at the depth's size."""
-    rgb = to_rgb(image[None], channel_order)[0]
-    if tuple(rgb.shape[:2]) == size:
-        return rgb
-    x = rgb.permute(2, 0, 1)[None].float()
-    return F.interpolate(x, size=size, mode="area")[0].permute(1, 2, 0).round().to(torch.uint8)

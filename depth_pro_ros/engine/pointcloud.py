@@ -1,7 +1,8 @@
 """Depth image -> organized point cloud, computed on the depth tensor's device.
 
-The output arrays map one-to-one onto a ``sensor_msgs/PointCloud2`` (organized,
-``height`` x ``width``, little-endian float32 fields) without importing ROS.
+On the host a cloud is a row-major structured array of ``height * width`` records
+(:func:`record_dtype`: float32 ``x``, ``y``, ``z`` and optionally ``rgb``, native byte
+order): the layout message writers (``io.pointcloud_msg``) describe field by field.
 """
 
 from __future__ import annotations
@@ -15,20 +16,14 @@ import torch
 from depth_pro_ros.engine.focal import Intrinsics
 
 __all__ = [
-    "POINTFIELD_FLOAT32",
     "PointCloudArrays",
     "depth_to_points",
     "pack_rgb",
     "pack_words",
-    "point_step",
-    "pointcloud_fields",
     "record_dtype",
     "to_numpy_record",
     "words_to_record",
 ]
-
-#: ``sensor_msgs/PointField.FLOAT32``.
-POINTFIELD_FLOAT32 = 7
 
 
 @dataclass(frozen=True)
@@ -144,26 +139,16 @@ def depth_to_points(
     )
 
 
-def pointcloud_fields(with_rgb: bool) -> list[tuple[str, int, int, int]]:
-    """PointField descriptions ``(name, offset, datatype, count)`` for the cloud."""
-    names = ("x", "y", "z", "rgb") if with_rgb else ("x", "y", "z")
-    return [(name, 4 * i, POINTFIELD_FLOAT32, 1) for i, name in enumerate(names)]
-
-
-def point_step(with_rgb: bool) -> int:
-    """Bytes per point: 16 with rgb, 12 without."""
-    return 16 if with_rgb else 12
-
-
 def record_dtype(with_rgb: bool) -> np.dtype:
-    """NumPy structured dtype of one point in the layout of :func:`pointcloud_fields`."""
-    fields = pointcloud_fields(with_rgb)
+    """Structured dtype of one point: float32 ``x``, ``y``, ``z`` (and ``rgb``) at offsets
+    0, 4, 8 (12), 12 bytes a point (16 with ``rgb``, whose float holds the packed bits)."""
+    names = ["x", "y", "z", "rgb"] if with_rgb else ["x", "y", "z"]
     return np.dtype(
         {
-            "names": [name for name, _, _, _ in fields],
-            "formats": [np.float32] * len(fields),
-            "offsets": [offset for _, offset, _, _ in fields],
-            "itemsize": point_step(with_rgb),
+            "names": names,
+            "formats": [np.float32] * len(names),
+            "offsets": [4 * i for i in range(len(names))],
+            "itemsize": 4 * len(names),
         }
     )
 
@@ -189,7 +174,7 @@ def words_to_record(words: np.ndarray) -> np.ndarray:
 def to_numpy_record(arrays: PointCloudArrays) -> np.ndarray:
     """Return a C-contiguous structured array of shape (h*w,), row-major, on the host.
 
-    Its bytes (``.tobytes()`` or a memoryview) are the PointCloud2 ``data`` for the
-    layout of :func:`pointcloud_fields` in native byte order.
+    Its dtype is :func:`record_dtype`; its bytes (``.tobytes()`` or a memoryview) are
+    the points one after the other, e.g. a point-cloud message's ``data``.
     """
     return words_to_record(pack_words(arrays).detach().cpu().numpy())

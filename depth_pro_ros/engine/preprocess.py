@@ -7,6 +7,7 @@ The arithmetic is the reference recipe's (``model.inference``): normalise in fp3
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from depth_pro_ros.model.inference import resize_to
 
@@ -31,3 +32,15 @@ def prepare_input(
     rgb = to_rgb(images, channel_order)
     x = rgb.permute(0, 3, 1, 2).float().div_(255.0).mul_(2.0).sub_(1.0)
     return resize_to(x, size).to(dtype)
+
+
+def rgb_at_size(image: torch.Tensor, channel_order: str, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W, C) uint8 image -> (h, w, 3) uint8 RGB at ``size`` = (h, w), area-averaged.
+
+    Colours the point cloud when the depth is smaller than the input (``output_scale``).
+    """
+    rgb = to_rgb(image[None], channel_order)[0]
+    if tuple(rgb.shape[:2]) == size:
+        return rgb
+    x = rgb.permute(2, 0, 1)[None].float()
+    return F.interpolate(x, size=size, mode="area")[0].permute(1, 2, 0).round().to(torch.uint8)

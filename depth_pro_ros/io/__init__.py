@@ -1,5 +1,7 @@
-"""Pure numpy/OpenCV input and output: image files, depth files, colorized previews.
+"""Pure numpy/OpenCV input and output; nothing here imports torch or ROS.
 
-Later this package also holds the conversions between arrays and sensor_msgs-shaped
-messages. Nothing here imports torch or rclpy.
+* ``image_decode``   -- Image / CompressedImage messages -> pixel arrays;
+* ``messages``       -- CameraInfo, depth and colour Image fields <-> arrays, stamps, ``fill``;
+* ``pointcloud_msg`` -- PointCloud2 <-> structured arrays (the PointField datatype table);
+* ``image_files``, ``colorize`` -- photos and depth files on disk, colorized previews.
 """

@@ -3,7 +3,8 @@
 Functions only read attributes (``msg.k``, ``msg.data``, ``msg.header.stamp`` ...), so
 rclpy messages, rosbags messages and ROS 1 messages read through rosbags (CameraInfo
 ``K``/``D``/``R``/``P``, stamps ``secs/nsecs``) all work. Nothing here imports ROS.
-Camera images are decoded by :mod:`depth_pro_ros.io.image_decode`.
+Camera images are decoded by :mod:`depth_pro_ros.io.image_decode`; point clouds are
+in :mod:`depth_pro_ros.io.pointcloud_msg`.
 
 Building messages goes the other way round: ``*_fields`` functions return a dict of
 plain field values. Numeric arrays in those dicts (``data``, ``k``, ``d`` ...) are numpy
@@ -16,7 +17,6 @@ the dicts: the call site copies the source header.
 from __future__ import annotations
 
 import array
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,6 +30,7 @@ from depth_pro_ros.io.image_decode import (
     lookup_encoding,
     padded_rows,
 )
+from depth_pro_ros.io.pointcloud_msg import point_fields
 
 __all__ = [
     "DEPTH_ENCODINGS",
@@ -40,11 +41,7 @@ __all__ = [
     "depth_image_to_array",
     "fill",
     "image_fields",
-    "point_fields",
-    "pointcloud2_fields",
-    "pointcloud2_to_array",
     "stamp_to_nanoseconds",
-    "stamp_to_seconds",
     "synthesized_camera_info_fields",
 ]
 
@@ -260,106 +257,6 @@ def colorized_image_fields(bgr: np.ndarray) -> dict[str, Any]:
     return image_fields(bgr, "bgr8")
 
 
-# --------------------------------------------------------------------- point clouds
-
-# sensor_msgs/PointField datatype codes <-> numpy sample types.
-_POINTFIELD_TYPES = {
-    1: np.dtype(np.int8),
-    2: np.dtype(np.uint8),
-    3: np.dtype(np.int16),
-    4: np.dtype(np.uint16),
-    5: np.dtype(np.int32),
-    6: np.dtype(np.uint32),
-    7: np.dtype(np.float32),
-    8: np.dtype(np.float64),
-}
-_POINTFIELD_CODES = {dt.str[1:]: code for code, dt in _POINTFIELD_TYPES.items()}
-
-
-def pointcloud2_fields(record: np.ndarray, height: int, width: int) -> dict[str, Any]:
-    """PointCloud2 fields for a structured array of ``height * width`` points (row-major).
-
-    ``fields`` is a list of ``(name, offset, datatype, count)`` tuples taken from the
-    record's dtype (build PointField objects from them, or let :func:`fill` do it);
-    ``point_step`` is the dtype's itemsize and ``data`` a uint8 view of the record (no
-    copy when it is C-contiguous). ``is_dense`` is False: invalid points are NaN.
-    """
-    record = np.asarray(record)
-    if record.dtype.names is None:
-        raise ValueError(f"record must be a structured array, got dtype {record.dtype}")
-    height, width = int(height), int(width)
-    if record.size != height * width:
-        raise ValueError(
-            f"record holds {record.size} points but height * width = {height} * {width} "
-            f"= {height * width}"
-        )
-    fields = []
-    byteorders = set()
-    for name in record.dtype.names:
-        sample, offset = record.dtype.fields[name][:2]
-        base, shape = sample.base, sample.shape
-        code = _POINTFIELD_CODES.get(base.str[1:])
-        if code is None:
-            raise ValueError(f"field {name!r} has a type PointCloud2 cannot hold: {sample}")
-        if base.itemsize > 1:
-            byteorders.add(base.str[0])
-        fields.append((str(name), int(offset), code, int(math.prod(shape)) if shape else 1))
-    if len(byteorders) > 1:
-        raise ValueError(f"record fields mix byte orders: {record.dtype}")
-    is_bigendian = byteorders == {">"} if byteorders else _NATIVE_BIGENDIAN
-    itemsize = record.dtype.itemsize
-    data = np.ascontiguousarray(record).reshape(-1).view(np.uint8)
-    return {
-        "height": height,
-        "width": width,
-        "fields": fields,
-        "is_bigendian": bool(is_bigendian),
-        "point_step": int(itemsize),
-        "row_step": int(itemsize * width),
-        "data": data,
-        "is_dense": False,
-    }
-
-
-def pointcloud2_to_array(msg: Any) -> np.ndarray:
-    """Read a PointCloud2 as (height, width, n_fields) float32, fields in message order.
-
-    FLOAT32 fields are copied bit for bit (a packed ``rgb`` field keeps its bits); other
-    sample types are converted by value. Honours ``row_step`` padding and
-    ``is_bigendian``; fields with ``count > 1`` are not supported. Meant for tests and
-    tools, not the hot path.
-    """
-    height, width = int(msg.height), int(msg.width)
-    point_step, row_step = int(msg.point_step), int(msg.row_step)
-    order = ">" if bool(msg.is_bigendian) else "<"
-    names, formats, offsets = [], [], []
-    for field in msg.fields:
-        if int(field.count) != 1:
-            raise ValueError(f"PointField {field.name!r} has count {field.count}; only 1 is read")
-        base = _POINTFIELD_TYPES.get(int(field.datatype))
-        if base is None:
-            raise ValueError(f"PointField {field.name!r} has unknown datatype {field.datatype}")
-        names.append(str(field.name))
-        formats.append(base.newbyteorder(order) if base.itemsize > 1 else base)
-        offsets.append(int(field.offset))
-    dtype = np.dtype(
-        {"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step}
-    )
-    buf = byte_buffer(msg.data)
-    if row_step < point_step * width:
-        raise ValueError(f"PointCloud2 row_step {row_step} < point_step * width")
-    if buf.size < row_step * height:
-        raise ValueError(
-            f"PointCloud2 data is too short: expected {row_step * height} bytes, got {buf.size}"
-        )
-    rows = padded_rows(buf, height, width, row_step, point_step * width)
-    points = np.ascontiguousarray(rows).view(dtype).reshape(height, width)
-    out = np.empty((height, width, len(names)), dtype=np.float32)
-    for i, name in enumerate(names):
-        out[..., i] = points[name]
-    return out
-
-
 # --------------------------------------------------------------- stamps and filling
 
 
@@ -368,13 +265,6 @@ def stamp_to_nanoseconds(stamp: Any) -> int:
     sec = _field(stamp, "sec", "secs")
     nanosec = _field(stamp, "nanosec", "nsecs")
     return int(sec) * 1_000_000_000 + int(nanosec)
-
-
-def stamp_to_seconds(stamp: Any) -> float:
-    """A ROS time (``sec``/``nanosec``, or ROS 1 ``secs``/``nsecs``) in seconds."""
-    sec = _field(stamp, "sec", "secs")
-    nanosec = _field(stamp, "nanosec", "nsecs")
-    return int(sec) + int(nanosec) * 1e-9
 
 
 def _adapt(current: Any, value: Any) -> Any:
@@ -408,11 +298,6 @@ def fill(msg: Any, fields: Mapping[str, Any], *, point_field: Any = None) -> Any
             value = point_fields(value, point_field)
         setattr(msg, name, _adapt(getattr(msg, name), value))
     return msg
-
-
-def point_fields(specs: Sequence[tuple], point_field: Any) -> list[Any]:
-    """PointField messages (of class ``point_field``) from ``pointcloud2_fields`` tuples."""
-    return [point_field(name=n, offset=o, datatype=t, count=c) for n, o, t, c in specs]
 
 
 def _is_tuple_list(value: Any) -> bool:

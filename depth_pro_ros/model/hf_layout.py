@@ -1,6 +1,6 @@
 """Translation of Hugging Face ``DepthProForDepthEstimation`` files to Apple's layout.
 
-The rules are those of DESIGN.md section 3; both generations of the transformers ViT naming
+The rules are listed in docs/checkpoints.md; both generations of the transformers ViT naming
 (``attention.attention.query`` and ``attention.q_proj``) are understood.
 """
 

@@ -72,7 +72,7 @@ def infer(
     image: np.ndarray | torch.Tensor,
     f_px: float | None = None,
 ) -> DepthPrediction:
-    """Metric depth of one image by the reference recipe (DESIGN.md section 3).
+    """Metric depth of one image by the reference recipe (docs/network.md).
 
     ``image`` is a uint8 (H, W, 3) RGB array or tensor, or a float tensor (3, H, W) already
     normalised to [-1, 1]. ``f_px`` is the known focal length in pixels; without it the

@@ -1,7 +1,7 @@
 """The Depth Pro network: multi-scale ViT encoder, convolutional decoder, depth and FoV heads.
 
 Module and parameter names mirror Apple's release so ``depth_pro.pt`` loads with
-``load_state_dict(strict=True)``; see DESIGN.md section 3 for the architecture facts.
+``load_state_dict(strict=True)``; see docs/network.md for the architecture facts.
 """
 
 from __future__ import annotations

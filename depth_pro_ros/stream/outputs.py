@@ -18,9 +18,9 @@ from depth_pro_ros.io.messages import (
     camera_info_fields_scaled,
     colorized_image_fields,
     depth_image_fields,
-    pointcloud2_fields,
     synthesized_camera_info_fields,
 )
+from depth_pro_ros.io.pointcloud_msg import pointcloud2_fields
 
 __all__ = ["OUTPUT_TOPICS", "OutputMessage", "OutputOptions", "build_outputs"]
 

@@ -1,4 +1,4 @@
-"""Tests for depth back-projection, colour packing and the PointCloud2 record layout."""
+"""Tests for depth back-projection, colour packing and the host record layout."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ import torch
 
 from depth_pro_ros.engine.focal import Intrinsics
 from depth_pro_ros.engine.pointcloud import (
-    POINTFIELD_FLOAT32,
-    PointCloudArrays,
     depth_to_points,
     pack_rgb,
-    point_step,
-    pointcloud_fields,
+    record_dtype,
     to_numpy_record,
 )
 
@@ -117,14 +114,15 @@ def test_rgb_packing_bits() -> None:
     assert cloud.rgb_packed.numpy().view(np.uint32).tolist() == [[0x00FF8001, 0, 0x00010203]]
 
 
-def test_pointcloud_fields_and_step() -> None:
-    assert pointcloud_fields(False) == [
-        ("x", 0, POINTFIELD_FLOAT32, 1),
-        ("y", 4, POINTFIELD_FLOAT32, 1),
-        ("z", 8, POINTFIELD_FLOAT32, 1),
-    ]
-    assert pointcloud_fields(True)[-1] == ("rgb", 12, 7, 1)
-    assert (point_step(False), point_step(True)) == (12, 16)
+@pytest.mark.parametrize(("with_rgb", "names"), [(False, "xyz"), (True, ("x", "y", "z", "rgb"))])
+def test_record_dtype_layout(with_rgb: bool, names) -> None:
+    dtype = record_dtype(with_rgb)
+    assert dtype.names == tuple(names)
+    assert dtype.itemsize == 4 * len(names)  # packed: no padding between points
+    for i, name in enumerate(names):
+        sample, offset = dtype.fields[name][:2]
+        assert (sample, offset) == (np.dtype(np.float32), 4 * i)
+        assert sample.isnative
 
 
 @pytest.mark.parametrize("with_rgb", [False, True])
@@ -138,13 +136,8 @@ def test_numpy_record_layout(with_rgb: bool) -> None:
     cloud = depth_to_points(depth, intr, rgb=rgb if with_rgb else None)
     record = to_numpy_record(cloud)
 
-    fields = pointcloud_fields(with_rgb)
     assert record.shape == (6,) and record.flags.c_contiguous
-    assert record.dtype.itemsize == point_step(with_rgb)
-    assert record.dtype.names == tuple(name for name, _, _, _ in fields)
-    for name, offset, _, _ in fields:
-        assert record.dtype.fields[name][1] == offset
-        assert record.dtype.fields[name][0] == np.float32
+    assert record.dtype == record_dtype(with_rgb)
 
     # Row-major: point i is pixel (row i // W, column i % W).
     xyz = cloud.xyz.numpy().reshape(-1, 3)
@@ -207,22 +200,31 @@ def test_invalid_intrinsics_rejected() -> None:
         depth_to_points(torch.ones(24, 32), bad)
 
 
-def test_arrays_dataclass_fields() -> None:
-    cloud = depth_to_points(torch.ones(2, 2), Intrinsics.from_focal(1.0, 2, 2))
-    assert isinstance(cloud, PointCloudArrays)
-    assert cloud.xyz.device == torch.device("cpu")
-
-
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu() -> None:
     generator = torch.Generator().manual_seed(0)
     depth = 1.0 + 4.0 * torch.rand(24, 32, generator=generator)
-    depth[3, 4] = math.nan
-    rgb = torch.randint(0, 256, (24, 32, 3), dtype=torch.uint8, generator=generator)
-    cpu = depth_to_points(depth, INTR, decimation=2, rgb=rgb)
-    gpu = depth_to_points(depth.cuda(), INTR, decimation=2, rgb=rgb)
-    assert gpu.xyz.is_cuda and gpu.rgb_packed.is_cuda
-    torch.testing.assert_close(gpu.xyz.cpu(), cpu.xyz, rtol=1e-6, atol=1e-6, equal_nan=True)
+    depth[2, 4] = math.nan  # kept by decimation 2: NaN must survive on both devices
+    depth[6, 8] = 0.2  # kept too, and below min_depth
+    rgb = torch.randint(0, 256, (24, 32, 3), dtype=torch.uint8, generator=generator)  # CPU
+    kwargs = dict(min_depth=0.5, max_depth=4.5, decimation=2, rgb=rgb)
+    cpu = depth_to_points(depth, INTR, **kwargs)
+    gpu = depth_to_points(depth.cuda(), INTR, **kwargs)
+    # The cloud lives on the depth's device; the CPU colours were moved there.
+    assert gpu.xyz.device.type == "cuda" and gpu.rgb_packed.device.type == "cuda"
+    assert (gpu.height, gpu.width, gpu.intrinsics) == (cpu.height, cpu.width, cpu.intrinsics)
+    # x = (u - cx) z / fx is a product and a quotient of float32 values: each device
+    # rounds at most a few ulps differently (|x|, |y| < 2 m, z < 5 m here), so a
+    # relative 1e-6 (8 ulps) plus 1e-6 m absolute bounds the difference.
+    gpu_xyz, cpu_xyz = gpu.xyz.cpu().numpy(), cpu.xyz.numpy()
+    np.testing.assert_array_equal(np.isnan(gpu_xyz), np.isnan(cpu_xyz))
+    assert np.isnan(cpu_xyz[1, 2]).all() and np.isnan(cpu_xyz[3, 4]).all()
+    assert np.isfinite(np.delete(cpu_xyz.reshape(-1, 3), [1 * 16 + 2, 3 * 16 + 4], 0)).all()
+    np.testing.assert_allclose(gpu_xyz, cpu_xyz, rtol=1e-6, atol=1e-6)
+    # z is the depth itself and the colours are integers: no rounding at all.
+    np.testing.assert_array_equal(gpu_xyz[..., 2], cpu_xyz[..., 2])
     assert torch.equal(gpu.rgb_packed.cpu().view(torch.int32), cpu.rgb_packed.view(torch.int32))
-    assert to_numpy_record(gpu).tobytes() == to_numpy_record(cpu).tobytes()
+    record_gpu, record_cpu = to_numpy_record(gpu), to_numpy_record(cpu)
+    assert record_gpu.dtype == record_cpu.dtype == record_dtype(True)
+    np.testing.assert_array_equal(record_gpu["rgb"].view(np.uint32),
+                                  record_cpu["rgb"].view(np.uint32))

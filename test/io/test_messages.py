@@ -34,12 +34,10 @@ from depth_pro_ros.io.messages import (
     depth_image_to_array,
     fill,
     image_fields,
-    pointcloud2_fields,
-    pointcloud2_to_array,
     stamp_to_nanoseconds,
-    stamp_to_seconds,
     synthesized_camera_info_fields,
 )
+from depth_pro_ros.io.pointcloud_msg import pointcloud2_fields
 
 sensor_msgs = pytest.importorskip("sensor_msgs.msg")
 builtin_interfaces = pytest.importorskip("builtin_interfaces.msg")
@@ -55,13 +53,7 @@ BACKENDS = ("rclpy", "rosbags")
 def make(backend: str, kind: str, fields: dict, typestore=TS2):
     """A real ``sensor_msgs/<kind>`` message of the backend holding ``fields``."""
     if backend == "rclpy":
-        return rclpy_message(getattr(sensor_msgs, kind), fields, point_field=sensor_msgs.PointField)
-    if kind == "PointCloud2" and fields.get("fields") and isinstance(fields["fields"][0], tuple):
-        pf = typestore.types["sensor_msgs/msg/PointField"]
-        fields = dict(fields)
-        fields["fields"] = [
-            pf(name=n, offset=o, datatype=t, count=c) for n, o, t, c in fields["fields"]
-        ]
+        return rclpy_message(getattr(sensor_msgs, kind), fields)
     return rosbags_message(typestore, f"sensor_msgs/msg/{kind}", fields)
 
 
@@ -473,78 +465,16 @@ def test_colorized_and_plain_image_fields_round_trip(backend):
         image_fields(luma(RGB), "mono16")
 
 
-# --------------------------------------------------------------------- PointCloud2
-
-
-def _record(with_rgb: bool, height: int = 3, width: int = 4) -> np.ndarray:
-    names = ["x", "y", "z"] + (["rgb"] if with_rgb else [])
-    dtype = np.dtype(
-        {
-            "names": names,
-            "formats": [np.float32] * len(names),
-            "offsets": [4 * i for i in range(len(names))],
-            "itemsize": 4 * len(names),
-        }
-    )
-    record = np.zeros(height * width, dtype)
-    n = height * width
-    record["x"] = np.arange(n, dtype=np.float32) * 0.5
-    record["y"] = -np.arange(n, dtype=np.float32)
-    record["z"] = 1.0 + np.arange(n, dtype=np.float32)
-    record["z"][5] = record["x"][5] = record["y"][5] = np.nan
-    if with_rgb:
-        packed = (np.arange(n, dtype=np.uint32) * 0x010203) & 0x00FFFFFF
-        record["rgb"] = packed.view(np.float32)
-    return record
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("with_rgb", [False, True])
-def test_pointcloud2_fields_and_round_trip(backend, with_rgb):
-    record = _record(with_rgb)
-    fields = pointcloud2_fields(record, 3, 4)
-    step = 16 if with_rgb else 12
-    expected = [("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1)]
-    if with_rgb:
-        expected.append(("rgb", 12, 7, 1))
-    assert fields["fields"] == expected
-    assert (fields["point_step"], fields["row_step"]) == (step, 4 * step)
-    assert fields["is_dense"] is False and fields["is_bigendian"] == NATIVE_BIG
-    assert fields["data"].size == 12 * step and np.shares_memory(fields["data"], record)
-
-    msg = make(backend, "PointCloud2", fields)
-    if backend == "rosbags":
-        msg = TS2.deserialize_cdr(TS2.serialize_cdr(msg, msg.__msgtype__), msg.__msgtype__)
-    cloud = pointcloud2_to_array(msg)
-    assert cloud.shape == (3, 4, len(expected)) and cloud.dtype == np.float32
-    for i, (name, *_rest) in enumerate(expected):
-        # Bit-exact comparison (NaN and packed colours included).
-        np.testing.assert_array_equal(
-            cloud[..., i].reshape(-1).view(np.uint32), record[name].view(np.uint32)
-        )
-
-
-def test_pointcloud2_errors():
-    with pytest.raises(ValueError, match="12 points"):
-        pointcloud2_fields(_record(False), 4, 4)
-    with pytest.raises(ValueError, match="structured"):
-        pointcloud2_fields(np.zeros(12, np.float32), 3, 4)
-    with pytest.raises(TypeError, match="point_field"):
-        fill(sensor_msgs.PointCloud2(), pointcloud2_fields(_record(False), 3, 4))
-
-
 # ------------------------------------------------------------------ stamps and fill
 
 
 def test_stamps_in_all_spellings():
     rclpy_time = builtin_interfaces.Time(sec=12, nanosec=345)
     assert stamp_to_nanoseconds(rclpy_time) == 12_000_000_345
-    assert stamp_to_seconds(rclpy_time) == pytest.approx(12.000000345)
     ros1_header = rosbags_header(TS1, sec=12, nanosec=345)
     assert "seq" in ros1_header.__dataclass_fields__
     assert stamp_to_nanoseconds(ros1_header.stamp) == 12_000_000_345
     genpy_style = SimpleNamespace(secs=3, nsecs=500_000_000)  # rospy's Time spelling
-    assert stamp_to_seconds(genpy_style) == 3.5
     assert stamp_to_nanoseconds(genpy_style) == 3_500_000_000
 
 
@@ -555,3 +485,12 @@ def test_fill_converts_to_rclpy_types_and_rejects_unknown_fields():
     assert msg.is_bigendian == 0 and msg.step == 1920
     with pytest.raises(AttributeError, match="no field 'nope'"):
         fill(sensor_msgs.Image(), {"nope": 1})
+
+
+def test_fill_needs_the_point_field_class_for_point_cloud_fields():
+    record = np.zeros(2, [("x", np.float32), ("y", np.float32), ("z", np.float32)])
+    fields = pointcloud2_fields(record, 1, 2)
+    with pytest.raises(TypeError, match="point_field"):
+        fill(sensor_msgs.PointCloud2(), fields)
+    msg = fill(sensor_msgs.PointCloud2(), fields, point_field=sensor_msgs.PointField)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == fields["fields"]

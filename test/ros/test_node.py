@@ -27,7 +27,8 @@ from ros_harness import (
     set_ros_env,
 )
 
-from depth_pro_ros.io.messages import depth_image_to_array, pointcloud2_to_array
+from depth_pro_ros.io.messages import depth_image_to_array
+from depth_pro_ros.io.pointcloud_msg import pointcloud2_to_array
 from depth_pro_ros.model import infer
 from depth_pro_ros.ros.parameters import PARAMETERS
 

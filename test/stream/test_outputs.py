@@ -18,11 +18,8 @@ from rosbags.typesys import Stores, get_typestore
 
 from depth_pro_ros.engine import DepthResult, EngineConfig, Intrinsics, create_engine
 from depth_pro_ros.io.colorize import colorize_depth
-from depth_pro_ros.io.messages import (
-    camera_info_values,
-    depth_image_to_array,
-    pointcloud2_to_array,
-)
+from depth_pro_ros.io.messages import camera_info_values, depth_image_to_array
+from depth_pro_ros.io.pointcloud_msg import point_fields, pointcloud2_to_array
 from depth_pro_ros.stream import CameraStream, FocalSettings, OutputOptions, build_outputs
 from depth_pro_ros.stream.outputs import OUTPUT_TOPICS
 
@@ -96,9 +93,7 @@ def _rosbags(out):
         fields["roi"] = TS.types["sensor_msgs/msg/RegionOfInterest"](
             x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     if out.msgtype.endswith("PointCloud2"):
-        pf = TS.types["sensor_msgs/msg/PointField"]
-        fields["fields"] = [pf(name=n, offset=o, datatype=t, count=c)
-                            for n, o, t, c in fields["fields"]]
+        fields["fields"] = point_fields(fields["fields"], TS.types["sensor_msgs/msg/PointField"])
     msg = TS.types[out.msgtype](header=rosbags_header(TS), **fields)
     return TS.deserialize_cdr(TS.serialize_cdr(msg, out.msgtype), out.msgtype)
 
