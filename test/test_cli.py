@@ -48,7 +48,7 @@ def test_image_command_writes_depth(checkpoint, tmp_path):
     assert result.returncode == 1, result.stderr  # one photo failed, the others are done
     assert f"cannot read image {garbage}" in result.stderr
     assert "1 of 3 photo(s) failed" in result.stderr
-    assert "focal 150.0 px (given)" in result.stdout
+    assert "focal 150.0 px (fixed)" in result.stdout
 
     from depth_pro_ros.model import load_checkpoint
 

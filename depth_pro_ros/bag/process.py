@@ -199,12 +199,7 @@ class _Run:
             self.out.write_fields(conns[message.topic], slot.log_time, header, message.fields)
         stats = self.summary.cameras[cam_index]
         stats.frames_out += 1
-        if meta.camera_info is not None:
-            stats.focal["camera_info"] += 1
-        elif result.focal_source == "fov_head":
-            stats.focal["fov_head"] += 1
-        else:
-            stats.focal["fixed"] += 1
+        stats.focal[result.focal_source.value] += 1
         self.progress()
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from depth_pro_ros.engine.focal import Intrinsics
+from depth_pro_ros.engine.focal import FocalSource, Intrinsics
 from depth_pro_ros.engine.types import Frame
 from depth_pro_ros.model import focal_from_fov
 
@@ -24,7 +24,7 @@ class FrameOutput:
     """What the pipeline has worked out for one frame of a batch so far."""
 
     intrinsics: Intrinsics | None = None  # at the input size, then at the depth's size
-    focal_source: str | None = None  # "given" or "fov_head"
+    focal_source: FocalSource | None = None  # the frame's own, or FOV_HEAD
     fov_deg: float | None = None  # raw FoV-head estimate, when it ran
     focal_estimate_px: float | None = None  # focal from that estimate, input width
     error: str | None = None
@@ -70,7 +70,8 @@ def frame_outputs(frames: list[Frame], fov_host: torch.Tensor | None) -> list[Fr
             out.fov_deg = float(fov[0])
             out.focal_estimate_px = float(focal_from_fov(fov, w)[0])
         if frame.intrinsics is not None:
-            out.intrinsics, out.focal_source = frame.intrinsics.scaled_to(w, h), "given"
+            out.intrinsics = frame.intrinsics.scaled_to(w, h)
+            out.focal_source = frame.focal_source
         else:
             raw = out.focal_estimate_px
             chosen = frame.focal_filter(raw, w, h) if frame.focal_filter else (
@@ -79,6 +80,6 @@ def frame_outputs(frames: list[Frame], fov_host: torch.Tensor | None) -> list[Fr
             if chosen is None:
                 out.error = (f"focal estimate rejected ({raw:.6g} px from FoV "
                              f"{out.fov_deg:.4g} deg)")
-            out.intrinsics, out.focal_source = chosen, "fov_head"
+            out.intrinsics, out.focal_source = chosen, FocalSource.FOV_HEAD
         outputs.append(out)
     return outputs

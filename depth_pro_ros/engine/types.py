@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from depth_pro_ros.engine.focal import Intrinsics
+from depth_pro_ros.engine.focal import FocalSource, Intrinsics
 from depth_pro_ros.engine.preprocess import CHANNEL_ORDERS
 
 POLICIES = ("latest", "all")
@@ -63,7 +63,8 @@ class Frame:
     runs when ``estimate_fov`` asks for the estimate anyway. ``focal_filter(f_px, width,
     height)`` (e.g. ``FocalTracker.observe_estimate``) turns the raw estimate into the
     intrinsics used, or None to reject it; it is called on the worker thread in frame
-    order. ``meta`` is passed through.
+    order. ``focal_source`` says where known ``intrinsics`` come from (``CAMERA_INFO``
+    or ``FIXED``); the result reports it. ``meta`` is passed through.
     """
 
     image: np.ndarray
@@ -72,6 +73,7 @@ class Frame:
     estimate_fov: bool = False
     meta: Any = None
     focal_filter: Callable[[float, int, int], Intrinsics | None] | None = None
+    focal_source: FocalSource = FocalSource.CAMERA_INFO
 
     def validate(self) -> None:
         img = self.image
@@ -95,7 +97,8 @@ class DepthResult:
 
     ``depth`` is float32 metres at the output size, NaN where invalid; ``intrinsics`` are
     those of the depth image (the focal actually used, scaled to the output size);
-    ``focal_source`` is "given" (known intrinsics) or "fov_head". ``points`` is a
+    ``focal_source`` is where the focal came from: the frame's own source for known
+    intrinsics (``CAMERA_INFO`` / ``FIXED``), else ``FOV_HEAD``. ``points`` is a
     structured (h*w,) x/y/z[/rgb] float32 array ready for a PointCloud2, when asked.
     On failure ``error`` says why and the arrays are None.
     """
@@ -103,7 +106,7 @@ class DepthResult:
     meta: Any
     depth: np.ndarray | None = None
     intrinsics: Intrinsics | None = None
-    focal_source: str | None = None
+    focal_source: FocalSource | None = None
     fov_deg: float | None = None  # raw FoV-head estimate, when it ran
     focal_estimate_px: float | None = None  # raw focal from that estimate, input width
     points: np.ndarray | None = None

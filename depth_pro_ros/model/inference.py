@@ -25,7 +25,7 @@ class DepthPrediction:
     depth: torch.Tensor  # (H, W) float32 metres, on the model's device
     focal_px: float
     fov_deg: float | None  # the FoV head's estimate, when it ran
-    focal_source: str  # "given" or "fov_head"
+    focal_source: str  # "fixed" (f_px given by the caller) or "fov_head"
 
 
 def normalize_image(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -98,7 +98,7 @@ def infer(
         source = "fov_head"
     else:
         focal = torch.tensor([float(f_px)], device=param.device)
-        source = "given"
+        source = "fixed"
     depth = metric_depth(inverse_depth, width, height, focal)[0]
     return DepthPrediction(
         depth=depth,

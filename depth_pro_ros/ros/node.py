@@ -229,7 +229,8 @@ class DepthProNode(Node):
         with self._stats_lock:
             self._counts["frames_out"] += 1
             self._waiting_since = None
-            self._last = {"focal_source": result.focal_source, "focal_px": result.intrinsics.fx,
+            self._last = {"focal_source": result.focal_source.value,
+                          "focal_px": result.intrinsics.fx,
                           "focal_estimate_px": result.focal_estimate_px,
                           "width": result.depth.shape[1]}
 
@@ -289,7 +290,7 @@ class DepthProNode(Node):
             "failed_frames": counts["failed"],
             "camera_info_errors": counts["camera_info_errors"],
             "lazy_skipped": counts["lazy_skipped"],
-            "focal_source": focal.get("source") or "",
+            "focal_source": last.get("focal_source", ""),
             "focal_px": f"{last['focal_px']:.2f}" if last else "",
             "focal_estimate_px": f"{last['focal_estimate_px']:.2f}"
             if last.get("focal_estimate_px") is not None else "",

@@ -256,7 +256,7 @@ class CameraStream:
             image=pixels,
             channel_order=order,
             intrinsics=known,
-            estimate_fov=False,
+            focal_source=FocalSource.CAMERA_INFO if from_info else FocalSource.FIXED,
             meta=StreamFrame(header, stamp_ns, received, used_info, meta),
             focal_filter=self._observe,
         )

@@ -32,11 +32,8 @@ from bag_builders import (
 
 from depth_pro_ros.bag import BagOptions, process_bag
 from depth_pro_ros.engine import EngineConfig, create_engine
-from depth_pro_ros.io.messages import (
-    depth_image_to_array,
-    pointcloud2_to_array,
-    stamp_to_nanoseconds,
-)
+from depth_pro_ros.io.messages import depth_image_to_array, stamp_to_nanoseconds
+from depth_pro_ros.io.pointcloud_msg import pointcloud2_to_array
 from depth_pro_ros.stream import CameraStream, FocalSettings, OutputOptions
 
 S = 1_000_000_000
@@ -175,7 +172,7 @@ def test_camera_info_passed_through_or_synthesized(runs, expected, fmt):
         np.testing.assert_allclose(info.d, [0.1, -0.05, 0, 0, 0])
         np.testing.assert_allclose(info.p[:3], [fx / 2, 0, cx / 2])
     # cam0 frame 1: no CameraInfo pairs (none with its stamp), so the FoV estimate.
-    assert expected[CAM0][0].focal_source == "given"
+    assert expected[CAM0][0].focal_source == "camera_info"
     est0 = expected[CAM0][1].focal_estimate_px
     assert expected[CAM0][1].focal_source == "fov_head"
     np.testing.assert_allclose(infos0[1].k, [est0, 0, 32, 0, est0, 24, 0, 0, 1], rtol=1e-9)

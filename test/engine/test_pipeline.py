@@ -117,7 +117,7 @@ class _Reference:
             height, width = rgb.shape[:2]
             depth = metric_depth(cid, width, height, torch.tensor([float(f_px)]))[0]
             out.update(depth=depth.numpy(), focal_px=float(f_px), fov_deg=None,
-                       focal_source="given")
+                       focal_source="camera_info")
         return out
 
 
@@ -173,7 +173,7 @@ def _check_against_reference(result, frame: Frame, model, ref) -> None:
     else:
         known = frame.intrinsics.scaled_to(width, height)
         expected = ref(model, image, order, known.fx)
-        assert expected["focal_source"] == result.focal_source == "given"
+        assert expected["focal_source"] == result.focal_source == "camera_info"
         assert result.intrinsics == known
         if frame.estimate_fov:
             assert result.fov_deg == pytest.approx(expected["estimate_fov_deg"], rel=1e-6)

@@ -58,7 +58,7 @@ def test_estimated_focal_non_square(model, shape):
 def test_given_focal_scales_depth_and_skips_fov(model):
     img = _image(180, 240, seed=1)
     pred = infer(model, img, f_px=200.0)
-    assert pred.focal_source == "given" and pred.fov_deg is None and pred.focal_px == 200.0
+    assert pred.focal_source == "fixed" and pred.fov_deg is None and pred.focal_px == 200.0
     cid, fov = _network_on(model, img, estimate_fov=False)
     assert fov is None
     np.testing.assert_allclose(

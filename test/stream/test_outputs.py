@@ -103,7 +103,7 @@ def _rosbags(out):
 
 def test_the_results_are_what_the_outputs_describe(runs):
     with_info, estimated = runs
-    assert with_info.focal_source == "given" and estimated.focal_source == "fov_head"
+    assert with_info.focal_source == "camera_info" and estimated.focal_source == "fov_head"
     assert with_info.depth.shape == estimated.depth.shape == (DH, DW)
     # The CameraInfo's K scaled by 1/4 (2x calibration, 0.5 output scale).
     assert with_info.intrinsics == Intrinsics(50.0, 52.0, 15.5, 11.75, DW, DH)
