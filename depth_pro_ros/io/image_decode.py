@@ -247,7 +247,8 @@ def decode_image_bytes(
     The header must state a size (formats in ``SUPPORTED_FORMATS``), at most
     ``max_pixels`` (None: no bound) and at most 4 samples per pixel. What the codecs
     print is appended to ``warnings`` (when given) instead of reaching stderr. ``what``
-    names the input in error messages.
+    names the input; messages read ``"{what}: ..."``. Samples OpenCV leaves unscaled
+    (PNM maxval, 10/12-bit AVIF and JPEG 2000) are stretched to the type's full range.
 
     Raises:
         ImageTooLargeError: the declared size is above ``max_pixels``.
@@ -258,12 +259,12 @@ def decode_image_bytes(
     known = ", ".join(SUPPORTED_FORMATS)
     if not headers:
         raise ImageDecodeError(
-            f"{what} could not be decoded: it is in no supported image format "
+            f"{what}: could not be decoded: it is in no supported image format "
             f"(supported: {known})", kind="unknown_format")
     for name, header in headers:
         if header is None:
             raise ImageDecodeError(
-                f"{what} could not be decoded: its {name} header is truncated or damaged, "
+                f"{what}: could not be decoded: its {name} header is truncated or damaged, "
                 f"so the image size is unknown and it was refused before decoding "
                 f"(supported: {known})", kind="unknown_format")
     head = max((h for _, h in headers if h is not None), key=lambda h: h.pixels)
@@ -285,7 +286,7 @@ def decode_image_bytes(
     img, error, lines = captured(cv2.imdecode, buf, flags)
     if warnings is not None:
         warnings.extend(lines)
-    failed = f"{what} could not be decoded as {head.format}"
+    failed = f"{what}: could not be decoded as {head.format}"
     if isinstance(error, MemoryError):
         raise ImageDecodeError(f"{failed}: out of memory", kind="undecodable")
     if error is not None:
