@@ -283,10 +283,13 @@ def decode_image_bytes(
         raise ImageDecodeError(
             f"{declares} declares {head.tiles:,} tiles; at most {_MAX_J2K_TILES} are "
             f"supported", kind="too_complex")
+    failed = f"{what}: could not be decoded as {head.format}"
+    damage = next((h.damage for _, h in headers if h is not None and h.damage), "")
+    if damage:
+        raise ImageDecodeError(f"{failed}: {damage}", kind="undecodable")
     img, error, lines = captured(cv2.imdecode, buf, flags)
     if warnings is not None:
         warnings.extend(lines)
-    failed = f"{what}: could not be decoded as {head.format}"
     if isinstance(error, MemoryError):
         raise ImageDecodeError(f"{failed}: out of memory", kind="undecodable")
     if error is not None:

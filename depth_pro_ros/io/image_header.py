@@ -40,7 +40,8 @@ class Header:
     """What a header declares: pixel size, samples per pixel (0: fixed by the format,
     at most 4), for JPEG 2000 the number of tiles, and the largest sample value when
     OpenCV returns samples unscaled below their type's range (PNM maxval, 10/12-bit
-    AVIF and JPEG 2000; 0: the full range)."""
+    AVIF and JPEG 2000; 0: the full range). ``damage`` names a structural defect that
+    makes decoding pointless or dangerous (the image must then not be decoded)."""
 
     format: str
     width: int
@@ -48,6 +49,7 @@ class Header:
     channels: int = 0
     tiles: int = 1
     max_value: int = 0
+    damage: str = ""
 
     @property
     def pixels(self) -> int:
@@ -115,13 +117,15 @@ def _png(d: bytes) -> Header | None:
     # OpenCV's PNG reader allocates (and zero-fills) each chunk's declared length before
     # reading it: a 4 KB file with a 2 GB IDAT length takes 2 GB. So every chunk must lie
     # inside the data. APNG frames (fcTL) carry their own rectangles.
-    pos = 8
+    pos, damage = 8, ""
     for _ in range(_MAX_PNG_CHUNKS):
         if pos + 8 > len(d):
             break  # the end of the data: the decoder reports a truncated file
         length, kind = struct.unpack_from(">I4s", d, pos)
         if pos + 12 + length > len(d):
-            return None
+            damage = (f"chunk {kind.decode('latin-1')!r} declares {length:,} bytes but "
+                      f"{max(len(d) - pos - 12, 0):,} follow (truncated or damaged file)")
+            break
         if kind == b"fcTL" and length >= 20:
             w, h, x, y = struct.unpack_from(">IIII", d, pos + 12)
             sizes.append((x + w, y + h))
@@ -129,8 +133,8 @@ def _png(d: bytes) -> Header | None:
             break
         pos += 12 + length
     else:
-        return None
-    return Header("PNG", max(s[0] for s in sizes), max(s[1] for s in sizes))
+        damage = f"more than {_MAX_PNG_CHUNKS:,} chunks"
+    return Header("PNG", max(s[0] for s in sizes), max(s[1] for s in sizes), damage=damage)
 
 
 def _gif(d: bytes) -> Header | None:

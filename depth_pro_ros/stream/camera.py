@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -196,7 +197,9 @@ class CameraStream:
 
     @max_input_pixels.setter
     def max_input_pixels(self, value: int | None) -> None:
-        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
+        ):
             raise ValueError(f"max_input_pixels must be a positive integer or None, got {value!r}")
         self._max_input_pixels = None if value is None else int(value)
 
