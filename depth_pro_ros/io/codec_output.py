@@ -32,6 +32,14 @@ _sink: tuple[int, int] | None = None  # (pid, fd): a forked child makes its own 
 _CV_PREFIX = re.compile(r"^\[\s*([A-Z]+):\d+@[\d.]+\]\s*(?:global\s+)?")
 
 
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a thread of the parent may have held it
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _sink_fd() -> int:
     global _sink
     if _sink is None or _sink[0] != os.getpid():

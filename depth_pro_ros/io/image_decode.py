@@ -70,6 +70,11 @@ class ImageTooLargeError(ImageDecodeError):
         self.width, self.height, self.limit = width, height, limit
 
 
+def _shown(text: str, limit: int = 60) -> str:
+    """``repr`` of a message string, cut short: it comes from the sender."""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+
+
 def _check_pixels(what: str, width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise ImageTooLargeError(what, width, height, max_pixels)
@@ -171,7 +176,8 @@ def lookup_encoding(encoding: str) -> _Encoding:
     spec = _ENCODINGS.get(str(encoding).strip().lower())
     if spec is None:
         raise ImageDecodeError(
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}",
+            f"unsupported image encoding {_shown(encoding)}; supported: "
+            f"{', '.join(SUPPORTED_ENCODINGS)}",
             kind="unsupported_encoding")
     return spec
 
@@ -254,6 +260,16 @@ def decode_image_bytes(
         ImageTooLargeError: the declared size is above ``max_pixels``.
         ImageDecodeError: for anything else that goes wrong, never another exception.
     """
+    try:
+        return _decode_checked(buf, flags, what, max_pixels, warnings)
+    except MemoryError:
+        raise ImageDecodeError(f"{what}: could not be decoded: out of memory",
+                               kind="undecodable") from None
+
+
+def _decode_checked(
+    buf: np.ndarray, flags: int, what: str, max_pixels: int | None, warnings: list[str] | None
+) -> np.ndarray:
     data = buf.tobytes()
     headers = read_headers(data)
     known = ", ".join(SUPPORTED_FORMATS)
@@ -315,7 +331,7 @@ def _to_uint8(img: np.ndarray, what: str) -> np.ndarray:
         finite = np.nan_to_num(img, nan=0.0, posinf=1.0, neginf=0.0)
         return (np.clip(finite, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     raise ImageDecodeError(
-        f"{what} decodes to unsupported sample type {img.dtype}", kind="bad_sample_type")
+        f"{what}: decodes to unsupported sample type {img.dtype}", kind="bad_sample_type")
 
 
 def compressed_to_array(
@@ -344,14 +360,18 @@ def compressed_to_array(
     fmt = str(getattr(msg, "format", ""))
     if "compresseddepth" in fmt.lower():
         raise ImageDecodeError(
-            f"compressed image format {fmt!r} is a depth transport, not a camera image",
+            f"compressed image format {_shown(fmt)} is a depth transport, not a camera image",
             kind="depth_transport")
     buf = byte_buffer(msg.data)
     if buf.size == 0:
-        raise ImageDecodeError(f"compressed image (format {fmt!r}) has no data", kind="empty")
-    what = f"compressed image (format {fmt!r}, {buf.size} bytes)"
-    img = _to_uint8(decode_image_bytes(buf, cv2.IMREAD_UNCHANGED, what, max_pixels, warnings),
-                    what)
+        raise ImageDecodeError(f"compressed image (format {_shown(fmt)}) has no data",
+                               kind="empty")
+    what = f"compressed image (format {_shown(fmt)}, {buf.size} bytes)"
+    img = decode_image_bytes(buf, cv2.IMREAD_UNCHANGED, what, max_pixels, warnings)
+    try:
+        img = _to_uint8(img, what)
+    except MemoryError:
+        raise ImageDecodeError(f"{what}: out of memory", kind="undecodable") from None
     if img.ndim == 2:
         return img, "mono"
     channels = img.shape[2]
@@ -359,4 +379,4 @@ def compressed_to_array(
         return img[:, :, 0], "mono"
     if channels in (3, 4):
         return img[:, :, :3], "bgr"
-    raise ImageDecodeError(f"{what} decodes to {channels} channels", kind="bad_channels")
+    raise ImageDecodeError(f"{what}: decodes to {channels} channels", kind="bad_channels")

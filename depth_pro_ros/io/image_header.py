@@ -77,15 +77,18 @@ def _largest(fmt: str, sizes: list[tuple[int, int]], channels: int = 0) -> Heade
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
+_FILL = re.compile(rb"\xff*")
+_MAX_JPEG_MARKERS = 10_000  # before the frame header; real files have a few dozen
+
+
 def _jpeg(d: bytes) -> Header | None:
     pos, n = 2, len(d)
-    while pos < n:
+    for _ in range(_MAX_JPEG_MARKERS):
         # Like libjpeg: skip garbage up to an 0xFF, then fill bytes; FF00 is no marker.
         pos = d.find(b"\xff", pos)
         if pos < 0:
             return None
-        while pos < n and d[pos] == 0xFF:
-            pos += 1
+        pos = _FILL.match(d, pos).end()
         if pos >= n:
             return None
         marker = d[pos]
@@ -160,28 +163,25 @@ def _sun(d: bytes) -> Header | None:
 
 # ------------------------------------------------------------------ PNM, PAM, PFM
 
-_SPACE = b" \t\n\r\v\f"
+# Whitespace and "#" comments (up to the end of their line), as the PNM readers skip them.
+_SKIP = re.compile(rb"(?:[ \t\n\r\v\f]+|#[^\n\r]*[\n\r])*")
+_DIGITS = re.compile(rb"[0-9]+")
+
+
+_MAX_PNM_HEADER = 65_536  # a header with longer comments is refused
 
 
 def _numbers(d: bytes, pos: int, count: int) -> list[int] | None:
-    """``count`` decimal numbers from ``pos``, skipping whitespace and ``#`` comments."""
+    """``count`` decimal numbers from ``pos``, skipping whitespace and ``#`` comments;
+    they must end within the first ``_MAX_PNM_HEADER`` bytes."""
+    view = d[:_MAX_PNM_HEADER]
     out: list[int] = []
-    n = len(d)
     while len(out) < count:
-        while pos < n and d[pos] in _SPACE:
-            pos += 1
-        if pos < n and d[pos] == 0x23:  # '#': comment up to the end of the line
-            ends = [i for i in (d.find(b"\n", pos), d.find(b"\r", pos)) if i >= 0]
-            if not ends:
-                return None
-            pos = min(ends) + 1
-            continue
-        start = pos
-        while pos < n and 0x30 <= d[pos] <= 0x39:
-            pos += 1
-        if pos == start:
+        m = _DIGITS.match(view, _SKIP.match(view, pos).end())
+        if m is None or (m.end() == len(view) < len(d)):  # none, or maybe cut by the view
             return None  # anything else: the decoder fails or reads it differently
-        out.append(int(d[start:pos]))
+        out.append(int(m.group()))
+        pos = m.end()
     return out
 
 
@@ -203,8 +203,10 @@ _PAM_FIELD = re.compile(rb"^[ \t\r\v\f]*([A-Za-z]+)[ \t\r\v\f]*([+-]?\d*)")
 
 def _pam(d: bytes) -> Header | None:
     fields: dict[bytes, int] = {}
-    end = d.find(b"ENDHDR")
-    for line in d[3:end if end >= 0 else 4096].split(b"\n"):
+    end = d.find(b"ENDHDR", 0, _MAX_PNM_HEADER)
+    if end < 0:
+        return None
+    for line in d[3:end].split(b"\n"):
         m = _PAM_FIELD.match(line)
         if m is None:
             continue
@@ -221,6 +223,7 @@ def _pam(d: bytes) -> Header | None:
 
 # ------------------------------------------------------------------------- HDR
 
+_MAX_HDR_LINES = 1000  # real headers have a handful
 _HDR_SIZE = re.compile(rb"-Y\s*([+-]?\d+)\s*\+X\s*([+-]?\d+)")
 
 
@@ -240,13 +243,15 @@ def _hdr(d: bytes) -> Header | None:
     if buf is None or not buf.startswith(b"#?"):
         return None
     found_format = False
-    while True:
+    for _ in range(_MAX_HDR_LINES):
         buf = line()
         if buf is None:
             return None
         if buf in (b"", b"\n"):
             break
         found_format |= buf.startswith(b"FORMAT=")
+    else:
+        return None
     size = line() if found_format and buf == b"\n" else None
     m = _HDR_SIZE.match(size or b"")
     if m is None:
@@ -265,7 +270,7 @@ def _tiff_ifd(d: bytes, off: int, e: str, big: bool) -> tuple[dict[int, int], in
     """Tags 256/257/277 of the directory at ``off`` and the next directory's offset."""
     count = struct.unpack_from(e + ("Q" if big else "H"), d, off)[0]
     entry, pos = (20, off + 8) if big else (12, off + 2)
-    if pos + count * entry > len(d):
+    if count > 4096 or pos + count * entry > len(d):  # libtiff's sanity limit is 4096
         return None
     tags: dict[int, int] = {}
     for i in range(count):
@@ -320,9 +325,9 @@ def _webp(d: bytes) -> Header | None:
         w, h = (int.from_bytes(d[pos + i:pos + i + 3], "little") for i in (12, 15))
         return Header("WebP", w + 1, h + 1) if pos + 18 <= n else None
     if pos == 0 and d[:4] == b"ALPH":  # libwebp skips leading chunks up to VP8/VP8L
-        while d[pos:pos + 4] not in (b"VP8 ", b"VP8L"):
-            if pos + 8 > n:
-                return None
+        for _ in range(1000):
+            if d[pos:pos + 4] in (b"VP8 ", b"VP8L") or pos + 8 > n:
+                break
             size = _u32(d, pos + 4, "<")
             pos += 8 + size + (size & 1)
     if d[pos:pos + 4] in (b"VP8 ", b"VP8L"):
@@ -401,7 +406,7 @@ def read_headers(data: bytes) -> list[tuple[str, Header | None]]:
     return out
 
 
-def declared_size(data) -> tuple[int, int] | None:
+def declared_size(data: np.ndarray | bytes) -> tuple[int, int] | None:
     """(width, height) the header of an encoded image declares, or None when unknown.
 
     None when no supported format matches, or the header is truncated or damaged. If

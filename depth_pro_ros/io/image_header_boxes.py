@@ -20,12 +20,18 @@ from collections.abc import Iterator
 __all__ = ["avif_sizes", "j2k_size", "jp2_size"]
 
 _MAX_EXTENTS = 4096  # more is no still image; bounds the work on crafted tables
+_MAX_BOXES = 10_000  # per level
+_MAX_ITEMS = 65_536
+_MAX_OBUS = 65_536  # per item
 
 
 def _boxes(d: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, box end) of the ISOBMFF boxes in ``d[start:end]``."""
-    pos = start
+    pos, count = start, 0
     while pos + 8 <= end:
+        count += 1
+        if count > _MAX_BOXES:
+            raise ValueError("too many boxes")
         size, kind = struct.unpack_from(">I4s", d, pos)
         head = 8
         if size == 1:
@@ -68,6 +74,8 @@ def _item_extents(d: bytes, s: int, e: int) -> dict[int, tuple[int, list[tuple[i
         count, pos = struct.unpack_from(">H", d, pos)[0], pos + 2
     else:
         count, pos = _uint(d, pos, 4), pos + 4
+    if count > _MAX_ITEMS:
+        raise ValueError("too many items")
     items, total = {}, 0
     for _ in range(count):
         if pos >= e:
@@ -122,6 +130,8 @@ class _Bits:
         zeros = 0
         while not self.f(1):
             zeros += 1
+            if zeros > 32:
+                raise ValueError("uvlc too long")
         if zeros < 32:
             self.f(zeros)
 
@@ -164,10 +174,12 @@ def _sequence_header(d: bytes, start: int, end: int) -> tuple[int, int]:
 def _av1_sizes(d: bytes, start: int, end: int) -> list[tuple[int, int]]:
     """Frame size bounds of the sequence header OBUs in ``d[start:end]``."""
     sizes, pos = [], start
-    while pos < end:
+    for _ in range(_MAX_OBUS):
+        if pos >= end:
+            return sizes
         head = d[pos]
         if head & 0x80:  # forbidden bit: not an OBU stream
-            break
+            return sizes
         kind, has_ext, has_size = (head >> 3) & 15, (head >> 2) & 1, (head >> 1) & 1
         pos += 1 + has_ext
         if has_size:
@@ -177,7 +189,7 @@ def _av1_sizes(d: bytes, start: int, end: int) -> list[tuple[int, int]]:
         if kind == 1:
             sizes.append(_sequence_header(d, pos, min(pos + size, end)))
         pos += size
-    return sizes
+    raise ValueError("too many OBUs")
 
 
 def avif_sizes(d: bytes) -> tuple[list[tuple[int, int]], int] | None:

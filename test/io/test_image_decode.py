@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import tracemalloc
 import zlib
@@ -181,7 +182,7 @@ def test_tiny_bombs_are_refused_from_the_header(name):
     assert time.perf_counter() - t0 < 1.0
 
 
-def test_the_fuzzing_repro_raises_image_decode_error_not_cv2_error():
+def test_the_fuzzing_repro_raises_image_decode_error_not_cv2_error(capfd):
     msg = SimpleNamespace(format="pnm", data=np.frombuffer(BOMBS["pnm_repro"], np.uint8))
     with pytest.raises(ImageDecodeError) as info:
         compressed_to_array(msg)
@@ -191,6 +192,8 @@ def test_the_fuzzing_repro_raises_image_decode_error_not_cv2_error():
         compressed_to_array(msg, max_pixels=None)
     assert info.value.kind == "undecodable" and "PNM" in str(info.value)
     assert not isinstance(info.value, ImageTooLargeError)
+    os.write(2, b"stderr restored after the OpenCV exception\n")
+    assert capfd.readouterr().err == "stderr restored after the OpenCV exception\n"
 
 
 def test_image_decode_error_is_a_value_error_with_a_kind():
@@ -293,6 +296,17 @@ def test_raw_image_error_kinds(kind, fields):
     with pytest.raises(ImageDecodeError) as info:
         image_to_array(rosbags_message(TS, "sensor_msgs/msg/Image", {**base, **fields}))
     assert info.value.kind == kind
+
+
+def test_sender_strings_are_cut_short_in_messages():
+    base = {"height": 24, "width": 32, "encoding": "x" * 100_000, "is_bigendian": 0,
+            "step": 96, "data": RGB.reshape(-1)}
+    with pytest.raises(ImageDecodeError) as info:
+        image_to_array(rosbags_message(TS, "sensor_msgs/msg/Image", base))
+    assert info.value.kind == "unsupported_encoding" and len(str(info.value)) < 1000
+    with pytest.raises(ImageDecodeError) as info:
+        compressed_to_array(compressed(b"\x00not a picture", fmt="y" * 100_000))
+    assert info.value.kind == "unknown_format" and len(str(info.value)) < 1000
 
 
 # ------------------------------------------------------------- formats and sizes
@@ -497,6 +511,33 @@ def test_codec_warnings_are_handed_over_and_never_printed(capfd):
     assert captured.err == "" and captured.out == ""
     os.write(2, b"fd 2 is back\n")  # and stderr works again afterwards
     assert capfd.readouterr().err == "fd 2 is back\n"
+
+
+def test_concurrent_decodes_keep_their_own_warnings(capfd):
+    """fd 2 is process-wide: the module lock keeps one decode's output out of another's."""
+    big = cv2.resize(BGR, (640, 480))  # a few ms per decode: the calls overlap
+    jpeg = encode(".jpg", big, (cv2.IMWRITE_JPEG_QUALITY, 95))
+    sof = jpeg.index(b"\xff\xc0")
+    noisy = compressed(jpeg[:sof] + b"\x00garbage" + jpeg[sof:])
+    clean = compressed(jpeg)
+    results: list[tuple[bool, list[str]]] = []
+
+    def work(i: int) -> None:
+        for j in range(15):
+            w: list[str] = []
+            is_noisy = (i + j) % 2 == 0
+            compressed_to_array(noisy if is_noisy else clean, warnings=w)
+            results.append((is_noisy, w))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 60
+    for is_noisy, w in results:
+        assert len(w) == (1 if is_noisy else 0) and all("Corrupt JPEG data" in x for x in w)
+    assert capfd.readouterr().err == ""
 
 
 def _mutations(rng: np.random.Generator, seeds: list[bytes], count: int) -> list[bytes]:
