@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from depth_pro_ros.io.colorize import annotate_range, colorize_depth, valid_depth_mask
+from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS, decode_image_bytes
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -35,7 +36,11 @@ def _composite_alpha(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return ((colour.astype(np.uint16) * a + 127) // 255).astype(np.uint8)
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
+def read_rgb(
+    path: str | os.PathLike,
+    max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS,
+    warnings: list[str] | None = None,
+) -> np.ndarray:
     """Read an image file as an HxWx3 uint8 RGB array.
 
     * 8-bit colour images are returned as they are (EXIF orientation applied for JPEG
@@ -45,9 +50,15 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
       taken as 0..1 (or 0..255 when their maximum is above 1);
     * images with an alpha channel are composited over black.
 
+    The file is untrusted: its header must state a size (see
+    :func:`depth_pro_ros.io.image_decode.decode_image_bytes`) of at most ``max_pixels``
+    (None: no bound), checked before decoding. Codec warnings go to ``warnings`` (when
+    given), never to stderr.
+
     Raises:
         ValueError: with the path and the reason, when the file is missing, is not a
-            regular file, cannot be read, or is not an image OpenCV can decode.
+            regular file, cannot be read, is not an image OpenCV can decode, or is too
+            large (an ``ImageDecodeError``, ``ImageTooLargeError`` for the latter).
     """
     p = Path(path)
     if not p.exists():
@@ -62,26 +73,18 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"cannot read image {p}: the file is empty")
 
     buf = np.frombuffer(data, dtype=np.uint8)
+    what = f"cannot read image {p}"
     img = None
     if not data.startswith(_JPEG_MAGIC):
         # Only non-JPEG formats can carry alpha; look at the stored channels first.
-        try:
-            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-        except cv2.error as exc:
-            raise ValueError(f"cannot read image {p}: OpenCV failed to decode it ({exc})") from exc
-        if img is None:
-            raise ValueError(f"cannot read image {p}: not an image format OpenCV can decode")
+        img = decode_image_bytes(buf, cv2.IMREAD_UNCHANGED, what, max_pixels, warnings)
         has_alpha = img.ndim == 3 and img.shape[2] in (2, 4)
         if not has_alpha:
             img = None  # decode again below so that EXIF orientation is honoured
 
     if img is None:
-        try:
-            img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
-        except cv2.error as exc:
-            raise ValueError(f"cannot read image {p}: OpenCV failed to decode it ({exc})") from exc
-        if img is None:
-            raise ValueError(f"cannot read image {p}: not an image format OpenCV can decode")
+        img = decode_image_bytes(
+            buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH, what, max_pixels, warnings)
 
     if img.size == 0:
         raise ValueError(f"cannot read image {p}: the image is empty")

@@ -201,8 +201,8 @@ def depth_image_to_array(msg: Any) -> np.ndarray:
     encoding = str(msg.encoding).strip().upper()
     if encoding not in DEPTH_ENCODINGS:
         raise ImageDecodeError(
-            f"unsupported depth encoding {msg.encoding!r}; supported: {', '.join(DEPTH_ENCODINGS)}"
-        )
+            f"unsupported depth encoding {msg.encoding!r}; supported: {', '.join(DEPTH_ENCODINGS)}",
+            kind="unsupported_encoding")
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     bpp = 4 if encoding == "32FC1" else 2
     buf = byte_buffer(msg.data)

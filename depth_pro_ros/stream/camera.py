@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import numbers
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,13 @@ from depth_pro_ros.engine.focal import (
     DEFAULT_EMA_ALPHA,
     intrinsics_from_camera_info,
 )
-from depth_pro_ros.io.image_decode import ImageDecodeError, compressed_to_array, image_to_array
+from depth_pro_ros.io.image_decode import (
+    DEFAULT_MAX_INPUT_PIXELS,
+    ImageDecodeError,
+    ImageTooLargeError,
+    compressed_to_array,
+    image_to_array,
+)
 from depth_pro_ros.io.messages import camera_info_values, stamp_to_nanoseconds
 
 __all__ = [
@@ -40,12 +47,21 @@ CAMERA_INFO_SYNC = ("exact", "approximate", "latest")
 _ASPECT_TOLERANCE = 0.01
 
 
-class FrameSkipped(ValueError):
-    """An image cannot be processed. ``reason`` is a short counter key, the text says why."""
+# Codec warnings kept for pop_warnings() when nobody collects them.
+_MAX_WARNINGS = 100
 
-    def __init__(self, message: str, reason: str) -> None:
+
+class FrameSkipped(ValueError):
+    """An image cannot be processed. ``reason`` is a short counter key, the text says why.
+
+    ``kind`` is finer than ``reason`` (for decode failures the ``ImageDecodeError.kind``,
+    e.g. ``unsupported_encoding``); a log-throttle key. It defaults to ``reason``.
+    """
+
+    def __init__(self, message: str, reason: str, kind: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.kind = kind if kind is not None else reason
 
 
 @dataclass(frozen=True)
@@ -133,10 +149,16 @@ class CameraStream:
     bag whose CameraInfo is loaded up front). With ``hold_unpaired`` (live streams in
     ``exact`` / ``approximate`` mode) an image whose CameraInfo has not arrived yet is
     held until it does; a newer image replaces a held one (counted in ``dropped``).
+    ``max_input_pixels`` bounds the width * height an image may declare (None: no bound);
+    larger ones are skipped with reason ``too_large`` before anything is allocated.
     """
 
     def __init__(
-        self, settings: FocalSettings, history: int | None = 64, hold_unpaired: bool = False
+        self,
+        settings: FocalSettings,
+        history: int | None = 64,
+        hold_unpaired: bool = False,
+        max_input_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS,
     ) -> None:
         self._lock = threading.Lock()
         self._settings = settings
@@ -149,6 +171,8 @@ class CameraStream:
         self._seq = 0
         self._held: tuple[Any, bool, float, Any] | None = None
         self._messages: list[str] = []
+        self._warnings: list[str] = []
+        self.max_input_pixels = max_input_pixels
         self.dropped = 0
 
     # ---------------------------------------------------------------- settings
@@ -176,10 +200,31 @@ class CameraStream:
                 "estimates": self._tracker.ema.count,
             }
 
+    @property
+    def max_input_pixels(self) -> int | None:
+        """The bound on an image's width * height (None: none); may be changed any time."""
+        return self._max_input_pixels
+
+    @max_input_pixels.setter
+    def max_input_pixels(self, value: int | None) -> None:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
+        ):
+            raise ValueError(f"max_input_pixels must be a positive integer or None, got {value!r}")
+        self._max_input_pixels = None if value is None else int(value)
+
     def pop_messages(self) -> list[str]:
         """Focal source switches since the last call (log each once)."""
         with self._lock:
             out, self._messages = self._messages, []
+            return out
+
+    def pop_warnings(self) -> list[str]:
+        """What the codecs printed while decoding images since the last call (libjpeg's
+        "Corrupt JPEG data ...", libpng and OpenCV warnings), oldest first; kept off
+        stderr so the caller can log them throttled. Only the last 100 are kept."""
+        with self._lock:
+            out, self._warnings = self._warnings, []
             return out
 
     # ---------------------------------------------------------------- input
@@ -214,18 +259,32 @@ class CameraStream:
 
         Returns None when the image is held for its CameraInfo (``hold_unpaired``).
 
+        Codec warnings printed while decoding are kept for :meth:`pop_warnings`.
+
         Raises:
-            FrameSkipped: the image cannot be decoded, its CameraInfo does not fit it, or
-                ``focal_source`` is ``camera_info`` and none pairs with it.
+            FrameSkipped: the image cannot be decoded (reason ``decode``) or declares more
+                than ``max_input_pixels`` pixels (``too_large``), its CameraInfo does not
+                fit it, or ``focal_source`` is ``camera_info`` and none pairs with it.
         """
+        warnings: list[str] = []
+        limit = self._max_input_pixels
         try:
             header = msg.header
             stamp_ns = stamp_to_nanoseconds(header.stamp)
-            pixels, order = compressed_to_array(msg) if compressed else image_to_array(msg)
+            if compressed:
+                pixels, order = compressed_to_array(msg, limit, warnings)
+            else:
+                pixels, order = image_to_array(msg, limit)
+        except ImageTooLargeError as exc:
+            raise FrameSkipped(str(exc), "too_large", exc.kind) from None
         except ImageDecodeError as exc:
-            raise FrameSkipped(str(exc), "decode") from None
+            raise FrameSkipped(str(exc), "decode", exc.kind) from None
         except (AttributeError, TypeError, ValueError) as exc:
-            raise FrameSkipped(f"malformed image message: {exc}", "decode") from None
+            raise FrameSkipped(f"malformed image message: {exc}", "decode", "malformed") from None
+        finally:
+            if warnings:
+                with self._lock:
+                    self._warnings = (self._warnings + warnings)[-_MAX_WARNINGS:]
         height, width = pixels.shape[:2]
         with self._lock:
             # fov_head / fixed never use a CameraInfo, so none may skip their frames.

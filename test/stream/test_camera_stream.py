@@ -25,6 +25,7 @@ from message_factories import (
 from rosbags.typesys import Stores, get_typestore
 
 from depth_pro_ros.engine import Frame
+from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.stream import (
     CAMERA_INFO_SYNC,
     CameraStream,
@@ -206,6 +207,85 @@ def test_prepare_skips_images_that_do_not_decode(backend):
     # Nothing of the failures stuck: the same stream still turns a good image into a frame.
     assert st.prepare(image(backend), False, 0.0).image.shape == (H, W, 3)
     assert st.pop_messages() == ["no camera_info for this image, using the FoV estimate"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_images_declaring_too_many_pixels_are_skipped_as_too_large(backend):
+    st = CameraStream(FocalSettings(focal_source="fov_head"), max_input_pixels=H * W - 1)
+    exc = skipped(st, image(backend))
+    assert (exc.reason, exc.kind) == ("too_large", "too_large")
+    assert f"{W} x {H}" in str(exc) and "max_input_pixels" in str(exc)
+    ok, png = cv2.imencode(".png", RGB)
+    exc = skipped(st, compressed(backend, png, "png"), compressed_=True)
+    assert (exc.reason, exc.kind) == ("too_large", "too_large") and "PNG" in str(exc)
+
+    # A 600-byte JPEG declaring 8000 x 8000 under the default limit (50 MP), and a raw
+    # image declaring 100000 x 100000 with 10 bytes of data.
+    st = stream(focal_source="fov_head")
+    assert st.max_input_pixels == DEFAULT_MAX_INPUT_PIXELS
+    ok, jpeg = cv2.imencode(".jpg", RGB[:8, :8])
+    bomb = bytearray(jpeg.tobytes())
+    sof = bomb.index(b"\xff\xc0")
+    bomb[sof + 5:sof + 9] = (8000).to_bytes(2, "big") * 2
+    exc = skipped(st, compressed(backend, bomb, "jpeg"), compressed_=True)
+    assert exc.reason == "too_large" and "8000 x 8000" in str(exc)
+    huge = image(backend, height=100_000, width=100_000, step=300_000,
+                 data=np.zeros(10, np.uint8))
+    assert skipped(st, huge).reason == "too_large"
+    assert st.pop_warnings() == []
+
+    # The limit can be lifted or changed at any time; bad values are refused.
+    st.max_input_pixels = None
+    assert st.prepare(image(backend), False, 0.0).image.shape == (H, W, 3)
+    st.max_input_pixels = H * W
+    assert st.prepare(image(backend), False, 0.0).image.shape == (H, W, 3)
+    for bad in (0, -5, 2.5, "many", True):
+        with pytest.raises(ValueError, match="max_input_pixels"):
+            st.max_input_pixels = bad
+    assert st.max_input_pixels == H * W
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_decode_failures_carry_the_kind_of_problem(backend):
+    st = stream(focal_source="fov_head")
+    good = encode_image(RGB, "rgb8")
+    for encoding in ("xyz9", "abc1", "weird16"):  # many encodings, one kind
+        exc = skipped(st, image(backend, encoding=encoding))
+        assert (exc.reason, exc.kind) == ("decode", "unsupported_encoding")
+    exc = skipped(st, image(backend, data=good["data"][:10]))
+    assert (exc.reason, exc.kind) == ("decode", "too_short")
+    exc = skipped(st, compressed(backend, b"\x00not a picture", "jpeg"), compressed_=True)
+    assert (exc.reason, exc.kind) == ("decode", "unknown_format")
+    exc = skipped(st, compressed(backend, b"", "jpeg"), compressed_=True)
+    assert (exc.reason, exc.kind) == ("decode", "empty")
+    exc = skipped(st, object())
+    assert (exc.reason, exc.kind) == ("decode", "malformed")
+    # Skips that are no decode failure: the kind is the reason.
+    st = stream(focal_source="camera_info")
+    exc = skipped(st, image(backend))
+    assert exc.reason == exc.kind == "no_camera_info"
+    assert FrameSkipped("x", "decode").kind == "decode"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_codec_warnings_are_kept_for_pop_warnings_not_printed(backend, capfd):
+    st = stream(focal_source="fov_head")
+    ok, jpeg = cv2.imencode(".jpg", RGB, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    data = jpeg.tobytes()
+    sof = data.index(b"\xff\xc0")
+    noisy = data[:sof] + b"\x00\x01junk" + data[sof:]  # decodes, with a libjpeg warning
+    frame = st.prepare(compressed(backend, noisy, "jpeg"), True, 0.0)
+    assert frame.image.shape == (H, W, 3)
+    ok, png = cv2.imencode(".png", RGB)
+    broken = bytearray(png.tobytes())
+    broken[60] ^= 0x55
+    exc = skipped(st, compressed(backend, bytes(broken), "png"), compressed_=True)
+    assert (exc.reason, exc.kind) == ("decode", "undecodable")
+    warnings = st.pop_warnings()
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("Corrupt JPEG data") and "libpng error" in warnings[1]
+    assert st.pop_warnings() == []
+    assert capfd.readouterr().err == ""
 
 
 def test_prepare_skips_malformed_message_objects():
