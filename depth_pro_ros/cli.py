@@ -24,6 +24,7 @@ from depth_pro_ros import __version__
 from depth_pro_ros.bag.writer import STORAGE_FORMATS
 from depth_pro_ros.engine import PRECISION_CHOICES
 from depth_pro_ros.engine.focal import FOCAL_SOURCES
+from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
 from depth_pro_ros.model.weights import (
     CHECKPOINT_ENV,
@@ -103,10 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument(
         "-o", "--outdir", type=Path, default=Path("depth_output"), help="default: depth_output"
     )
+    _add_max_input_pixels(image)
     image.set_defaults(func=run_image)
     _add_bag_parser(sub)
     _add_demo_parser(sub)
     return parser
+
+
+def _add_max_input_pixels(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-input-pixels", type=_positive_int, default=DEFAULT_MAX_INPUT_PIXELS, metavar="N",
+        help="images declaring more pixels (width x height, read from the header before "
+             f"decoding) are refused (default: {DEFAULT_MAX_INPUT_PIXELS})",
+    )
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -278,12 +288,15 @@ def run_image(args: argparse.Namespace) -> int:
     used_stems: set[str] = set()
     failures = 0
     for photo in bar:
+        warnings: list[str] = []
         try:
-            rgb = read_rgb(photo)
+            rgb = read_rgb(photo, max_pixels=args.max_input_pixels, warnings=warnings)
         except ValueError as exc:
             failures += 1
             fail(str(exc))
             continue
+        for warning in warnings:
+            say(f"{photo}: decoder warning: {warning}")
         try:
             with torch.inference_mode():
                 pred = infer(model, rgb, f_px=args.focal_px)

@@ -80,7 +80,8 @@ class DepthProNode(Node):
         super().__init__("depth_pro_node", **kwargs)
         self._settings = self._declare_parameters()
         self._device, self._precision = self._load_engine()
-        self._stream = CameraStream(self._settings.focal, history=64, hold_unpaired=True)
+        self._stream = CameraStream(self._settings.focal, history=64, hold_unpaired=True,
+                                    max_input_pixels=self._settings.values["max_input_pixels"])
 
         self._counts = {"frames_in": 0, "frames_out": 0, "failed": 0, "lazy_skipped": 0,
                         "camera_info_errors": 0}
@@ -173,6 +174,8 @@ class DepthProNode(Node):
         finally:
             for message in self._stream.pop_messages():
                 self.get_logger().info(f"focal source: {message}")
+            for warning in self._stream.pop_warnings():
+                self._report("codec", f"image decoder: {warning}", warning=True)
         if frame is not None:
             self._submit(frame)
 
@@ -245,6 +248,7 @@ class DepthProNode(Node):
             self.get_logger().warning(f"parameter change rejected: {exc}")
             return SetParametersResult(successful=False, reason=str(exc))
         self._stream.configure(new.focal)
+        self._stream.max_input_pixels = new.values["max_input_pixels"]
         self._settings = new
         self.get_logger().info("parameters changed: " + ", ".join(
             f"{name}={value!r}" for name, value in changes.items()))
@@ -254,9 +258,12 @@ class DepthProNode(Node):
     def _skipped(self, exc: FrameSkipped, text: str) -> None:
         with self._stats_lock:
             self._skips[exc.reason] = self._skips.get(exc.reason, 0) + 1
-        self._error(f"{exc.reason}:{getattr(exc, 'kind', exc.reason)}", text)
+        self._error(f"{exc.reason}:{exc.kind}", text)
 
     def _error(self, kind: str, text: str) -> None:
+        self._report(kind, text)
+
+    def _report(self, kind: str, text: str, warning: bool = False) -> None:
         """Log ``text`` unless a problem of the same ``kind`` was logged in the last
         ``ERROR_THROTTLE_S`` seconds (those are counted and the count is logged next)."""
         held = self._throttle.admit(kind, time.monotonic())
@@ -264,7 +271,11 @@ class DepthProNode(Node):
             return
         if held:
             text += f" ({held} more like it since the last report)"
-        self.get_logger().error(text)
+        # One call site per severity: rclpy refuses a call site whose severity changes.
+        if warning:
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().error(text)
 
     def diagnostics_status(self) -> DiagnosticStatus:
         """The node's health: rates, latency, drops, errors and the focal in use."""

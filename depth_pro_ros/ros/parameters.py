@@ -18,6 +18,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from depth_pro_ros.engine import PRECISION_CHOICES, EngineConfig
 from depth_pro_ros.engine.focal import FOCAL_SOURCES
+from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
 from depth_pro_ros.stream import CAMERA_INFO_SYNC, FocalSettings, OutputOptions
 
@@ -55,6 +56,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_transport", "raw", "raw: subscribe to 'image' (sensor_msgs/Image); "
               "compressed: to 'image/compressed' (jpeg/png)", choices=("raw", "compressed"),
               read_only=True),
+    ParamSpec("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS, "Images declaring more pixels "
+              "(width x height, read from the header of compressed ones) are skipped before "
+              "decoding: a guard against decompression bombs", low=1, high=2**40),
     ParamSpec("focal_source", _FOCAL.focal_source, "Focal length for metric scale: auto "
               "(camera_info while fresh, else the FoV-head estimate), camera_info, fov_head "
               "or fixed", choices=FOCAL_SOURCES),

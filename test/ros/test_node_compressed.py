@@ -98,6 +98,49 @@ def test_undecodable_jpeg_is_skipped_and_good_frames_continue(node):
         probe.close()
 
 
+def _damaged_jpeg(sec: int) -> CompressedImage:
+    """A JPEG whose scan data has three flipped bytes: it decodes, and libjpeg complains."""
+    msg = _compressed(smooth_rgb(48, 64), "jpg", sec)
+    data = bytearray(msg.data)
+    scan = bytes(data).find(b"\xff\xda")
+    rng = np.random.default_rng(0)  # seed checked to give "Corrupt JPEG data"
+    for _ in range(3):
+        data[int(rng.integers(scan + 20, len(data) - 2))] ^= 0xFF
+    msg.data = bytes(data)
+    return msg
+
+
+def _jpeg_bomb(sec: int) -> CompressedImage:
+    """A few hundred bytes of JPEG whose frame header declares 8000 x 8000 pixels."""
+    msg = _compressed(np.zeros((8, 8, 3), np.uint8), "jpg", sec)
+    data = bytearray(msg.data)
+    sof = bytes(data).find(b"\xff\xc0")
+    data[sof + 5: sof + 9] = (8000).to_bytes(2, "big") * 2
+    msg.data = bytes(data)
+    return msg
+
+
+def test_codec_complaints_and_bombs_reach_the_log_not_the_console(node):
+    probe = Probe("probe_codec", outputs=("depth",))
+    try:
+        probe.wait_connected(compressed=True)
+        damaged, bomb = _damaged_jpeg(30), _jpeg_bomb(31)
+        probe.spin_until(lambda: probe.send(damaged, compressed=True)
+                         or "image decoder: Corrupt JPEG data" in node.log(), 60.0,
+                         "the decoder's warning in the node's log", period=2.0)
+        probe.spin_until(lambda: probe.send(bomb, compressed=True)
+                         or "declares 8000 x 8000" in node.log(), 60.0,
+                         "the too_large error", period=2.0)
+        good = _compressed(smooth_rgb(48, 64), "png", sec=32)
+        probe.resend_until_depth(good, compressed=True)
+        assert any(m.header.stamp.sec == 30 for m in probe.received["depth"])  # it decoded
+        assert all(m.header.stamp.sec != 31 for m in probe.received["depth"])
+        lines = [line for line in node.log().splitlines() if "Corrupt JPEG" in line]
+        assert lines and all(line.startswith("[WARN]") for line in lines), lines
+    finally:
+        probe.close()
+
+
 def test_sigterm_shuts_down_cleanly(node):
     assert node.stop(signal.SIGTERM) == 0
     assert "Traceback" not in node.log(), node.log()

@@ -81,6 +81,22 @@ def test_output_scale_and_the_fov_estimate_beside_a_known_focal(node):
     assert float(diag["focal_estimate_px"]) > 0  # the FoV head ran beside the fixed focal
 
 
+def test_max_input_pixels_refuses_larger_images_and_changes_at_runtime(node):
+    proc, probe = node
+    results = probe.set_parameters("/cam/depth_pro_node", max_input_pixels=1000)
+    assert all(r.successful for r in results), [r.reason for r in results]
+    try:
+        big = _good()  # 64 x 48 = 3,072 pixels
+        probe.spin_until(lambda: probe.send(big) or "more than the limit of 1,000 pixels"
+                         in proc.log(), 60.0, "the too_large error", period=2.0)
+    finally:
+        probe.set_parameters("/cam/depth_pro_node", max_input_pixels=50_000_000)
+    probe.resend_until_depth(_good(), period=5.0)
+    assert all(m.header.stamp != big.header.stamp for m in probe.received["depth"])
+    diag = probe.latest_diagnostics()
+    assert int(diag["skipped_frames"]) >= 1
+
+
 def test_distinct_unknown_encodings_are_one_kind_of_problem(node):
     proc, probe = node
     before = proc.log().count("unsupported image encoding")
