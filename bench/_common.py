@@ -26,16 +26,24 @@ CONFIGS = {
 }
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, kind: str = "") -> argparse.ArgumentParser:
     """An argument parser with the options every benchmark has: ``--device``, ``--config``
-    (both default to CUDA and the released architecture when a GPU is present)."""
+    (CUDA and the released architecture when a GPU is present) and ``--out`` (default
+    :func:`results_path`; ``kind`` names the benchmark in it)."""
     cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", default="cuda" if cuda else "cpu")
     p.add_argument("--config", choices=sorted(CONFIGS), default="full" if cuda else "tiny",
                    help="network size; 'full' is the released Depth Pro (random weights)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"JSON path (default bench/results/<device>_<config>{kind}.json)")
     return p
+
+
+def results_path(args: argparse.Namespace, device: str, kind: str = "") -> Path:
+    """Where the JSON goes: ``--out``, else bench/results/<device>_<config><kind>.json."""
+    return args.out or RESULTS / f"{slug(device)}_{args.config}{kind}.json"
 
 
 def device_name(device: torch.device) -> str:

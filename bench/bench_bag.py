@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from _common import CONFIGS, RESULTS, build_model, device_name, parser, slug, write_json
+from _common import CONFIGS, build_model, device_name, parser, results_path, write_json
 
 from depth_pro_ros.bag import BagOptions, process_bag
 from depth_pro_ros.bag.sample import image_message, sample_frames, stamp_at, write_bag
@@ -90,7 +90,7 @@ def run_engine(args, model, images: list[np.ndarray]) -> dict:
 
 def parse_args(argv=None) -> argparse.Namespace:
     cuda = torch.cuda.is_available()
-    p = parser(__doc__.split("\n\n")[0])
+    p = parser(__doc__.split("\n\n")[0], "_bag")
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"],
                    default="fp16" if cuda else "fp32")
     p.add_argument("--frames", type=int, default=100 if cuda else 16)
@@ -101,8 +101,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--points", action="store_true", help="also compute and write points")
     p.add_argument("--copy-topics", default="all", help="as the bag command's option")
     p.add_argument("--repeats", type=int, default=2, help="runs of each; the best counts")
-    p.add_argument("--out", type=Path, default=None,
-                   help="JSON path (default bench/results/<device>_<config>_bag.json)")
     args = p.parse_args(argv)
     if args.frames < 2 or args.batch < 1 or args.repeats < 1:
         p.error("--frames must be >= 2, --batch and --repeats >= 1")
@@ -157,7 +155,7 @@ def main(argv=None) -> int:
     print(f"ratio  {ratio:8.3f}  (bag / engine; overhead {overhead_ms:.1f} ms per frame)")
     print(f"host   {bag['host_cpu_ms_per_frame']:8.1f} ms CPU per frame in the bag tool's own "
           "thread (read, decode, build, serialize, write)")
-    out = args.out or RESULTS / f"{slug(name)}_{args.config}_bag.json"
+    out = results_path(args, name, "_bag")
     write_json(report, out)
     print(f"wrote {out} ({report['wall_s']:.0f} s)")
     return 0

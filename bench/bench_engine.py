@@ -29,11 +29,10 @@ import resource
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import CONFIGS, RESULTS, build_model, device_name, parser, slug, write_json
+from _common import CONFIGS, build_model, device_name, parser, results_path, write_json
 
 from depth_pro_ros.bag.sample import sample_frames
 from depth_pro_ros.engine import DepthEngine, DepthResult, EngineConfig, Frame, Intrinsics
@@ -342,8 +341,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--points", action="store_true", help="also compute point clouds")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--cuda-graphs", action="store_true", help="replay the network as a graph")
-    p.add_argument("--out", type=Path, default=None,
-                   help="JSON path (default bench/results/<device>_<config>.json)")
     args = p.parse_args(argv)
     if args.frames < 1 or args.warmup < 0 or args.batch < 1:
         p.error("--frames and --batch must be >= 1, --warmup >= 0")
@@ -396,7 +393,7 @@ def main(argv=None) -> int:
     report["overlap_ratio"] = {r["precision"]: r["overlap_ratio"] for r in report["runs"]}
     report["wall_s"] = time.perf_counter() - t0
     print_table(report)
-    out = args.out or RESULTS / f"{slug(name)}_{args.config}.json"
+    out = results_path(args, name)
     write_json(report, out)
     print(f"\nwrote {out} ({report['wall_s']:.0f} s)")
     return 0
