@@ -34,9 +34,9 @@ from depth_pro_ros.bag import BagOptions, process_bag
 from depth_pro_ros.engine import EngineConfig, create_engine
 from depth_pro_ros.io.messages import (
     depth_image_to_array,
-    pointcloud2_to_array,
     stamp_to_nanoseconds,
 )
+from depth_pro_ros.io.pointcloud_msg import pointcloud2_to_array
 from depth_pro_ros.stream import CameraStream, FocalSettings, OutputOptions
 
 S = 1_000_000_000
