@@ -13,6 +13,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(exclude=["test", "test.*", "tests", "tests.*"]),
+    # The demo's sample picture, read through importlib.resources in any installation.
+    package_data={f"{PACKAGE}.bag": ["data/*.jpg"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

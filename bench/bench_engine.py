@@ -10,41 +10,35 @@ For each precision it measures:
 3. the same pipeline with ``overlap=False`` (the sequential baseline);
 4. overlap_ratio = pipeline fps / model-only fps;
 5. peak memory (CUDA: ``torch.cuda.max_memory_allocated``; CPU: the process's peak RSS);
-6. per-stage medians of ``DepthResult.timings_ms``.
+6. per-stage medians of ``DepthResult.timings_ms``;
+7. for fp16 / bf16, the depth's agreement with fp32 on the same frames (AbsRel, largest
+   relative and absolute error; the focal estimate's relative error with ``--focal
+   estimate``).
 
 It prints a table and writes JSON (see bench/README.md). Runs on CUDA when available,
-else on the CPU with the tiny configuration and few frames.
+else on the CPU with the tiny configuration and few frames. Run it as
+``python bench/bench_engine.py`` (it imports ``bench/_common.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import platform
-import re
 import resource
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import CONFIGS, build_model, device_name, parser, results_path, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from depth_pro_ros.bag.sample import sample_frames
+from depth_pro_ros.engine import DepthEngine, DepthResult, EngineConfig, Frame, Intrinsics
+from depth_pro_ros.engine.accuracy import compare_depth, relative_error
+from depth_pro_ros.model import DepthPro, parse_precision
 
-from depth_pro_ros.engine import DepthEngine, EngineConfig, Frame, Intrinsics  # noqa: E402
-from depth_pro_ros.model import DepthPro, DepthProConfig, create_model, parse_precision  # noqa: E402
-
-CONFIGS = {
-    "full": DepthProConfig.depth_pro,
-    "small": DepthProConfig.small,
-    "tiny": DepthProConfig.tiny,
-}
 STAGES = ("queue", "preprocess", "inference", "postprocess", "total")
 
 
@@ -59,21 +53,6 @@ def summary(values_ms: list[float]) -> dict:
         "p90_ms": percentile(values_ms, 90),
         "n": len(values_ms),
     }
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    name = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return name or "cpu"
 
 
 def synchronize(device: torch.device) -> None:
@@ -94,26 +73,6 @@ def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-
-
-def build_model(config: DepthProConfig, device: torch.device, precision: str) -> DepthPro:
-    """Random weights of realistic scale, built directly on the device."""
-    torch.manual_seed(0)
-    model = create_model(config, device=device, precision="fp32")
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:  # weights; biases, norms and tokens keep their init
-                param.normal_(0.0, 0.02)
-        # Plausible outputs, so that no frame fails on a rejected focal estimate.
-        if model.fov is not None:
-            model.fov.head[-1].bias.fill_(60.0)
-        model.head[-2].bias.fill_(0.3)
-    return model.to(dtype=parse_precision(precision)).eval()
-
-
-def make_frames(count: int, width: int, height: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(1)
-    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
 
 
 # --------------------------------------------------------------------------- measurements
@@ -204,7 +163,54 @@ def run_pipeline(model: DepthPro, images: list[np.ndarray], intrinsics: Intrinsi
     return out
 
 
-def bench_precision(args, device: torch.device, precision: str) -> dict:
+def depth_results(model: DepthPro, images: list[np.ndarray],
+                  intrinsics: Intrinsics | None) -> list[DepthResult]:
+    """One result per image, through the engine (as the pipeline runs deliver them)."""
+    with DepthEngine(model, EngineConfig(policy="all")) as engine:
+        results = [engine.process(Frame(image=img, channel_order="bgr", intrinsics=intrinsics))
+                   for img in images]
+    failed = [r.error for r in results if not r.ok]
+    if failed:
+        raise RuntimeError(f"accuracy frames failed: {failed}")
+    return results
+
+
+def reference_results(args, device: torch.device, images: list[np.ndarray],
+                      intrinsics: Intrinsics | None) -> list[DepthResult]:
+    """The fp32 results the reduced precisions are compared with (same weights, rounded)."""
+    model = build_model(CONFIGS[args.config](), device, "fp32")
+    results = depth_results(model, images, intrinsics)
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return results
+
+
+def accuracy_vs_fp32(results: list[DepthResult], reference: list[DepthResult]) -> dict:
+    """Agreement of each frame's depth (and focal estimate) with fp32, worst case over frames.
+
+    ``abs_rel`` is the mean over frames of each frame's mean |d - r| / r; ``max_rel`` and
+    ``max_abs_m`` the largest relative and absolute (metres) error of any pixel;
+    ``delta1`` the smallest per-frame share of pixels within a factor 1.25.
+    """
+    per_frame = [compare_depth(r.depth, ref.depth) for r, ref in zip(results, reference)]
+    out = {
+        "frames": len(per_frame),
+        "abs_rel": float(np.mean([m["abs_rel"] for m in per_frame])),
+        "max_rel": max(m["max_rel"] for m in per_frame),
+        "max_abs_m": max(m["max_abs"] for m in per_frame),
+        "delta1": min(m["delta1"] for m in per_frame),
+        "valid_fraction": min(m["valid_fraction"] for m in per_frame),
+        "per_frame_abs_rel": [m["abs_rel"] for m in per_frame],
+    }
+    if all(r.focal_estimate_px is not None for r in (*results, *reference)):
+        out["focal_rel_error"] = max(relative_error(r.focal_estimate_px, ref.focal_estimate_px)
+                                     for r, ref in zip(results, reference))
+    return out
+
+
+def bench_precision(args, device: torch.device, precision: str,
+                    images: list[np.ndarray], reference: list[DepthResult] | None) -> dict:
     model_config = CONFIGS[args.config]()
     dtype = parse_precision(precision)
     t_build = time.perf_counter()
@@ -214,13 +220,11 @@ def bench_precision(args, device: torch.device, precision: str) -> dict:
     print(f"[{precision}] model built in {time.perf_counter() - t_build:.1f} s "
           f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters)")
     estimate = args.focal == "estimate"
-    intrinsics = None if estimate else Intrinsics.from_focal(
-        0.8 * args.width, args.width, args.height)
+    intrinsics = focal_intrinsics(args)
 
     model_only = bench_model_only(model, device, dtype, args.batch, estimate,
                                   args.frames, args.warmup)
     print(f"[{precision}] model-only {model_only['median_ms']:.1f} ms/frame")
-    images = make_frames(4, args.width, args.height)
     base = dict(device=str(device), precision=precision, compile=args.compile,
                 cuda_graphs=args.cuda_graphs, points=args.points)
     fast = run_pipeline(model, images, intrinsics,
@@ -238,6 +242,12 @@ def bench_precision(args, device: torch.device, precision: str) -> dict:
                               args.frames, args.warmup, rate=None)
     print(f"[{precision}] sequential {sequential['fps']:.2f} fps")
     memory, memory_kind = peak_memory_mb(device)
+    accuracy = None
+    if reference:
+        frames = images[:len(reference)]
+        accuracy = accuracy_vs_fp32(depth_results(model, frames, intrinsics), reference)
+        print(f"[{precision}] vs fp32: AbsRel {accuracy['abs_rel']:.2e}, "
+              f"max rel {accuracy['max_rel']:.2e}, max {accuracy['max_abs_m']:.2e} m")
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -252,6 +262,7 @@ def bench_precision(args, device: torch.device, precision: str) -> dict:
         "speedup_vs_sequential": fast["fps"] / sequential["fps"] if sequential["fps"] else None,
         "peak_memory_mb": memory,
         "peak_memory_kind": memory_kind,
+        "accuracy_vs_fp32": accuracy,
         "network_input": [args.batch, 3, model_config.input_size, model_config.input_size],
     }
 
@@ -269,7 +280,7 @@ def print_table(report: dict) -> None:
           f"{report['focal']} | frames {report['frames']} (+{report['warmup']} warm-up)")
     header = ("precision", "model ms", "model p90", "model fps", "pipe fps", "pipe lat",
               "pipe p90", "rate Hz", "rate lat", "rate p90", "dropped", "seq fps",
-              "seq lat", "overlap", "peak MB")
+              "seq lat", "overlap", "peak MB", "AbsRel", "max rel")
     rows = []
     for run in report["runs"]:
         mo, pl, fx, sq = run["model_only"], run["pipeline"], run["fixed_rate"], \
@@ -282,6 +293,8 @@ def print_table(report: dict) -> None:
             f"{fx['dropped']}/{fx['frames']}", fmt(sq["fps"], ".2f"),
             fmt(sq["latency"]["median_ms"]), fmt(run["overlap_ratio"], ".2f"),
             fmt(run["peak_memory_mb"], ".0f"),
+            *[fmt((run["accuracy_vs_fp32"] or {}).get(key), ".1e")
+              for key in ("abs_rel", "max_rel")],
         ))
     _print_rows(header, rows)
     print()
@@ -298,25 +311,17 @@ def _print_rows(header, rows) -> None:
         print("  ".join(str(c).rjust(w) for c, w in zip(row, widths)))
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "device"
-
-
-def write_json(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------- main
+def focal_intrinsics(args) -> Intrinsics | None:
+    """The frames' known intrinsics, or None when the FoV head estimates the focal."""
+    if args.focal == "estimate":
+        return None
+    return Intrinsics.from_focal(0.8 * args.width, args.width, args.height)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     cuda = torch.cuda.is_available()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--device", default="cuda" if cuda else "cpu")
-    p.add_argument("--config", choices=sorted(CONFIGS), default="full" if cuda else "tiny",
-                   help="network size; 'full' is the released Depth Pro (random weights)")
+    p = parser(__doc__.split("\n\n")[0])
     p.add_argument("--precision", nargs="+", choices=["fp32", "fp16", "bf16"],
                    default=["fp32", "fp16", "bf16"] if cuda else ["fp32"])
     p.add_argument("--frames", type=int, default=100 if cuda else 8,
@@ -331,11 +336,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="known focal (CameraInfo: FoV head skipped) or estimated (FoV head)")
     p.add_argument("--batch", type=int, default=1, help="network batch (engine batch_size)")
     p.add_argument("--queue-size", type=int, default=4)
+    p.add_argument("--accuracy-frames", type=int, default=4, choices=range(5), metavar="0-4",
+                   help="frames whose fp16/bf16 depth is compared with fp32 (0: none)")
     p.add_argument("--points", action="store_true", help="also compute point clouds")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--cuda-graphs", action="store_true", help="replay the network as a graph")
-    p.add_argument("--out", type=Path, default=None,
-                   help="JSON path (default bench/results/<device>_<config>.json)")
     args = p.parse_args(argv)
     if args.frames < 1 or args.warmup < 0 or args.batch < 1:
         p.error("--frames and --batch must be >= 1, --warmup >= 0")
@@ -367,6 +372,7 @@ def main(argv=None) -> int:
         "batch": args.batch,
         "queue_size": args.queue_size,
         "points": args.points,
+        "accuracy_frames": args.accuracy_frames,
         "compile": args.compile,
         "cuda_graphs": args.cuda_graphs,
         "runs": [],
@@ -374,12 +380,20 @@ def main(argv=None) -> int:
     print(f"benchmark on {name} ({device}), config {args.config}, "
           f"precisions {' '.join(args.precision)}")
     t0 = time.perf_counter()
+    # The sample scene's zoom/pan, not noise: depth and focal estimates then vary
+    # smoothly, as they do on camera images, which is what the accuracy check needs.
+    images = sample_frames(4, args.width, args.height)
+    reference = None
+    if args.accuracy_frames and any(p != "fp32" for p in args.precision):
+        reference = reference_results(args, device, images[:args.accuracy_frames],
+                                      focal_intrinsics(args))
     for precision in args.precision:
-        report["runs"].append(bench_precision(args, device, precision))
+        report["runs"].append(bench_precision(
+            args, device, precision, images, None if precision == "fp32" else reference))
     report["overlap_ratio"] = {r["precision"]: r["overlap_ratio"] for r in report["runs"]}
     report["wall_s"] = time.perf_counter() - t0
     print_table(report)
-    out = args.out or ROOT / "bench" / "results" / f"{slug(name)}_{args.config}.json"
+    out = results_path(args, name)
     write_json(report, out)
     print(f"\nwrote {out} ({report['wall_s']:.0f} s)")
     return 0

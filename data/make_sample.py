@@ -1,7 +1,8 @@
-"""Regenerate data/sample.jpg, the synthetic 640x480 scene used by `make demo`.
+"""Regenerate depth_pro_ros/bag/data/sample.jpg, the synthetic 640x480 scene of `make demo`.
 
 A floor in perspective under a wall, with three shaded boxes at different distances.
-Deterministic: the same numpy/OpenCV versions give the same bytes.
+Deterministic: the same numpy/OpenCV versions give the same bytes. The picture ships
+inside the package (package data), so the demo finds it in any installation.
 
     python data/make_sample.py [OUTPUT]
 """
@@ -14,6 +15,8 @@ import numpy as np
 
 W, H = 640, 480
 HORIZON = 200
+# The package data the demo reads through importlib.resources.
+DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "depth_pro_ros/bag/data/sample.jpg"
 
 
 def draw_scene() -> np.ndarray:
@@ -80,7 +83,7 @@ def draw_scene() -> np.ndarray:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("sample.jpg")
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUTPUT
     ok = cv2.imwrite(str(out), draw_scene(), [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise SystemExit(f"could not write {out}")

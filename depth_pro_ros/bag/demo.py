@@ -1,9 +1,10 @@
 """``make demo`` / ``depth-pro-ros demo``: the bag tool end to end on a bundled sample.
 
-1. Generate ``sample_bag/`` (ROS 2, mcap) from ``data/sample.jpg``: a slow zoom and pan
-   over the picture, 10 frames of 640x480 at 4 Hz as ``sensor_msgs/CompressedImage``
-   (JPEG), with a ``CameraInfo`` that follows the zoom for the first half only, so the
-   focal comes from CameraInfo first and from the FoV head afterwards. Deterministic.
+1. Generate ``sample_bag/`` (ROS 2, mcap) from the bundled sample picture (package data,
+   see :mod:`depth_pro_ros.bag.sample`): a slow zoom and pan over the picture, 10 frames
+   of 640x480 at 4 Hz as ``sensor_msgs/CompressedImage`` (JPEG), with a ``CameraInfo``
+   that follows the zoom for the first half only, so the focal comes from CameraInfo
+   first and from the FoV head afterwards. Deterministic.
 2. Find the weights: ``$DEPTH_PRO_DEMO_CHECKPOINT`` (a smoke test with any checkpoint,
    e.g. a tiny random one: the depth is then meaningless), ``$DEPTH_PRO_CHECKPOINT``,
    else ``~/.cache/depth_pro_ros/depth_pro.pt``, downloaded from Apple when missing.
@@ -23,6 +24,15 @@ import numpy as np
 
 from depth_pro_ros.bag.errors import BagError, BagInputError
 from depth_pro_ros.bag.process import BagOptions, process_bag
+from depth_pro_ros.bag.sample import (
+    BagMessage,
+    camera_info_message,
+    image_message,
+    sample_image,
+    stamp_at,
+    write_bag,
+    zoom_pan_views,
+)
 from depth_pro_ros.io.colorize import annotate_range, colorize_depth, depth_range
 from depth_pro_ros.io.messages import depth_image_to_array
 from depth_pro_ros.io.pointcloud_msg import pointcloud2_to_array
@@ -38,12 +48,11 @@ from depth_pro_ros.stream import OutputOptions
 __all__ = ["DEMO_ENV", "find_weights", "make_sample_bag", "run_demo", "write_ply"]
 
 DEMO_ENV = "DEPTH_PRO_DEMO_CHECKPOINT"
-SAMPLE_IMAGE = Path(__file__).resolve().parents[2] / "data" / "sample.jpg"
 TOPIC = "/camera/image_raw/compressed"
 INFO_TOPIC = "/camera/camera_info"
+FRAME_ID = "camera_optical_frame"
 FRAMES, RATE_HZ, WIDTH, HEIGHT = 10, 4.0, 640, 480
 NOMINAL_FOCAL = 525.0  # px at 640x480 (about 63 degrees horizontal FoV)
-START_NS = 1_700_000_000 * 1_000_000_000
 SHEET_FRAMES = (0, 3, 6, 9)
 
 
@@ -51,68 +60,28 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def sample_views(image: np.ndarray, frames: int = FRAMES):
-    """(frame, 3x3 K) pairs: zoom 1.1 -> 1.4 while the view pans left to right."""
-    h, w = image.shape[:2]
-    for i in range(frames):
-        s = i / max(frames - 1, 1)
-        zoom = 1.1 + 0.3 * s
-        # Top-left corner of the visible window in the source picture.
-        x0 = (0.15 + 0.7 * s) * (w - w / zoom)
-        y0 = 0.5 * (h - h / zoom)
-        m = np.array([[zoom, 0.0, -zoom * x0], [0.0, zoom, -zoom * y0]])
-        frame = cv2.warpAffine(image, m, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REFLECT)
-        f = NOMINAL_FOCAL * zoom
-        k = np.array([[f, 0.0, zoom * (w / 2 - x0)], [0.0, f, zoom * (h / 2 - y0)],
-                      [0.0, 0.0, 1.0]])
-        yield frame, k
+def sample_messages() -> list[BagMessage]:
+    """The demo bag's messages: JPEG frames logged 5 ms after capture, and for the first
+    half a CameraInfo that follows the zoom, logged 1 ms after its frame."""
+    messages = []
+    views = zoom_pan_views(sample_image(), FRAMES, WIDTH, HEIGHT, NOMINAL_FOCAL)
+    for i, (frame, k) in enumerate(views):
+        stamp = stamp_at(i, RATE_HZ)
+        messages.append(image_message(TOPIC, frame, stamp, jpeg=True, frame_id=FRAME_ID,
+                                      log_delay_ns=5_000_000))
+        if i < FRAMES // 2:
+            messages.append(camera_info_message(INFO_TOPIC, k, WIDTH, HEIGHT, stamp,
+                                                frame_id=FRAME_ID, log_delay_ns=6_000_000))
+    return messages
 
 
-def make_sample_bag(path: Path, image_path: Path = SAMPLE_IMAGE) -> Path:
+def make_sample_bag(path: Path) -> Path:
     """Write the demo's input bag at ``path`` (replaced if present); return ``path``."""
-    import shutil
-
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise BagInputError(f"cannot read the demo picture {image_path} (run the demo from "
-                            "a checkout of the repository; data/make_sample.py recreates it)")
-    store = get_typestore(Stores.LATEST)
-    t = store.types
-    if path.exists():
-        shutil.rmtree(path)
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        img_conn = writer.add_connection(TOPIC, "sensor_msgs/msg/CompressedImage",
-                                         typestore=store)
-        info_conn = writer.add_connection(INFO_TOPIC, "sensor_msgs/msg/CameraInfo",
-                                          typestore=store)
-        for i, (frame, k) in enumerate(sample_views(image)):
-            stamp_ns = START_NS + round(i * 1e9 / RATE_HZ)
-            sec, nsec = divmod(stamp_ns, 1_000_000_000)
-            header = t["std_msgs/msg/Header"](
-                stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec),
-                frame_id="camera_optical_frame")
-            ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            assert ok
-            msg = t["sensor_msgs/msg/CompressedImage"](header=header, format="jpeg",
-                                                      data=jpeg.reshape(-1))
-            log_ns = stamp_ns + 5_000_000  # logged 5 ms after capture
-            writer.write(img_conn, log_ns, store.serialize_cdr(msg, msg.__msgtype__))
-            if i < FRAMES // 2:  # CameraInfo for the first half only
-                p = np.zeros((3, 4))
-                p[:, :3] = k
-                info = t["sensor_msgs/msg/CameraInfo"](
-                    header=header, height=HEIGHT, width=WIDTH, distortion_model="plumb_bob",
-                    d=np.zeros(5), k=k.reshape(-1), r=np.eye(3).reshape(-1), p=p.reshape(-1),
-                    binning_x=0, binning_y=0,
-                    roi=t["sensor_msgs/msg/RegionOfInterest"](
-                        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
-                writer.write(info_conn, log_ns + 1_000_000,
-                             store.serialize_cdr(info, info.__msgtype__))
-    return path
+    try:
+        messages = sample_messages()
+    except FileNotFoundError as exc:
+        raise BagInputError(str(exc)) from None
+    return write_bag(path, messages)
 
 
 def find_weights(checkpoint: Path | None, download: bool) -> tuple[Path, bool]:

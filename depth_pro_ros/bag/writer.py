@@ -182,7 +182,8 @@ class OutputBag:
         values = {name: getattr(default, name) for name in type(default).__dataclass_fields__
                   if not name.startswith("__")}
         values.update(fields)
-        values["header"] = header
+        if "header" in values:  # types without a header (sample bags write some) get none
+            values["header"] = header
         if "fields" in fields and msgtype == "sensor_msgs/msg/PointCloud2":
             values["fields"] = point_fields(fields["fields"], types["sensor_msgs/msg/PointField"])
         return types[msgtype](**values)

@@ -1,4 +1,7 @@
-"""Agreement between two depth maps of the same frame (e.g. a fast mode against fp32)."""
+"""Agreement between two depth maps of the same frame (e.g. a fast mode against fp32).
+
+``bench/bench_engine.py`` reports it for each reduced precision against fp32.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ def compare_depth(depth: np.ndarray, reference: np.ndarray) -> dict[str, float]:
 
     Over pixels where both are finite and positive: ``abs_rel`` = mean |d - r| / r,
     ``delta1`` = fraction with max(d / r, r / d) < 1.25, ``max_rel`` = max |d - r| / r,
-    and ``valid_fraction`` = share of pixels compared.
+    ``max_abs`` = max |d - r| (in the depth's unit), and ``valid_fraction`` = share of
+    pixels compared.
     """
     if depth.shape != reference.shape:
         raise ValueError(f"shapes differ: {depth.shape} vs {reference.shape}")
@@ -20,10 +24,12 @@ def compare_depth(depth: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     if not valid.any():
         raise ValueError("no pixel is valid in both depth maps")
     d, r = d[valid], r[valid]
-    rel = np.abs(d - r) / r
+    diff = np.abs(d - r)
+    rel = diff / r
     return {
         "abs_rel": float(rel.mean()),
         "max_rel": float(rel.max()),
+        "max_abs": float(diff.max()),
         "delta1": float((np.maximum(d / r, r / d) < 1.25).mean()),
         "valid_fraction": float(valid.mean()),
     }

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
 from depth_pro_ros.io.image_decode import (
@@ -37,6 +38,7 @@ __all__ = [
     "camera_info_fields_scaled",
     "camera_info_values",
     "colorized_image_fields",
+    "compressed_image_fields",
     "depth_image_fields",
     "depth_image_to_array",
     "fill",
@@ -255,6 +257,20 @@ def image_fields(pixels: np.ndarray, encoding: str) -> dict[str, Any]:
 def colorized_image_fields(bgr: np.ndarray) -> dict[str, Any]:
     """``bgr8`` Image fields for an H x W x 3 uint8 preview (e.g. colorized depth)."""
     return image_fields(bgr, "bgr8")
+
+
+def compressed_image_fields(
+    bgr: np.ndarray, fmt: str = "jpeg", quality: int = 90
+) -> dict[str, Any]:
+    """CompressedImage fields for BGR (or mono) uint8 pixels, ``jpeg`` at ``quality`` or
+    ``png``; ``format`` holds the bare codec name (``jpeg`` or ``png``)."""
+    if fmt not in ("jpeg", "png"):
+        raise ValueError(f"unsupported compressed format {fmt!r}; use jpeg or png")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else []
+    ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", np.asarray(bgr), params)
+    if not ok:
+        raise ValueError(f"cannot encode pixels of shape {np.shape(bgr)} as {fmt}")
+    return {"format": fmt, "data": buf.reshape(-1)}
 
 
 # --------------------------------------------------------------- stamps and filling

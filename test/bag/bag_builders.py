@@ -3,10 +3,13 @@
 A bag is described as a list of :class:`Msg` (topic, type, log time, fields); the same
 list gives byte-for-byte the same content as a ROS 1 ``.bag``, a ROS 2 sqlite3 folder
 or a ROS 2 mcap folder. ``raw`` replaces the serialized bytes (corrupt messages).
+ROS 2 bags are written by the package's own builder (``depth_pro_ros.bag.sample``);
+ROS 1 bags, which the package never writes, here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +18,10 @@ import cv2
 import numpy as np
 from message_factories import encode_image, smooth_rgb
 from rosbags.rosbag1 import Writer as Writer1
-from rosbags.rosbag2 import StoragePlugin
-from rosbags.rosbag2 import Writer as Writer2
 from rosbags.typesys import Stores, get_typestore
+
+from depth_pro_ros.bag.sample import BagMessage
+from depth_pro_ros.bag.sample import write_bag as write_ros2_bag
 
 FORMATS = ("ros1", "sqlite3", "mcap")
 ROS1 = get_typestore(Stores.ROS1_NOETIC)
@@ -30,14 +34,11 @@ IMU = "sensor_msgs/msg/Imu"
 
 
 @dataclass
-class Msg:
-    topic: str
-    msgtype: str
-    log_time: int  # ns
-    fields: dict[str, Any]
-    stamp: int | None = None  # header stamp, ns
+class Msg(BagMessage):
+    """A :class:`BagMessage` (topic, type, log time in ns, fields, header stamp, frame,
+    ``raw`` bytes to write instead) whose frame is ``cam`` unless given."""
+
     frame_id: str = "cam"
-    raw: bytes | None = None  # serialized bytes to write instead (corrupt messages)
 
 
 def picture(seed: int, height: int = 48, width: int = 64) -> np.ndarray:
@@ -118,18 +119,14 @@ def write_bag(path: Path, fmt: str, messages: list[Msg]) -> Path:
 
     ``path`` gets a ``.bag`` suffix for ROS 1; ROS 2 bags are folders.
     """
+    if fmt != "ros1":
+        serialized = [dataclasses.replace(m, raw=serialize(fmt, m)) for m in messages]
+        return write_ros2_bag(path, serialized, storage=fmt, typestore=ROS2)
     messages = sorted(messages, key=lambda m: m.log_time)
     topics = list(dict.fromkeys((m.topic, m.msgtype) for m in messages))
-    if fmt == "ros1":
-        path = path.with_suffix(".bag")
-        writer = Writer1(path)
-        store = ROS1
-    else:
-        plugin = StoragePlugin.MCAP if fmt == "mcap" else StoragePlugin.SQLITE3
-        writer = Writer2(path, version=9, storage_plugin=plugin)
-        store = ROS2
-    with writer:
-        conns = {t: writer.add_connection(t[0], t[1], typestore=store) for t in topics}
+    path = path.with_suffix(".bag")
+    with Writer1(path) as writer:
+        conns = {t: writer.add_connection(t[0], t[1], typestore=ROS1) for t in topics}
         for m in messages:
             writer.write(conns[(m.topic, m.msgtype)], m.log_time, serialize(fmt, m))
     return path

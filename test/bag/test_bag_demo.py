@@ -1,11 +1,14 @@
-"""``depth-pro-ros demo`` (what ``make demo`` runs) end to end with a tiny checkpoint, and
-the weights lookup / download around it."""
+"""``depth-pro-ros demo`` (what ``make demo`` runs) end to end with a tiny checkpoint, the
+sample it ships as package data, and the weights lookup / download around it."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import textwrap
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -13,11 +16,17 @@ import numpy as np
 import pytest
 from bag_builders import read_bag
 
+import depth_pro_ros.bag
 from depth_pro_ros.bag.demo import FRAMES, INFO_TOPIC, TOPIC, find_weights, make_sample_bag
+from depth_pro_ros.bag.sample import sample_image, sample_image_resource
 from depth_pro_ros.io.messages import depth_image_to_array
 from depth_pro_ros.model.weights import DownloadError, download_weights
 
 REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "depth_pro_ros" / "bag" / "data" / "sample.jpg"
+# What a wheel is built from (setup.py's inputs).
+PACKAGING = ("setup.py", "setup.cfg", "pyproject.toml", "package.xml", "resource", "launch",
+             "config", "depth_pro_ros")
 
 
 def _env(**changes: str | None) -> dict[str, str]:
@@ -86,6 +95,65 @@ def test_sample_bag_is_reproducible(tmp_path):
     assert len(stamps) == FRAMES and len(set((s.sec, s.nanosec) for s in stamps)) == FRAMES
     first = cv2.imdecode(np.asarray(ra[TOPIC][0][1].data), cv2.IMREAD_COLOR)
     assert first.shape == (480, 640, 3)
+
+
+def test_the_sample_picture_is_a_resource_of_the_package():
+    resource = sample_image_resource()
+    assert Path(str(resource)).parent.parent == Path(depth_pro_ros.bag.__file__).parent
+    image = sample_image()
+    assert image.shape == (480, 640, 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image, cv2.imread(str(SAMPLE), cv2.IMREAD_COLOR))
+
+
+def _pip(*args: str, cwd: Path) -> None:
+    # --no-index: only local files, never a package index.
+    result = subprocess.run([sys.executable, "-m", "pip", *args, "--no-index", "--quiet",
+                             "--disable-pip-version-check"],
+                            cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_wheel_ships_the_sample_and_the_installed_demo_finds_it(tmp_path):
+    """`depth-pro-ros demo` from a pip install: the picture is in the wheel, and the demo
+    code of the installed copy (not the checkout) builds its sample bag from it."""
+    src = tmp_path / "src"
+    for name in PACKAGING:  # build from a copy: nothing is written into the checkout
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, src / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            src.mkdir(exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
+    _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"),
+         str(src), cwd=tmp_path)
+    (wheel,) = (tmp_path / "wheels").glob("depth_pro_ros-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("depth_pro_ros/bag/data/sample.jpg") == SAMPLE.read_bytes()
+
+    site = tmp_path / "site"
+    _pip("install", "--no-deps", "--target", str(site), str(wheel), cwd=tmp_path)
+    script = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        sys.path.insert(0, sys.argv[1])  # ahead of the checkout's editable install
+        import depth_pro_ros
+        from depth_pro_ros.bag.demo import make_sample_bag
+        from depth_pro_ros.bag.sample import sample_image_resource
+        print(depth_pro_ros.__file__)
+        print(sample_image_resource())
+        make_sample_bag(Path(sys.argv[2]))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", script, str(site), str(tmp_path / "bag")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    package_file, resource = result.stdout.splitlines()
+    assert Path(package_file).is_relative_to(site) and Path(resource).is_relative_to(site)
+    # The same bag as the checkout's demo makes.
+    installed, here = read_bag(tmp_path / "bag"), read_bag(make_sample_bag(tmp_path / "here"))
+    for topic in (TOPIC, INFO_TOPIC):
+        assert [raw for _, _, raw in installed[topic]] == [raw for _, _, raw in here[topic]]
+    assert len(installed[TOPIC]) == FRAMES
 
 
 def test_demo_without_weights_says_where_to_put_them(tmp_path):

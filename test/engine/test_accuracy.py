@@ -12,6 +12,7 @@ def test_metrics_by_hand():
     m = compare_depth(depth, ref)
     assert m["abs_rel"] == pytest.approx((0.1 + 0.0 + 0.5) / 3, rel=1e-6)
     assert m["max_rel"] == pytest.approx(0.5, rel=1e-6)
+    assert m["max_abs"] == pytest.approx(2.0, rel=1e-6)  # 6 vs 4; the NaN pixel is left out
     assert m["delta1"] == pytest.approx(2 / 3)
     assert m["valid_fraction"] == 0.75
 
@@ -19,7 +20,7 @@ def test_metrics_by_hand():
 def test_identical_maps_and_errors():
     ref = np.linspace(0.5, 10, 20, dtype=np.float32).reshape(4, 5)
     assert compare_depth(ref, ref) == {
-        "abs_rel": 0.0, "max_rel": 0.0, "delta1": 1.0, "valid_fraction": 1.0
+        "abs_rel": 0.0, "max_rel": 0.0, "max_abs": 0.0, "delta1": 1.0, "valid_fraction": 1.0
     }
     with pytest.raises(ValueError, match="shapes differ"):
         compare_depth(ref, ref[:2])

@@ -40,7 +40,7 @@ def test_jpeg_channels_are_rgb(tmp_path):
 def test_bundled_sample_image_reads():
     from pathlib import Path
 
-    sample = Path(__file__).resolve().parents[2] / "data" / "sample.jpg"
+    sample = Path(__file__).resolve().parents[2] / "depth_pro_ros" / "bag" / "data" / "sample.jpg"
     assert read_rgb(sample).shape == (480, 640, 3)
 
 

@@ -301,11 +301,25 @@ def test_output_options_reject_invalid_values(kwargs, text):
         OutputOptions(**kwargs)
 
 
-def test_output_options_accept_valid_values():
-    OutputOptions(depth_encoding="16UC1", points=True, colorized=True)
-    OutputOptions(colorize_min=5.0)  # max automatic
-    OutputOptions(colorize_max=5.0)  # min automatic
-    OutputOptions(colorize_min=1.0, colorize_max=5.0)
+def test_valid_output_options_are_kept_and_applied(runs):
+    result = runs[0]
+    depth = result.depth
+    lo, hi = float(np.min(depth)), float(np.max(depth))
+    everything = OutputOptions(depth_encoding="16UC1", points=True, colorized=True)
+    assert (everything.depth_encoding, everything.points, everything.colorized) == (
+        "16UC1", True, True)
+    out = _by_topic(build_outputs(result, everything))
+    assert set(out) == {"depth", "depth/camera_info", "points", "depth/colorized"}
+    assert out["depth"].fields["encoding"] == "16UC1"
+    # One bound fixed, the other automatic (0); both fixed; the preview honours each.
+    for kwargs, (near, far) in [({"colorize_min": lo}, (lo, None)),
+                                ({"colorize_max": hi}, (None, hi)),
+                                ({"colorize_min": lo, "colorize_max": hi}, (lo, hi))]:
+        options = OutputOptions(colorized=True, **kwargs)
+        assert (options.colorize_min, options.colorize_max) == (near or 0.0, far or 0.0)
+        fields = _by_topic(build_outputs(result, options))["depth/colorized"].fields
+        np.testing.assert_array_equal(np.asarray(fields["data"]).reshape(DH, DW, 3),
+                                      colorize_depth(depth, near, far)[0])
 
 
 def test_failed_results_have_no_outputs(runs):
