@@ -121,7 +121,8 @@ def _recover_mcap(path: Path, files: list[Path], default_typestore: Any,
 def _recover_ros1(path: Path, problem: str) -> InputBag:
     from depth_pro_ros.bag.ros1_recovery import Ros1RecoveryReader
 
-    hint = (f"cannot read bag {path}: {problem}; if the bag is not indexed, run "
+    hint = (f"cannot read bag {path}: {problem}; reading it without its index recovered "
+            f"nothing either: if it is not indexed (recording cut short), run "
             f"`rosbag reindex {path}` (ROS 1) and retry")
     try:
         reader = Ros1RecoveryReader(path)

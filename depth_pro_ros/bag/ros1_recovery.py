@@ -64,7 +64,8 @@ def _records(data: bytes) -> list[tuple[dict[str, bytes], bytes]]:
 
 
 def _op(fields: dict[str, bytes]) -> int:
-    return fields.get("op", b"\0")[:1][0] if fields.get("op") else 0
+    op = fields.get("op")
+    return op[0] if op else 0
 
 
 def _msgtype(name: str) -> str:
@@ -85,7 +86,8 @@ class Ros1RecoveryReader(BlockReader):
     def __init__(self, path: Path) -> None:
         super().__init__([path])
         self._conn_records: dict[int, tuple[dict[str, bytes], dict[str, bytes]]] = {}
-        self.cut_at: int | None = None
+        self.cut_at: int | None = None  # a record cut by the end of the file
+        self.cut_chunk = False  # ... and it is a chunk
         self.bio: BinaryIO = path.open("rb")
         try:
             self.size = self.bio.seek(0, 2)
@@ -108,7 +110,7 @@ class Ros1RecoveryReader(BlockReader):
         last = f" up to log time {(self.end_time - 1) * 1e-9:.9f} s" if self.blocks else ""
         text = (f"{self.paths[0]} is not indexed (the recorder did not close it): recovered "
                 f"{found} complete messages of {topics} topics{last}")
-        if self.cut_at is not None:
+        if self.cut_chunk:
             text += f"; the last incomplete chunk was dropped (byte offset {self.cut_at})"
         return text + "; `rosbag reindex` would restore the index"
 
@@ -138,7 +140,8 @@ class Ros1RecoveryReader(BlockReader):
         while pos < self.size:
             rec = self._record_at(pos)
             if rec is None or not _op(rec[0]):
-                self.cut_at = pos
+                self.bio.seek(pos)
+                self.cut_at, self.cut_chunk = pos, b"op=\x05" in self.bio.read(4096)
                 return
             fields, data_at, dlen = rec
             op = _op(fields)
