@@ -275,7 +275,7 @@ def process_bag(
     try:
         if reader.note:
             say(reader.note)
-        reader.damage.report, reader.damage.strict = say, opts.strict
+        reader.damage.attach(say, opts.strict)
         cameras = resolve_cameras(reader, opts.image_topics, opts.camera_info_topics)
         outputs = {cam.output_topic(rel) for cam in cameras for rel in OUTPUT_TOPICS}
         copies, replaced = resolve_copies(reader, opts.copy_topics, outputs)

@@ -94,6 +94,15 @@ class DamageLog:
         if self.report is not None:
             self.report(damage.describe())
 
+    def attach(self, report: Callable[[str], None], strict: bool) -> None:
+        """Report from now on to ``report``; blocks found damaged while opening the bag
+        are reported (or, with ``strict``, stop the run) now."""
+        self.report, self.strict = report, strict
+        if strict and self.items:
+            raise BagDataError(f"input {self.items[0].describe()} (--strict)")
+        for damage in self.items:
+            report(damage.describe())
+
     def lines(self) -> list[str]:
         return [d.describe() for d in self.items]
 
@@ -261,18 +270,19 @@ class InputBag:
         self.reader.close()
 
     def _corrupt(self, last: int | None, exc: BaseException) -> str:
-        where = "before its first message" if last is None else \
-            f"after log time {last * 1e-9:.9f} s"
-        text = f"input bag {self.path} is corrupt: reading stopped {where} " \
-               f"({type(exc).__name__}: {exc})"
+        where = "at the first message" if last is None else \
+            f"after the message logged at {last * 1e-9:.9f} s"
+        text = (f"input bag {self.path} is corrupt: reading stopped {where} "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())})")
         try:
             origin = self.reader.start_time
         except Exception:  # noqa: BLE001 -- only for the hint
             origin = None
         if last is not None and origin is not None and last >= origin:
-            text += f"; process the part before it with --end {(last - origin) * 1e-9:.3f}"
-        if self.path.suffix == ".bag":
-            text += "; `rosbag check`/`rosbag fix` (ROS 1) may repair the file"
-        elif any(self.path.glob("*.db3")) if self.path.is_dir() else self.path.suffix == ".db3":
-            text += "; `sqlite3 BAG.db3 .recover` may rescue the database"
+            # --end is exclusive and counts from the first message: keep up to ``last``.
+            text += f"; process the part before it with --end {(last + 1 - origin) * 1e-9:.9f}"
+        storage = {p.suffix for p in self.path.iterdir()} if self.path.is_dir() else \
+            {self.path.suffix}
+        if ".db3" in storage:
+            text += "; `sqlite3 BAG.db3 .recover | sqlite3 NEW.db3` may rescue the rest"
         return text

@@ -338,3 +338,38 @@ def break_sqlite_overflow_chain(db: Path, payload: bytes) -> int:
                 db.write_bytes(bytes(data))
                 return number
     raise AssertionError("no overflow page with a successor holds the payload")
+
+
+def write_ros1_bz2(path: Path, messages: list[Msg]) -> Path:
+    """Like ``write_bag(path, "ros1", messages)`` with bz2-compressed chunks."""
+    messages = sorted(messages, key=lambda m: m.log_time)
+    path = path.with_suffix(".bag")
+    writer = Writer1(path)
+    writer.set_compression(Writer1.CompressionFormat.BZ2)
+    with writer:
+        conns = {}
+        for m in messages:
+            key = (m.topic, m.msgtype)
+            if key not in conns:
+                conns[key] = writer.add_connection(m.topic, m.msgtype, typestore=ROS1)
+            writer.write(conns[key], m.log_time, serialize("ros1", m))
+    return path
+
+
+def three_chunk_recording(frames: int = 8, t0: int = 2_000 * 1_000_000_000) -> list[Msg]:
+    """A camera bag whose chunks hold few frames: ``/cam/image_raw`` (64x48, the one to
+    process) with one ``/cam/camera_info`` (K for 64x48, paired with frame 0), ``/imu``,
+    and ``/wide/image_raw`` (400x300, ~360 kB). rosbags closes a chunk (MCAP and ROS 1)
+    once it holds more than 1 MiB, so the wide images split 8 frames, 0.25 s apart, into
+    chunks of 3, 3 and 2 frames."""
+    msgs = []
+    for i in range(frames):
+        t = t0 + i * 250_000_000
+        msgs.append(Msg("/cam/image_raw", IMAGE, t, image_fields(picture(i))))
+        if i == 0:
+            msgs.append(Msg("/cam/camera_info", CAMERA_INFO, t + 1_000_000,
+                            camera_info_fields(60.0, 60.0, 32.0, 24.0, 64, 48), stamp=t))
+        msgs.append(Msg("/imu", IMU, t + 2_000_000, imu_fields(i)))
+        msgs.append(Msg("/wide/image_raw", IMAGE, t + 3_000_000,
+                        image_fields(picture(50 + i, 300, 400))))
+    return msgs

@@ -1,10 +1,10 @@
 """Truncated MCAP bags and unindexed ROS 1 bags: every complete message before the cut
 is recovered, processed and copied, and the run says what was recovered.
 
-The bag: ``/cam/image_raw`` (64x48, processed) with one ``/cam/camera_info``, ``/imu``, and
-``/wide/image_raw`` (400x300, only copied). rosbags closes a chunk once it holds more than
-1 MiB, so the wide images split the 8 frames into chunks of 3, 3 and 2 frames while the
-network only sees the small images. Cuts are made on the real files at chunk, summary and
+The bag (``three_chunk_recording``): ``/cam/image_raw`` (64x48, processed) with one
+``/cam/camera_info``, ``/imu``, and ``/wide/image_raw`` (400x300, only copied), whose size
+splits the 8 frames into chunks of 3, 3 and 2 frames while the network only sees the
+small images. Cuts are made on the real files at chunk, summary and
 data-end boundaries, with and without ``metadata.yaml``.
 
 Depth is compared with the untruncated bag's depth *exactly*: both runs are in this
@@ -24,19 +24,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bag_builders import (
-    CAMERA_INFO,
     IMAGE,
     IMU,
     Msg,
-    camera_info_fields,
-    image_fields,
-    imu_fields,
     mcap_chunk_messages,
     mcap_file,
     mcap_records,
-    picture,
     read_bag,
     ros1_records,
+    three_chunk_recording,
     truncate,
     unindex_ros1,
     write_bag,
@@ -56,16 +52,7 @@ CHUNK, DATA_END = 0x06, 0x0F
 
 
 def _messages() -> list[Msg]:
-    msgs = []
-    for i in range(FRAMES):
-        t = T0 + i * S // 4
-        msgs.append(Msg(CAM, IMAGE, t, image_fields(picture(i))))
-        if i == 0:
-            msgs.append(Msg(INFO, CAMERA_INFO, t + 1_000_000,
-                            camera_info_fields(60.0, 60.0, 32.0, 24.0, 64, 48), stamp=t))
-        msgs.append(Msg("/imu", IMU, t + 2_000_000, imu_fields(i)))
-        msgs.append(Msg(WIDE, IMAGE, t + 3_000_000, image_fields(picture(50 + i, 300, 400))))
-    return msgs
+    return three_chunk_recording(FRAMES, T0)
 
 
 def _options(src: Path, out: Path, checkpoint: Path) -> BagOptions:
