@@ -97,10 +97,11 @@ def open_input(path: Path, default_typestore: Any = None) -> InputBag:
             return _recover_ros1(path, problem)
         raise BagInputError(f"cannot read bag {path}: {problem}{_corrupt_hint(problem)}") \
             from None
-    if mcaps and _plain_mcap_storage(path):
+    files = _mcap_storage(path) if mcaps else None
+    if files:
         try:
-            return InputBag(McapChunkReader(reader, mcaps), path)
-        except (OSError, ValueError):
+            return InputBag(McapChunkReader(reader, files), path)
+        except (OSError, ValueError, ImportError):
             pass  # rosbags reads it but our index does not: keep rosbags' reading
     return InputBag(reader, path)
 
@@ -108,9 +109,12 @@ def open_input(path: Path, default_typestore: Any = None) -> InputBag:
 def _recover_mcap(path: Path, files: list[Path], default_typestore: Any,
                   problem: str) -> InputBag:
     try:
-        reader = McapRecoveryReader(files, default_typestore)
+        reader = McapRecoveryReader(files, default_typestore, problem)
     except (OSError, ValueError) as exc:
         raise BagInputError(f"cannot read bag {path}: {problem} (recovery: {exc})") from None
+    except ImportError as exc:
+        raise BagInputError(f"cannot read bag {path}: {problem}; recovering it needs the "
+                            f"'{exc.name}' package (pip install mcap)") from None
     if not reader.connections:
         reader.close()
         raise BagInputError(f"cannot read bag {path}: {problem}; no readable message was "
@@ -134,19 +138,23 @@ def _recover_ros1(path: Path, problem: str) -> InputBag:
     return InputBag(reader, path, reader.describe())
 
 
-def _plain_mcap_storage(path: Path) -> bool:
-    """Whether the MCAP files hold the messages as written (no file or message
-    compression of rosbag2's own, which rosbags undoes itself)."""
+def _mcap_storage(path: Path) -> list[Path] | None:
+    """The MCAP files of a complete bag, in order, when they hold the messages as
+    written; None for rosbag2's file or message compression (rosbags undoes it itself)."""
     if not path.is_dir():
-        return True
+        return [path]
     from ruamel.yaml import YAML
 
     try:
         info = YAML(typ="safe").load((path / "metadata.yaml").read_text())
-        mode = info["rosbag2_bagfile_information"].get("compression_mode") or ""
+        info = info["rosbag2_bagfile_information"]
+        mode = str(info.get("compression_mode") or "").lower()
+        files = [path / Path(name).name for name in info["relative_file_paths"]]
     except Exception:  # noqa: BLE001 -- rosbags read it; do not second-guess
-        return False
-    return str(mode).lower() in ("", "none")
+        return None
+    if mode not in ("", "none") or not all(f.suffix == ".mcap" for f in files):
+        return None
+    return files
 
 
 def _corrupt_hint(problem: str) -> str:

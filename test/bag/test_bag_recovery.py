@@ -265,3 +265,46 @@ def test_unrecoverable_ros1_bag_says_reindex(ros1_bag, tmp_path):
     with pytest.raises(BagInputError, match=r"not indexed .*run `rosbag reindex .*stub.bag` "
                                             r"\(ROS 1\) and retry"):
         open_input(bag)
+
+
+def test_split_bag_without_metadata(full, tmp_path):
+    """A bag split in two files (``rec_9``, ``rec_10``: numeric order) whose recorder died
+    inside the second file's last chunk: the first file is read through its summary, the
+    second by scanning; together in log-time order."""
+    msgs = three_chunk_recording(FRAMES, T0)
+    half = T0 + 4 * S // 4
+    bag = tmp_path / "rec"
+    bag.mkdir()
+    for name, part in (("rec_9", [m for m in msgs if m.log_time < half]),
+                       ("rec_10", [m for m in msgs if m.log_time >= half])):
+        written = write_bag(tmp_path / name, "mcap", part)
+        shutil.copy(mcap_file(written), bag / f"{name}.mcap")
+    second = bag / "rec_10.mcap"
+    (chunk,) = [r for r in mcap_records(second) if r[1] == CHUNK][-1:]
+    truncate(second, chunk[0] + chunk[2] // 2)
+    kept = {t for msgs_ in mcap_chunk_messages(bag / "rec_9.mcap") for _, t in msgs_}
+    for msgs_ in mcap_chunk_messages(second)[:-1]:
+        kept |= {t for _, t in msgs_}
+    reader = open_input(bag, _default_typestore())
+    try:
+        assert reader.note.startswith(f"{second} is truncated (no summary section): "
+                                      f"recovered {len(kept)} complete messages"), reader.note
+        assert [(c.topic, t) for c, t, _ in reader.messages()] == [
+            (topic, t) for topic, t in full["in"]["__order__"] if t in kept]
+    finally:
+        reader.close()
+
+
+def test_complete_bag_without_metadata(full, tmp_path):
+    bag = tmp_path / "rec"
+    bag.mkdir()
+    shutil.copy(mcap_file(full["src"]), bag)
+    reader = open_input(bag, _default_typestore())
+    try:
+        total = len(full["in"]["__order__"])
+        assert reader.note == (f"{bag} could not be opened normally (no metadata.yaml): "
+                               f"recovered {total} complete messages of 4 topics up to log "
+                               f"time {full['in']['__order__'][-1][1] * 1e-9:.9f} s")
+        assert [(c.topic, t) for c, t, _ in reader.messages()] == full["in"]["__order__"]
+    finally:
+        reader.close()
