@@ -17,6 +17,7 @@ from typing import Any
 from depth_pro_ros.bag.errors import BagInputError
 from depth_pro_ros.bag.mcap_recovery import McapChunkReader, McapRecoveryReader, mcap_files
 from depth_pro_ros.bag.recovery import InputBag
+from depth_pro_ros.bag.sqlite_rows import Sqlite3RowReader
 
 __all__ = [
     "CAMERA_INFO_TYPE",
@@ -69,8 +70,9 @@ def open_input(path: Path, default_typestore: Any = None) -> InputBag:
     rosbags' ``AnyReader`` is tried first. An MCAP bag it refuses -- truncated (no
     summary section), or a folder without ``metadata.yaml`` -- and a ROS 1 bag without a
     usable index are recovered by reading their records sequentially; the returned
-    :class:`InputBag` says so in ``note``. A complete MCAP bag is read chunk by chunk, so
-    that damaged chunks are skipped (``InputBag.damage``).
+    :class:`InputBag` says so in ``note``. A complete MCAP bag is read chunk by chunk and
+    a sqlite3 bag row by row, so that damaged chunks / rows are skipped
+    (``InputBag.damage``).
     """
     from rosbags.highlevel import AnyReader
 
@@ -97,12 +99,15 @@ def open_input(path: Path, default_typestore: Any = None) -> InputBag:
             return _recover_ros1(path, problem)
         raise BagInputError(f"cannot read bag {path}: {problem}{_corrupt_hint(problem)}") \
             from None
-    files = _mcap_storage(path) if mcaps else None
-    if files:
-        try:
-            return InputBag(McapChunkReader(reader, files), path)
-        except (OSError, ValueError, ImportError):
-            pass  # rosbags reads it but our index does not: keep rosbags' reading
+    mcap = _storage_files(path, ".mcap")
+    sqlite = _storage_files(path, ".db3")
+    try:
+        if mcap:
+            return InputBag(McapChunkReader(reader, mcap), path)
+        if sqlite:
+            return InputBag(Sqlite3RowReader(reader, sqlite), path)
+    except (OSError, ValueError, ImportError):
+        pass  # rosbags reads it but our index does not: keep rosbags' reading
     return InputBag(reader, path)
 
 
@@ -138,11 +143,12 @@ def _recover_ros1(path: Path, problem: str) -> InputBag:
     return InputBag(reader, path, reader.describe())
 
 
-def _mcap_storage(path: Path) -> list[Path] | None:
-    """The MCAP files of a complete bag, in order, when they hold the messages as
-    written; None for rosbag2's file or message compression (rosbags undoes it itself)."""
+def _storage_files(path: Path, suffix: str) -> list[Path] | None:
+    """The ``suffix`` files of a complete ROS 2 bag, in order, when they hold the
+    messages as written; None for other storage or rosbag2's file or message compression
+    (rosbags undoes that itself)."""
     if not path.is_dir():
-        return [path]
+        return [path] if path.suffix == suffix else None
     from ruamel.yaml import YAML
 
     try:
@@ -152,7 +158,7 @@ def _mcap_storage(path: Path) -> list[Path] | None:
         files = [path / Path(name).name for name in info["relative_file_paths"]]
     except Exception:  # noqa: BLE001 -- rosbags read it; do not second-guess
         return None
-    if mode not in ("", "none") or not all(f.suffix == ".mcap" for f in files):
+    if mode not in ("", "none") or not files or not all(f.suffix == suffix for f in files):
         return None
     return files
 

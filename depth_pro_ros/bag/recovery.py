@@ -60,11 +60,14 @@ class Damage:
     start: int | None = None  # log time range (ns) when the index tells it
     end: int | None = None
     topics: dict[str, int] = field(default_factory=dict)  # topic -> messages lost, if known
+    kind: str = "chunk at byte offset"  # what ``offset`` counts ("message row": sqlite3)
 
     def describe(self) -> str:
-        what = f"{self.path.name}: chunk at byte offset {self.offset}"
+        what = f"{self.path.name}: {self.kind} {self.offset}"
         if self.start is not None and self.end is not None:
-            what += f" (log time {self.start * 1e-9:.9f} .. {self.end * 1e-9:.9f} s)"
+            span = f"{self.start * 1e-9:.9f}" if self.start == self.end else \
+                f"{self.start * 1e-9:.9f} .. {self.end * 1e-9:.9f}"
+            what += f" (log time {span} s)"
         lost = (", ".join(f"{n} message(s) of {t}" for t, n in sorted(self.topics.items()))
                 or "its topics are unknown")
         return f"{what} is damaged ({self.reason}); skipped: {lost}"

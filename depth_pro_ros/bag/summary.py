@@ -86,7 +86,8 @@ class BagSummary:
         if self.recovery:
             lines.append(f"  recovered:    {self.recovery}")
         if self.damaged:
-            lines.append(f"  damaged:      {len(self.damaged)} chunk(s) of the input skipped")
+            lines.append(f"  damaged:      {len(self.damaged)} unreadable part(s) of the input "
+                         "skipped")
             lines += [f"    {line}" for line in self.damaged]
         per_topic = ", ".join(f"{c.image_topic} {c.frames_in}" for c in self.cameras)
         lines.append(f"  frames in:    {self.frames_in} ({per_topic})")

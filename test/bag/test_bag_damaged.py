@@ -158,7 +158,7 @@ def test_bad_compression_in_the_camera_info_chunk(tiny_checkpoint, tmp_path):
             and "3 message(s) of /cam/image_raw" in line
             and "1 message(s) of /cam/camera_info" in line), line
     assert summary.damaged == [line]
-    assert "damaged:      1 chunk(s) of the input skipped" in summary.format()
+    assert "damaged:      1 unreadable part(s) of the input skipped" in summary.format()
     res = read_bag(tmp_path / "out")
     assert [t for t, _, _ in res["/cam/depth"]] == [T0 + i * S // 4 for i in range(3, 8)]
     assert INFO not in res  # its only message was in the damaged chunk
@@ -188,7 +188,7 @@ def test_checksum_mismatch_in_a_middle_chunk(tiny_checkpoint, tmp_path):
     assert f"{path.name}: chunk at byte offset {middle[0]} " in err
     assert "(checksum mismatch); skipped: 3 message(s) of /cam/image_raw, 3 message(s) of " \
            "/imu, 3 message(s) of /wide/image_raw" in err
-    assert "frames out:   5" in stdout and "damaged:      1 chunk(s)" in stdout
+    assert "frames out:   5" in stdout and "damaged:      1 unreadable part(s)" in stdout
     res = read_bag(out)
     assert [t for t, _, _ in res["/cam/depth"]] == [T0 + i * S // 4 for i in (0, 1, 2, 6, 7)]
     assert len(res[WIDE]) == len(res["/imu"]) == 5 and len(res[INFO]) == 1
@@ -233,9 +233,9 @@ def test_truncated_bag_with_a_damaged_chunk(tmp_path):
 # ------------------------------------------------------------ sqlite3 and ROS 1
 
 
-def test_corrupt_sqlite_row_is_one_clean_error(tiny_checkpoint, tmp_path):
-    """The overflow chain of frame 2's image points nowhere: the bag opens, the run stops
-    there with one line that says where and how to process the part before it."""
+def test_corrupt_sqlite_row_is_skipped_and_counted(tiny_checkpoint, tmp_path):
+    """The overflow chain under frame 2's image points nowhere: rosbags' single query
+    fails there; read row by row, that message alone is skipped and reported."""
     msgs = three_chunk_recording(4)
     src = write_bag(tmp_path / "in", "sqlite3", msgs)
     db = next(src.glob("*.db3"))
@@ -243,22 +243,23 @@ def test_corrupt_sqlite_row_is_one_clean_error(tiny_checkpoint, tmp_path):
     break_sqlite_overflow_chain(db, serialize("sqlite3", frame2))
     assert "malformed" in _rosbags_fails(src, CAM)
     out = tmp_path / "out"
-    args = [str(src), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--image-topic",
-            CAM]
-    code, _, err = _cli(*args)
-    assert code == 1 and "Traceback" not in err
-    (line,) = [x for x in err.splitlines() if "corrupt" in x]
-    last_good = T0 + S // 4 + 3_000_000  # frame 1's wide image
-    assert f"input bag {src} is corrupt: reading stopped after the message logged at " \
-           f"{last_good * 1e-9:.9f} s" in line and "malformed" in line
-    assert "sqlite3 BAG.db3 .recover" in line
-    assert _nothing_written(out)
-    # The hint works: with the --end it gives, the part before the damage is processed.
-    end = line.split("--end ")[1].split(";")[0]
-    code, stdout, err = _cli(*args, "--end", end)
-    assert code == 0, err
-    assert "frames out:   2" in stdout
-    assert [t for t, _, _ in read_bag(out)[WIDE]] == [T0 + 3_000_000, last_good]
+    code, stdout, err = _cli(str(src), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
+                             "--image-topic", CAM)
+    assert code == 0 and "Traceback" not in err, err
+    (line,) = [x for x in err.splitlines() if "is damaged" in x]
+    assert line.startswith(f"{db.name}: message row ") and line.endswith(
+        f" (log time {frame2.log_time * 1e-9:.9f} s) is damaged (database disk image is "
+        "malformed); skipped: 1 message(s) of /cam/image_raw"), line
+    assert "frames out:   3" in stdout and "damaged:      1 unreadable part(s)" in stdout
+    res, clean = read_bag(out), _clean_sqlite(tmp_path, msgs)
+    assert [t for t, _, _ in res["/cam/depth"]] == [T0 + i * S // 4 for i in (0, 1, 3)]
+    assert [raw for _, _, raw in res[CAM]] == [
+        raw for t, _, raw in clean[CAM] if t != frame2.log_time]
+    assert [raw for _, _, raw in res[WIDE]] == [raw for _, _, raw in clean[WIDE]]
+
+
+def _clean_sqlite(tmp_path: Path, msgs: list[Msg]) -> dict:
+    return read_bag(write_bag(tmp_path / "clean", "sqlite3", msgs))
 
 
 def test_corrupt_sqlite_page_at_open_is_one_clean_error(tiny_checkpoint, tmp_path):
@@ -280,17 +281,29 @@ def test_corrupt_sqlite_page_at_open_is_one_clean_error(tiny_checkpoint, tmp_pat
 
 
 def test_corrupt_ros1_chunk_is_one_clean_error(tiny_checkpoint, tmp_path):
-    """An indexed ROS 1 bag whose first chunk (with the CameraInfo) no longer
-    decompresses: rosbags fails in the pre-pass; the run stops with one line."""
+    """An indexed ROS 1 bag whose second chunk no longer decompresses: rosbags fails in
+    the main pass after frame 2; the run stops with one line that says where, and the
+    --end it suggests processes the part before the damage."""
     from bag_builders import ros1_records
 
     src = write_ros1_bz2(tmp_path / "in", three_chunk_recording())
-    first = next(r for r in ros1_records(src) if r[1] == 0x05)
-    overwrite(src, first[0] + first[2] // 2, b"\xff" * 64)
-    _rosbags_fails(src, INFO)
+    second = [r for r in ros1_records(src) if r[1] == 0x05][1]
+    overwrite(src, second[0] + second[2] // 2, b"\xff" * 64)
+    _rosbags_fails(src, CAM)
     out = tmp_path / "out"
-    code, _, err = _cli(str(src), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
-                        "--image-topic", CAM)
+    args = [str(src), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--image-topic",
+            CAM]
+    code, _, err = _cli(*args)
     assert code == 1 and "Traceback" not in err, err
-    assert f"input bag {src} is corrupt: reading stopped at the first message" in err
+    (line,) = [x for x in err.splitlines() if "corrupt" in x]
+    last_good = T0 + 2 * S // 4 + 3_000_000  # frame 2's wide image
+    assert line.startswith(f"depth-pro-ros: error: input bag {src} is corrupt: reading "
+                           f"stopped after the "
+                           f"message logged at {last_good * 1e-9:.9f} s ("), line
+    assert line.endswith(f"; process the part before it with --end "
+                         f"{(last_good + 1 - T0) * 1e-9:.9f}"), line
     assert _nothing_written(out)
+    code, stdout, err = _cli(*args, "--end", line.split("--end ")[1])
+    assert code == 0, err
+    assert "frames out:   3" in stdout
+    assert [t for t, _, _ in read_bag(out)[WIDE]][-1] == last_good
