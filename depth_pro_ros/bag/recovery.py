@@ -199,29 +199,48 @@ class BlockReader:
         lo = -1 if start is None else start
         hi = _NEVER if stop is None else stop
         candidates = [
-            b for b in self.blocks if b.end >= lo and b.start < hi
+            (b.start, order, b) for order, b in enumerate(self.blocks)
+            if b.end >= lo and b.start < hi
             and (not b.counts or any((b.file, cid) in keys for cid in b.counts))]
-        sources = [self._source(b, keys, lo, hi) for b in candidates]
-        for _, item in heapq.merge(*sources, key=itemgetter(0)):
-            if item is not None:
-                yield item
+        candidates.sort(key=itemgetter(0, 1))
+        # A k-way merge that opens a block only once the merge reaches its first log time:
+        # only blocks overlapping in time are held (one at a time for a recording). Ties
+        # go to the block first in the file, then to file order within the block.
+        heap: list[tuple[int, int, int, Any, Iterator]] = []
+        nxt = 0
+        while True:
+            while nxt < len(candidates) and (not heap or candidates[nxt][0] <= heap[0][0]):
+                _, order, block = candidates[nxt]
+                nxt += 1
+                self._push(heap, order, iter(self._select(block, keys, lo, hi)))
+            if not heap:
+                return
+            _, order, _, item, source = heapq.heappop(heap)
+            yield item
+            self._push(heap, order, source)
 
     def close(self) -> None:
         """Release the files (subclasses)."""
 
     # ------------------------------------------------------------- internals
-    def _source(self, block: Block, keys: set, lo: int, hi: int) -> Iterator[tuple[int, Any]]:
-        # The first item costs nothing: the block is read only when the merge reaches it.
-        yield block.start, None
+    @staticmethod
+    def _push(heap: list, order: int, source: Iterator) -> None:
+        for seq, item in source:
+            heapq.heappush(heap, (item[1], order, seq, item, source))
+            return
+
+    def _select(self, block: Block, keys: set, lo: int,
+                hi: int) -> list[tuple[int, tuple[Any, int, Any]]]:
+        """The wanted messages of ``block`` as ``(index, message)`` in log-time order."""
         try:
             records = self._load(block)
         except DamagedBlock as exc:
             self.damage.add(self._damage(block, str(exc)))
-            return
-        chosen = [(t, (self._channels[(block.file, cid)], t, data)) for cid, t, data in records
+            return []
+        chosen = [(self._channels[(block.file, cid)], t, data) for cid, t, data in records
                   if (block.file, cid) in keys and lo <= t < hi]
-        chosen.sort(key=itemgetter(0))  # stable: equal times keep their order in the file
-        yield from chosen
+        chosen.sort(key=itemgetter(1))  # stable: equal times keep their order in the file
+        return list(enumerate(chosen))
 
     def _damage(self, block: Block, reason: str) -> Damage:
         topics: dict[str, int] = {}

@@ -67,7 +67,7 @@ class BagSummary:
             "copied_messages": self.copied, "load_seconds": self.load_seconds,
             "process_seconds": self.process_seconds, "wall_seconds": self.wall_seconds,
             "host_cpu_seconds": self.host_cpu_seconds,
-            "recovery": self.recovery, "damaged_chunks": list(self.damaged),
+            "recovery": self.recovery, "damaged": list(self.damaged),
             "frames_per_second": self.fps,
             "cameras": [
                 {"image_topic": c.image_topic, "camera_info_topic": c.info_topic,
