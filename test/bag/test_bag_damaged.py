@@ -83,6 +83,12 @@ def _rosbags_fails(path: Path, topic: str) -> str:
 BOMB_TOPIC = "/cam/image_raw/compressed"
 
 
+def _u8(data: bytes):
+    import numpy as np
+
+    return np.frombuffer(data, np.uint8).copy()
+
+
 @pytest.fixture(scope="module")
 def bomb_bag(tmp_path_factory):
     """Good PNG frames (#0, #2, #5) with a bomb of each format between them."""
@@ -92,15 +98,9 @@ def bomb_bag(tmp_path_factory):
     for i, kind in enumerate(kinds):
         t = T0 + i * S // 4
         fields = compressed_fields(picture(i)) if kind == "good" else \
-            {"format": kind, "data": bytes_array(bombs[kind])}
+            {"format": kind, "data": _u8(bombs[kind])}
         msgs.append(Msg(BOMB_TOPIC, COMPRESSED, t, fields))
     return write_bag(tmp_path_factory.mktemp("bombs") / "in", "mcap", msgs), kinds
-
-
-def bytes_array(data: bytes):
-    import numpy as np
-
-    return np.frombuffer(data, np.uint8).copy()
 
 
 def test_decompression_bombs_are_skipped_and_counted(bomb_bag, tiny_checkpoint, tmp_path):
@@ -113,8 +113,9 @@ def test_decompression_bombs_are_skipped_and_counted(bomb_bag, tiny_checkpoint, 
     bombs = [i for i, k in enumerate(kinds) if k != "good"]
     assert summary.frames_in == len(kinds) and summary.frames_out == len(good)
     assert dict(summary.skipped) == {"decode": len(bombs)}
-    for i in bombs:
-        assert any(f"message #{i} " in r for r in reports), (i, reports)
+    for i in bombs:  # reported with the reason: OpenCV's own error, or the decoder's
+        (line,) = [r for r in reports if f"message #{i} " in r]
+        assert "decode" in line, line
     assert "skipped:      4 (decode 4)" in summary.format()
     inp, res = read_bag(src), read_bag(tmp_path / "out")
     assert [t for t, _, _ in res["/cam/depth"]] == [inp[BOMB_TOPIC][i][0] for i in good]

@@ -308,3 +308,40 @@ def test_complete_bag_without_metadata(full, tmp_path):
         assert [(c.topic, t) for c, t, _ in reader.messages()] == full["in"]["__order__"]
     finally:
         reader.close()
+
+
+def test_chunks_overlapping_in_time_are_merged_like_rosbags(tmp_path):
+    """Messages written out of log-time order (chunks overlap in time): the chunk reader
+    yields rosbags' order for the complete bag, and the same order once truncated."""
+    from bag_builders import ROS2, image_fields, picture, serialize
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin
+    from rosbags.rosbag2 import Writer as Writer2
+
+    times = [T0 + k * S for k in (0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 5, 11, 5)]
+    bag = tmp_path / "rec"
+    with Writer2(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection(WIDE, IMAGE, typestore=ROS2)
+        for i, t in enumerate(times):  # ~360 kB each: 3 per chunk
+            writer.write(conn, t, serialize("mcap", Msg(WIDE, IMAGE, t, image_fields(
+                picture(i, 300, 400)))))
+    with AnyReader([bag]) as reader:
+        want = [(t, bytes(raw)) for _, t, raw in reader.messages()]
+    assert [t for t, _ in want] == sorted(times)
+    reader = open_input(bag, _default_typestore())
+    try:
+        assert type(reader.reader).__name__ == "McapChunkReader"
+        assert [(t, bytes(raw)) for _, t, raw in reader.messages()] == want
+        window = [t for _, t, _ in reader.messages(start=T0 + 2 * S, stop=T0 + 6 * S)]
+        assert window == [t for t, _ in want if T0 + 2 * S <= t < T0 + 6 * S]
+    finally:
+        reader.close()
+    records = mcap_records(mcap_file(bag))
+    data_end = next(r for r in records if r[1] == DATA_END)
+    truncate(mcap_file(bag), data_end[0])
+    reader = open_input(bag, _default_typestore())
+    try:
+        assert "is truncated" in reader.note
+        assert [(t, bytes(raw)) for _, t, raw in reader.messages()] == want
+    finally:
+        reader.close()
