@@ -14,7 +14,7 @@ venv: $(STAMP)
 
 $(STAMP): setup.py Makefile
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install torch==2.13.0 $(ROS_WHEELS) rosbags opencv-python-headless
+	$(PIP) install torch==2.13.0 $(ROS_WHEELS) rosbags mcap opencv-python-headless
 	$(PIP) install -e '.[test]'
 	touch $@
 

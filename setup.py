@@ -28,6 +28,7 @@ setup(
         "safetensors",
         "tqdm",
         "rosbags",
+        "mcap",
     ],
     extras_require={
         "test": ["pytest", "transformers", "ruff"],

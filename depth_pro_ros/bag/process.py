@@ -120,6 +120,10 @@ class _Run:
         except FrameSkipped as exc:
             self.skip(cam_index, index, log_time, exc.reason, str(exc))
             return
+        except Exception as exc:  # noqa: BLE001 -- a decoder bug must not end the run
+            self.skip(cam_index, index, log_time, "decode",
+                      f"cannot be decoded ({_exception_name(exc)}: {_short(exc)})")
+            return
         finally:
             for line in self.streams[cam_index].pop_messages():
                 self.report(f"{cam.image_topic}: {line}")
@@ -224,9 +228,13 @@ def _load_camera_info(opts: BagOptions, reader: Any, cameras: list[Camera],
             try:
                 stream.add_camera_info(msg, log_time * 1e-9)
                 counters["used"] += 1
-            except ValueError as exc:
+            except Exception as exc:  # noqa: BLE001 -- ValueError: unusable K; others: bugs
+                text = str(exc) if isinstance(exc, ValueError) else \
+                    f"unusable ({_exception_name(exc)}: {_short(exc)})"
+                if opts.strict and not isinstance(exc, ValueError):
+                    raise BagDataError(f"{where}: {text} (--strict)") from None
                 if counters["unusable"] == 0:
-                    report(f"{where}: {exc}")
+                    report(f"{where}: {text}")
                 counters["unusable"] += 1
         stats.camera_info = dict(counters)
         if counters["undecodable"]:
@@ -258,8 +266,12 @@ def process_bag(
         raise BagSetupError(missing_checkpoint_message(checkpoint))
     engine_config = _engine_config(opts)
 
+    say = report or (lambda line: tqdm.write(line, file=sys.stderr))
     reader = open_input(opts.input, _default_typestore())
     try:
+        if reader.note:
+            say(reader.note)
+        reader.damage.attach(say, opts.strict)
         cameras = resolve_cameras(reader, opts.image_topics, opts.camera_info_topics)
         outputs = {cam.output_topic(rel) for cam in cameras for rel in OUTPUT_TOPICS}
         copies, replaced = resolve_copies(reader, opts.copy_topics, outputs)
@@ -268,8 +280,7 @@ def process_bag(
         total = _count(reader, image_conns, start, stop)
         summary = BagSummary(opts.input, opts.output, opts.storage,
                              [CameraSummary(cam.image_topic, cam.namespace, cam.info_topic)
-                              for cam in cameras])
-        say = report or (lambda line: tqdm.write(line, file=sys.stderr))
+                              for cam in cameras], recovery=reader.note)
         for topic in replaced:
             say(f"input topic {topic} is not copied: a depth output replaces it")
         streams = [CameraStream(opts.focal, history=None) for _ in cameras]
@@ -316,6 +327,7 @@ def process_bag(
                 for stream, stats in zip(streams, summary.cameras):
                     if stats.last_width:
                         stats.focal_state = stream.focal_state(stats.last_width)
+                summary.damaged = reader.damage.lines()
                 out.commit()
         finally:
             bar.close()
@@ -360,6 +372,19 @@ def _default_typestore() -> Any:
     from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.LATEST)
+
+
+def _exception_name(exc: BaseException) -> str:
+    """``cv2.error`` rather than ``error``: the type says where it came from."""
+    module = type(exc).__module__
+    name = type(exc).__qualname__
+    return name if module in ("builtins", "__main__") else f"{module}.{name}"
+
+
+def _short(exc: BaseException, limit: int = 240) -> str:
+    """The exception's text on one line, at most ``limit`` characters."""
+    text = " ".join(str(exc).split()) or "no message"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _count(reader: Any, connections: list[Any], start: int | None, stop: int | None) -> int:

@@ -2,18 +2,22 @@
 work out which topics are cameras, CameraInfo and copies.
 
 ``rosbags.highlevel.AnyReader`` only reads: ROS 1 files are opened ``rb``, sqlite3
-databases as ``immutable=1`` URIs and mcap files ``rb``, so the input is never changed.
+databases as ``immutable=1`` URIs and mcap files ``rb``, so the input is never changed;
+the recovery readers (:mod:`depth_pro_ros.bag.mcap_recovery`,
+:mod:`depth_pro_ros.bag.ros1_recovery`) open files ``rb`` too.
 """
 
 from __future__ import annotations
 
 import posixpath
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from depth_pro_ros.bag.errors import BagInputError
+from depth_pro_ros.bag.mcap_recovery import McapChunkReader, McapRecoveryReader, mcap_files
+from depth_pro_ros.bag.recovery import InputBag
+from depth_pro_ros.bag.sqlite_rows import Sqlite3RowReader
 
 __all__ = [
     "CAMERA_INFO_TYPE",
@@ -59,10 +63,18 @@ def camera_namespace(topic: str, compressed: bool) -> str:
     return "" if parent in ("", "/") else parent
 
 
-def open_input(path: Path, default_typestore: Any = None) -> Any:
-    """An open ``AnyReader`` on ``path``: a ROS 1 ``.bag`` file, a ROS 2 bag folder, or a
-    bare ``.mcap`` / ``.db3`` file. Raises :class:`BagInputError` with the reason."""
-    from rosbags.highlevel import AnyReader, AnyReaderError
+def open_input(path: Path, default_typestore: Any = None) -> InputBag:
+    """The input bag, opened read-only: a ROS 1 ``.bag`` file, a ROS 2 bag folder, or a
+    bare ``.mcap`` / ``.db3`` file. Raises :class:`BagInputError` with the reason.
+
+    rosbags' ``AnyReader`` is tried first. An MCAP bag it refuses -- truncated (no
+    summary section), or a folder without ``metadata.yaml`` -- and a ROS 1 bag without a
+    usable index are recovered by reading their records sequentially; the returned
+    :class:`InputBag` says so in ``note``. A complete MCAP bag is read chunk by chunk and
+    a sqlite3 bag row by row, so that damaged chunks / rows are skipped
+    (``InputBag.damage``).
+    """
+    from rosbags.highlevel import AnyReader
 
     if not path.exists():
         raise BagInputError(f"input bag not found: {path}")
@@ -70,16 +82,92 @@ def open_input(path: Path, default_typestore: Any = None) -> Any:
         raise BagInputError(
             f"cannot read {path}: expected a ROS 1 .bag file or a ROS 2 bag folder "
             "(metadata.yaml with .mcap or .db3 files)")
+    mcaps = mcap_files(path) if path.is_dir() or path.suffix == ".mcap" else []
     if path.is_dir() and not (path / "metadata.yaml").is_file():
+        if mcaps:  # rosbag2 writes metadata.yaml when it closes the bag
+            return _recover_mcap(path, mcaps, default_typestore, "no metadata.yaml")
         raise BagInputError(f"cannot read {path}: a ROS 2 bag folder holds a metadata.yaml")
     try:
         reader = AnyReader([path], default_typestore=default_typestore)
         reader.open()
-    except (AnyReaderError, OSError, sqlite3.Error, ValueError, KeyError) as exc:
-        raise BagInputError(f"cannot read bag {path}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 -- rosbags raises many types for broken files
-        raise BagInputError(f"cannot read bag {path}: {type(exc).__name__}: {exc}") from None
-    return reader
+        problem = str(exc) if isinstance(exc, (OSError, ValueError, KeyError)) or \
+            type(exc).__name__.endswith("ReaderError") else f"{type(exc).__name__}: {exc}"
+        if mcaps:
+            return _recover_mcap(path, mcaps, default_typestore, problem)
+        if path.suffix == ".bag":
+            return _recover_ros1(path, problem)
+        raise BagInputError(f"cannot read bag {path}: {problem}{_corrupt_hint(problem)}") \
+            from None
+    mcap = _storage_files(path, ".mcap")
+    sqlite = _storage_files(path, ".db3")
+    try:
+        if mcap:
+            return InputBag(McapChunkReader(reader, mcap), path)
+        if sqlite:
+            return InputBag(Sqlite3RowReader(reader, sqlite), path)
+    except (OSError, ValueError, ImportError):
+        pass  # rosbags reads it but our index does not: keep rosbags' reading
+    return InputBag(reader, path)
+
+
+def _recover_mcap(path: Path, files: list[Path], default_typestore: Any,
+                  problem: str) -> InputBag:
+    try:
+        reader = McapRecoveryReader(files, default_typestore, problem)
+    except (OSError, ValueError) as exc:
+        raise BagInputError(f"cannot read bag {path}: {problem} (recovery: {exc})") from None
+    except ImportError as exc:
+        raise BagInputError(f"cannot read bag {path}: {problem}; recovering it needs the "
+                            f"'{exc.name}' package (pip install mcap)") from None
+    if not reader.connections:
+        reader.close()
+        raise BagInputError(f"cannot read bag {path}: {problem}; no readable message was "
+                            "found in its .mcap file(s)")
+    return InputBag(reader, path, reader.describe())
+
+
+def _recover_ros1(path: Path, problem: str) -> InputBag:
+    from depth_pro_ros.bag.ros1_recovery import Ros1RecoveryReader
+
+    hint = (f"cannot read bag {path}: {problem}; reading it without its index recovered "
+            f"nothing either: if it is not indexed (recording cut short), run "
+            f"`rosbag reindex {path}` (ROS 1) and retry")
+    try:
+        reader = Ros1RecoveryReader(path)
+    except (OSError, ValueError):
+        raise BagInputError(hint) from None
+    if not reader.connections:
+        reader.close()
+        raise BagInputError(hint)
+    return InputBag(reader, path, reader.describe())
+
+
+def _storage_files(path: Path, suffix: str) -> list[Path] | None:
+    """The ``suffix`` files of a complete ROS 2 bag, in order, when they hold the
+    messages as written; None for other storage or rosbag2's file or message compression
+    (rosbags undoes that itself)."""
+    if not path.is_dir():
+        return [path] if path.suffix == suffix else None
+    from ruamel.yaml import YAML
+
+    try:
+        info = YAML(typ="safe").load((path / "metadata.yaml").read_text())
+        info = info["rosbag2_bagfile_information"]
+        mode = str(info.get("compression_mode") or "").lower()
+        files = [path / Path(name).name for name in info["relative_file_paths"]]
+    except Exception:  # noqa: BLE001 -- rosbags read it; do not second-guess
+        return None
+    if mode not in ("", "none") or not files or not all(f.suffix == suffix for f in files):
+        return None
+    return files
+
+
+def _corrupt_hint(problem: str) -> str:
+    if "malformed" in problem or "not a database" in problem:
+        return ("; the database is corrupt: `sqlite3 BAG.db3 .recover | sqlite3 NEW.db3` "
+                "may rescue its readable rows")
+    return ""
 
 
 def _topic_listing(reader: Any, types: set[str] | None = None) -> str:

@@ -35,6 +35,8 @@ class BagSummary:
     process_seconds: float = 0.0  # the pass over the bag
     host_cpu_seconds: float = 0.0  # CPU time of the reading/writing thread in that pass
     wall_seconds: float = 0.0  # everything
+    recovery: str | None = None  # how a truncated / unindexed input was recovered
+    damaged: list[str] = field(default_factory=list)  # damaged chunks skipped, one line each
 
     @property
     def frames_in(self) -> int:
@@ -65,6 +67,7 @@ class BagSummary:
             "copied_messages": self.copied, "load_seconds": self.load_seconds,
             "process_seconds": self.process_seconds, "wall_seconds": self.wall_seconds,
             "host_cpu_seconds": self.host_cpu_seconds,
+            "recovery": self.recovery, "damaged": list(self.damaged),
             "frames_per_second": self.fps,
             "cameras": [
                 {"image_topic": c.image_topic, "camera_info_topic": c.info_topic,
@@ -80,6 +83,12 @@ class BagSummary:
             return ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) or "none"
 
         lines = [f"{self.input} -> {self.output} ({self.storage})"]
+        if self.recovery:
+            lines.append(f"  recovered:    {self.recovery}")
+        if self.damaged:
+            lines.append(f"  damaged:      {len(self.damaged)} unreadable part(s) of the input "
+                         "skipped")
+            lines += [f"    {line}" for line in self.damaged]
         per_topic = ", ".join(f"{c.image_topic} {c.frames_in}" for c in self.cameras)
         lines.append(f"  frames in:    {self.frames_in} ({per_topic})")
         lines.append(f"  frames out:   {self.frames_out}")

@@ -154,3 +154,220 @@ def snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
     """Bytes and mtimes (ns) of every file under ``path`` (or of the file itself)."""
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+
+# --------------------------------------------------------------------------------------
+# Damaged bags: decompression bombs, corrupt chunks, truncated files, broken databases.
+# Each function damages a real bag on disk the way a crash or a bad disk would.
+
+
+def image_bombs() -> dict[str, bytes]:
+    """A few bytes per format whose header declares a 40000x40000 picture (1.6 G pixels,
+    beyond OpenCV's limit of 2^30): PNM, PNG, JPEG and BMP."""
+    import struct
+    import zlib
+
+    def png_chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body))
+
+    png = (b"\x89PNG\r\n\x1a\n"
+           + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0))
+           + png_chunk(b"IDAT", zlib.compress(b"\0" * 16)) + png_chunk(b"IEND", b""))
+    ok, jpg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    assert ok
+    jpeg = bytearray(jpg.tobytes())
+    sof = jpeg.find(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+    struct.pack_into(">HH", jpeg, sof + 5, 40000, 40000)
+    bmp = (b"BM" + struct.pack("<IHHI", 70, 0, 0, 54)
+           + struct.pack("<IiiHHIIiiII", 40, 40000, 40000, 1, 24, 0, 0, 0, 0, 0, 0)
+           + bytes(16))
+    return {"pnm": b"P6\n40000 40000\n255\n" + bytes(16), "png": png, "jpeg": bytes(jpeg),
+            "bmp": bmp}
+
+
+def write_mcap_zstd(path: Path, messages: list[Msg]) -> Path:
+    """Like ``write_bag(path, "mcap", messages)`` with zstd-compressed chunks."""
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin
+    from rosbags.rosbag2 import Writer as Writer2
+
+    messages = sorted(messages, key=lambda m: m.log_time)
+    writer = Writer2(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    with writer:
+        conns = {}
+        for m in messages:
+            key = (m.topic, m.msgtype)
+            if key not in conns:
+                conns[key] = writer.add_connection(m.topic, m.msgtype, typestore=ROS2)
+            writer.write(conns[key], m.log_time, serialize("mcap", m))
+    return path
+
+
+def mcap_file(bag: Path) -> Path:
+    """The (single) .mcap file of a bag folder."""
+    (found,) = [p for p in bag.iterdir() if p.suffix == ".mcap"]
+    return found
+
+
+def mcap_records(path: Path) -> list[tuple[int, int, int]]:
+    """``(offset, opcode, length)`` of the top-level records of an MCAP file, up to and
+    including the footer (MCAP spec: opcode u8, length u64, body)."""
+    import struct
+
+    data = path.read_bytes()
+    pos, out = 8, []
+    while pos + 9 <= len(data):
+        op, length = struct.unpack_from("<BQ", data, pos)
+        out.append((pos, op, length))
+        pos += 9 + length
+        if op == 0x02:
+            break
+    return out
+
+
+def mcap_chunk_messages(path: Path) -> list[list[tuple[int, int]]]:
+    """Per chunk of an MCAP file, its messages as ``(channel id, log time)``."""
+    import struct
+
+    data = path.read_bytes()
+    out = []
+    for offset, op, length in mcap_records(path):
+        if op != 0x06:
+            continue
+        body = data[offset + 9: offset + 9 + length]
+        (size,) = struct.unpack_from("<Q", body, 16)
+        (clen,) = struct.unpack_from("<I", body, 28)
+        compression = body[32: 32 + clen].decode()
+        raw = body[32 + clen + 8:]
+        if compression == "zstd":
+            import zstandard
+
+            raw = zstandard.ZstdDecompressor().decompress(raw, max_output_size=size)
+        pos, msgs = 0, []
+        while pos < len(raw):
+            rop, rlen = struct.unpack_from("<BQ", raw, pos)
+            if rop == 0x05:
+                cid, _, log_time = struct.unpack_from("<HIQ", raw, pos + 9)
+                msgs.append((cid, log_time))
+            pos += 9 + rlen
+        out.append(msgs)
+    return out
+
+
+def add_mcap_chunk_crcs(path: Path) -> None:
+    """Fill in each chunk's CRC of its uncompressed records, as rosbag2's own MCAP writer
+    does (rosbags writes 0, "no checksum")."""
+    import struct
+    import zlib
+
+    data = bytearray(path.read_bytes())
+    for offset, op, _ in mcap_records(path):
+        if op != 0x06:
+            continue
+        body = offset + 9
+        (clen,) = struct.unpack_from("<I", data, body + 28)
+        assert data[body + 32: body + 32 + clen] == b"", "only for uncompressed chunks"
+        (size,) = struct.unpack_from("<Q", data, body + 32 + clen)
+        records = data[body + 32 + clen + 8: body + 32 + clen + 8 + size]
+        struct.pack_into("<I", data, body + 24, zlib.crc32(records))
+    path.write_bytes(bytes(data))
+
+
+def overwrite(path: Path, offset: int, data: bytes) -> None:
+    """Overwrite bytes of a file in place (a bad sector, a bit flip)."""
+    with path.open("r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def truncate(path: Path, size: int) -> None:
+    """Cut a file to ``size`` bytes (a recording ended by a power cut)."""
+    with path.open("r+b") as f:
+        f.truncate(size)
+
+
+def ros1_records(path: Path) -> list[tuple[int, int, int]]:
+    """``(offset, op, total length)`` of the top-level records of a ROS 1 bag (format
+    2.0: header length u32, header fields ``u32 len + name=value``, data length u32,
+    data)."""
+    import struct
+
+    data = path.read_bytes()
+    pos, out = 13, []
+    while pos + 4 <= len(data):
+        (hlen,) = struct.unpack_from("<I", data, pos)
+        header = data[pos + 4: pos + 4 + hlen]
+        (dlen,) = struct.unpack_from("<I", data, pos + 4 + hlen)
+        op = header[header.find(b"op=") + 3]
+        out.append((pos, op, 8 + hlen + dlen))
+        pos += 8 + hlen + dlen
+    return out
+
+
+def unindex_ros1(path: Path, size: int) -> None:
+    """What ``rosbag record`` leaves when killed: the file ends at ``size`` (before the
+    index) and the bag header's ``index_pos`` is still 0 (it is written on close)."""
+    data = bytearray(path.read_bytes()[:size])
+    at = data.find(b"index_pos=")
+    assert 0 < at < 4096
+    data[at + 10: at + 18] = bytes(8)
+    path.write_bytes(bytes(data))
+
+
+def break_sqlite_overflow_chain(db: Path, payload: bytes) -> int:
+    """Point the overflow chain of the row holding ``payload`` at a page that does not
+    exist, so that reading that row fails while the table's pages stay sound.
+
+    sqlite stores a large BLOB's tail in overflow pages, each starting with the number of
+    the next one (4 bytes, big endian); returns the page number changed.
+    """
+    import struct
+
+    data = bytearray(db.read_bytes())
+    page_size = struct.unpack_from(">H", data, 16)[0] or 65536
+    for at in range(len(payload) // 4, 3 * len(payload) // 4, page_size // 2):
+        probe = bytes(payload[at: at + 64])
+        for number in range(2, len(data) // page_size + 1):
+            start = (number - 1) * page_size
+            page = data[start: start + page_size]
+            if probe in page[4:] and struct.unpack_from(">I", page, 0)[0] != 0:
+                struct.pack_into(">I", data, start, 0x7FFFFFF0)
+                db.write_bytes(bytes(data))
+                return number
+    raise AssertionError("no overflow page with a successor holds the payload")
+
+
+def write_ros1_bz2(path: Path, messages: list[Msg]) -> Path:
+    """Like ``write_bag(path, "ros1", messages)`` with bz2-compressed chunks."""
+    messages = sorted(messages, key=lambda m: m.log_time)
+    path = path.with_suffix(".bag")
+    writer = Writer1(path)
+    writer.set_compression(Writer1.CompressionFormat.BZ2)
+    with writer:
+        conns = {}
+        for m in messages:
+            key = (m.topic, m.msgtype)
+            if key not in conns:
+                conns[key] = writer.add_connection(m.topic, m.msgtype, typestore=ROS1)
+            writer.write(conns[key], m.log_time, serialize("ros1", m))
+    return path
+
+
+def three_chunk_recording(frames: int = 8, t0: int = 2_000 * 1_000_000_000) -> list[Msg]:
+    """A camera bag whose chunks hold few frames: ``/cam/image_raw`` (64x48, the one to
+    process) with one ``/cam/camera_info`` (K for 64x48, paired with frame 0), ``/imu``,
+    and ``/wide/image_raw`` (400x300, ~360 kB). rosbags closes a chunk (MCAP and ROS 1)
+    once it holds more than 1 MiB, so the wide images split 8 frames, 0.25 s apart, into
+    chunks of 3, 3 and 2 frames."""
+    msgs = []
+    for i in range(frames):
+        t = t0 + i * 250_000_000
+        msgs.append(Msg("/cam/image_raw", IMAGE, t, image_fields(picture(i))))
+        if i == 0:
+            msgs.append(Msg("/cam/camera_info", CAMERA_INFO, t + 1_000_000,
+                            camera_info_fields(60.0, 60.0, 32.0, 24.0, 64, 48), stamp=t))
+        msgs.append(Msg("/imu", IMU, t + 2_000_000, imu_fields(i)))
+        msgs.append(Msg("/wide/image_raw", IMAGE, t + 3_000_000,
+                        image_fields(picture(50 + i, 300, 400))))
+    return msgs
