@@ -214,6 +214,7 @@ def _add_bag_parser(sub) -> None:
     out.add_argument("--colorize-max", type=_non_negative_float, default=0.0, metavar="M",
                      help="preview colour range end in metres (default 0: per frame)")
     safety = bag.add_argument_group("behaviour")
+    _add_max_input_pixels(safety)
     safety.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     safety.add_argument("--strict", action="store_true",
                         help="stop at the first message that cannot be processed (exit 1) "
@@ -228,7 +229,7 @@ def _add_demo_parser(sub) -> None:
         "demo",
         help="run the bag tool on the bundled sample (what `make demo` does)",
         description=(
-            "Generate the sample bag from data/sample.jpg, find the weights "
+            "Generate the sample bag from the bundled sample picture, find the weights "
             "($DEPTH_PRO_DEMO_CHECKPOINT, $DEPTH_PRO_CHECKPOINT, else "
             f"{DEFAULT_CHECKPOINT}, downloaded when missing), run `depth-pro-ros bag` on "
             "it and write the output bag, a contact sheet PNG and a .ply point cloud."
@@ -355,7 +356,8 @@ def run_bag(args: argparse.Namespace) -> int:
         focal=focal, outputs=outputs, output_scale=args.output_scale,
         points_decimation=args.points_decimation,
         points_rgb=args.points_rgb, min_depth=args.min_depth, max_depth=args.max_depth,
-        overwrite=args.overwrite, strict=args.strict, progress=args.progress)
+        max_input_pixels=args.max_input_pixels, overwrite=args.overwrite, strict=args.strict,
+        progress=args.progress)
     try:
         summary = process_bag(opts)
     except BagError as exc:

@@ -188,7 +188,7 @@ def points_ply(topics: dict[str, list], path: Path, frame: int = 0) -> int:
 
 
 def run_demo(outdir: Path = Path("demo_output"), checkpoint: Path | None = None,
-             device: str | None = None, precision: str = "fp32",
+             device: str | None = None, precision: str = "auto",
              batch_size: int | None = None, download: bool = True) -> int:
     """The whole demo; returns the exit status (0, 1 input/data error, 2 weights)."""
     def fail(message: str, code: int) -> int:

@@ -29,6 +29,7 @@ from depth_pro_ros.bag.reader import (
 )
 from depth_pro_ros.bag.summary import BagSummary, CameraSummary
 from depth_pro_ros.bag.writer import OutputBag, check_output_path, output_typestore
+from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.stream import (
     RECORDED_FOCAL,
     CameraStream,
@@ -64,6 +65,7 @@ class BagOptions:
     focal: FocalSettings = RECORDED_FOCAL
     outputs: OutputOptions = field(default_factory=OutputOptions)
     output_scale: float = 1.0  # depth resolution relative to the input images
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS  # larger images are skipped, undecoded
     points_decimation: int = 1
     points_rgb: bool = False
     min_depth: float = 0.0
@@ -125,8 +127,15 @@ class _Run:
                       f"cannot be decoded ({_exception_name(exc)}: {_short(exc)})")
             return
         finally:
-            for line in self.streams[cam_index].pop_messages():
+            stream = self.streams[cam_index]
+            for line in stream.pop_messages():
                 self.report(f"{cam.image_topic}: {line}")
+            warnings = stream.pop_warnings()
+            if warnings:
+                stats.decoder_warnings += 1
+                if stats.decoder_warnings <= _REPORT_SKIPS:
+                    self.report(f"{cam.image_topic} message #{index}: the decoder complained "
+                                f"({'; '.join(warnings)}); the frame is used")
         assert frame is not None  # hold_unpaired is off
         stats.last_width = frame.image.shape[1]
         key = (frame.image.shape, frame.channel_order)
@@ -283,7 +292,8 @@ def process_bag(
                               for cam in cameras], recovery=reader.note)
         for topic in replaced:
             say(f"input topic {topic} is not copied: a depth output replaces it")
-        streams = [CameraStream(opts.focal, history=None) for _ in cameras]
+        streams = [CameraStream(opts.focal, history=None,
+                                max_input_pixels=opts.max_input_pixels) for _ in cameras]
         _load_camera_info(opts, reader, cameras, streams, summary, say)
 
         t_load = time.perf_counter()

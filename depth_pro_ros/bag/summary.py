@@ -18,6 +18,7 @@ class CameraSummary:
     frames_in: int = 0
     frames_out: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason -> frames
+    decoder_warnings: int = 0  # frames decoded despite the codec's complaints
     focal: Counter = field(default_factory=Counter)  # camera_info / fov_head / fixed -> frames
     camera_info: dict[str, int] = field(default_factory=dict)  # used / unusable / undecodable
     last_width: int = 0
@@ -72,7 +73,8 @@ class BagSummary:
             "cameras": [
                 {"image_topic": c.image_topic, "camera_info_topic": c.info_topic,
                  "frames_in": c.frames_in, "frames_out": c.frames_out,
-                 "skipped": dict(c.skipped), "focal_sources": dict(c.focal),
+                 "skipped": dict(c.skipped), "decoder_warnings": c.decoder_warnings,
+                 "focal_sources": dict(c.focal),
                  "camera_info": dict(c.camera_info), "focal_state": c.focal_state}
                 for c in self.cameras
             ],
@@ -95,6 +97,9 @@ class BagSummary:
         skipped = self.skipped
         lines.append(f"  skipped:      {sum(skipped.values())}"
                      + (f" ({counts(skipped)})" if skipped else ""))
+        warned = sum(c.decoder_warnings for c in self.cameras)
+        if warned:
+            lines.append(f"  decoder warnings: {warned} frame(s) decoded despite damage")
         lines.append(f"  focal source: {counts(self.focal)}")
         for c in self.cameras:
             info = c.camera_info

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from bag_builders import (
     CAMERA_INFO,
+    COMPRESSED,
     IMAGE,
     Msg,
     camera_info_fields,
+    compressed_fields,
     image_fields,
     picture,
     read_bag,
@@ -16,6 +20,7 @@ from bag_builders import (
 )
 
 from depth_pro_ros.cli import main
+from depth_pro_ros.io.image_decode import ImageDecodeError, compressed_to_array
 from depth_pro_ros.io.messages import depth_image_to_array
 
 S = 1_000_000_000
@@ -62,3 +67,47 @@ def test_output_scale_must_be_a_number(bag, tmp_path, capsys):
               "--output-scale", "nan"])
     assert exit_info.value.code == 2
     assert "--output-scale: must be a finite number" in capsys.readouterr().err
+
+
+def _damaged_jpeg_fields() -> dict:
+    """A JPEG with flipped bytes in its scan that decodes while libjpeg complains (the
+    first of a seeded series of damages that does, checked with the decoder itself)."""
+    fields = compressed_fields(picture(5, 24, 32), "jpg")  # under the test's pixel limit
+    clean = fields["data"].tobytes()
+    scan = clean.find(b"\xff\xda")
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        data = bytearray(clean)
+        for _ in range(3):
+            data[int(rng.integers(scan + 20, len(data) - 2))] ^= 0xFF
+        msg = SimpleNamespace(format="jpeg", data=np.frombuffer(bytes(data), np.uint8))
+        warnings: list[str] = []
+        try:
+            compressed_to_array(msg, warnings=warnings)
+        except ImageDecodeError:
+            continue
+        if warnings:
+            return {**fields, "data": msg.data}
+    raise AssertionError("no damaged JPEG that decodes with a warning")
+
+
+def test_max_input_pixels_and_decoder_complaints(tiny_checkpoint, tmp_path, capsys):
+    t = 60 * S
+    src = write_bag(tmp_path / "in", "mcap", [
+        Msg("/big/image_raw", IMAGE, t, image_fields(picture(4))),  # 64 x 48 = 3072 px
+        Msg("/small/image_raw", IMAGE, t + 1, image_fields(picture(4, 24, 32))),  # 768 px
+        Msg("/jpg/image_raw/compressed", COMPRESSED, t + 2, _damaged_jpeg_fields()),
+    ])
+    code = main(["bag", str(src), "-o", str(tmp_path / "out"), "--image-topic",
+                 "/big/image_raw", "--image-topic", "/small/image_raw", "--image-topic",
+                 "/jpg/image_raw/compressed", "--checkpoint", str(tiny_checkpoint),
+                 "--device", "cpu", "--no-progress", "--max-input-pixels", "2000"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "more than the limit of 2,000 pixels" in captured.err
+    assert "the decoder complained (Corrupt JPEG data" in captured.err
+    assert "decoder warnings: 1 frame(s)" in captured.out
+    assert "too_large 1" in captured.out
+    res = read_bag(tmp_path / "out")
+    assert "/big/depth" not in res or not res["/big/depth"]
+    assert len(res["/small/depth"]) == 1 and len(res["/jpg/depth"]) == 1
