@@ -21,3 +21,13 @@ class BagSetupError(BagError):
     """The checkpoint or the device cannot be used (exit 2, as for ``image``)."""
 
     exit_code = 2
+
+
+def describe_exception(exc: BaseException, limit: int = 240) -> str:
+    """``cv2.error: text`` on one line, at most ``limit`` characters of text: the type's
+    module says where an unexpected error came from."""
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ in ("builtins", "__main__") \
+        else f"{kind.__module__}.{kind.__qualname__}"
+    text = " ".join(str(exc).split()) or "no message"
+    return f"{name}: {text if len(text) <= limit else text[: limit - 3] + '...'}"

@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from depth_pro_ros.bag.errors import BagDataError, BagInputError, BagSetupError
+from depth_pro_ros.bag.errors import (
+    BagDataError,
+    BagInputError,
+    BagSetupError,
+    describe_exception,
+)
 from depth_pro_ros.bag.reader import (
     Camera,
     open_input,
@@ -124,7 +129,7 @@ class _Run:
             return
         except Exception as exc:  # noqa: BLE001 -- a decoder bug must not end the run
             self.skip(cam_index, index, log_time, "decode",
-                      f"cannot be decoded ({_exception_name(exc)}: {_short(exc)})")
+                      f"cannot be decoded ({describe_exception(exc)})")
             return
         finally:
             stream = self.streams[cam_index]
@@ -239,7 +244,7 @@ def _load_camera_info(opts: BagOptions, reader: Any, cameras: list[Camera],
                 counters["used"] += 1
             except Exception as exc:  # noqa: BLE001 -- ValueError: unusable K; others: bugs
                 text = str(exc) if isinstance(exc, ValueError) else \
-                    f"unusable ({_exception_name(exc)}: {_short(exc)})"
+                    f"unusable ({describe_exception(exc)})"
                 if opts.strict and not isinstance(exc, ValueError):
                     raise BagDataError(f"{where}: {text} (--strict)") from None
                 if counters["unusable"] == 0:
@@ -382,19 +387,6 @@ def _default_typestore() -> Any:
     from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.LATEST)
-
-
-def _exception_name(exc: BaseException) -> str:
-    """``cv2.error`` rather than ``error``: the type says where it came from."""
-    module = type(exc).__module__
-    name = type(exc).__qualname__
-    return name if module in ("builtins", "__main__") else f"{module}.{name}"
-
-
-def _short(exc: BaseException, limit: int = 240) -> str:
-    """The exception's text on one line, at most ``limit`` characters."""
-    text = " ".join(str(exc).split()) or "no message"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _count(reader: Any, connections: list[Any], start: int | None, stop: int | None) -> int:
