@@ -122,13 +122,8 @@ def write_bag(path: Path, fmt: str, messages: list[Msg]) -> Path:
     if fmt != "ros1":
         serialized = [dataclasses.replace(m, raw=serialize(fmt, m)) for m in messages]
         return write_ros2_bag(path, serialized, storage=fmt, typestore=ROS2)
-    messages = sorted(messages, key=lambda m: m.log_time)
-    topics = list(dict.fromkeys((m.topic, m.msgtype) for m in messages))
     path = path.with_suffix(".bag")
-    with Writer1(path) as writer:
-        conns = {t: writer.add_connection(t[0], t[1], typestore=ROS1) for t in topics}
-        for m in messages:
-            writer.write(conns[(m.topic, m.msgtype)], m.log_time, serialize(fmt, m))
+    _write_all(Writer1(path), messages, "ros1")
     return path
 
 
@@ -191,17 +186,22 @@ def write_mcap_zstd(path: Path, messages: list[Msg]) -> Path:
     from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin
     from rosbags.rosbag2 import Writer as Writer2
 
-    messages = sorted(messages, key=lambda m: m.log_time)
     writer = Writer2(path, version=9, storage_plugin=StoragePlugin.MCAP)
     writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    _write_all(writer, messages, "mcap")
+    return path
+
+
+def _write_all(writer: Any, messages: list[Msg], fmt: str) -> None:
+    """Write ``messages`` by log time through an open-able rosbags writer."""
+    store = ROS1 if fmt == "ros1" else ROS2
     with writer:
         conns = {}
-        for m in messages:
+        for m in sorted(messages, key=lambda m: m.log_time):
             key = (m.topic, m.msgtype)
             if key not in conns:
-                conns[key] = writer.add_connection(m.topic, m.msgtype, typestore=ROS2)
-            writer.write(conns[key], m.log_time, serialize("mcap", m))
-    return path
+                conns[key] = writer.add_connection(m.topic, m.msgtype, typestore=store)
+            writer.write(conns[key], m.log_time, serialize(fmt, m))
 
 
 def mcap_file(bag: Path) -> Path:
@@ -340,17 +340,10 @@ def break_sqlite_overflow_chain(db: Path, payload: bytes) -> int:
 
 def write_ros1_bz2(path: Path, messages: list[Msg]) -> Path:
     """Like ``write_bag(path, "ros1", messages)`` with bz2-compressed chunks."""
-    messages = sorted(messages, key=lambda m: m.log_time)
     path = path.with_suffix(".bag")
     writer = Writer1(path)
     writer.set_compression(Writer1.CompressionFormat.BZ2)
-    with writer:
-        conns = {}
-        for m in messages:
-            key = (m.topic, m.msgtype)
-            if key not in conns:
-                conns[key] = writer.add_connection(m.topic, m.msgtype, typestore=ROS1)
-            writer.write(conns[key], m.log_time, serialize("ros1", m))
+    _write_all(writer, messages, "ros1")
     return path
 
 
