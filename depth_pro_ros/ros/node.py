@@ -30,7 +30,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
-from depth_pro_ros.engine import DepthResult, create_engine
+from depth_pro_ros.engine import DepthResult, create_engine, resolve_device
 from depth_pro_ros.io.messages import fill
 from depth_pro_ros.model import CheckpointError
 from depth_pro_ros.ros.parameters import PARAMETERS, NodeSettings, descriptor, settings_from
@@ -141,6 +141,10 @@ class DepthProNode(Node):
         cfg = self._settings.engine
         self.get_logger().info(f"loading {checkpoint} (device {cfg.device or 'auto'}, "
                                f"precision {cfg.precision})")
+        try:  # checked first, so the error names the parameter and no checkpoint is read
+            resolve_device(cfg.device)
+        except ValueError as exc:
+            raise StartupError(f"parameter 'device': {exc}") from None
         try:
             self._engine = create_engine(checkpoint, cfg, on_result=self._on_result)
         except (CheckpointError, ValueError) as exc:

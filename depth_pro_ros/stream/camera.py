@@ -296,7 +296,7 @@ class CameraStream:
                 self._held = (msg, compressed, received, meta)
                 return None
             if entry is not None:
-                _check_aspect(entry.intrinsics, width, height)
+                _check_fits(entry.intrinsics, width, height)
                 self._tracker.set_camera_info(entry.intrinsics, entry.received)
             else:
                 self._tracker.forget_camera_info()
@@ -361,7 +361,8 @@ class CameraStream:
         return best if abs(best.stamp_ns - stamp_ns) <= slop_ns else None
 
 
-def _check_aspect(intr: Intrinsics, width: int, height: int) -> None:
+def _check_fits(intr: Intrinsics, width: int, height: int) -> None:
+    """Skip the frame unless ``intr`` scales to a usable K at the image's size."""
     if intr.width == width and intr.height == height:
         return
     if abs(intr.width * height - intr.height * width) > _ASPECT_TOLERANCE * intr.width * height:
@@ -370,3 +371,11 @@ def _check_aspect(intr: Intrinsics, width: int, height: int) -> None:
             f"{width}x{height} (different aspect ratio); is it the right camera_info topic?",
             "camera_info_mismatch",
         )
+    try:  # a K valid at its own size can still under- or overflow when scaled
+        intr.scaled_to(width, height)
+    except ValueError as exc:
+        raise FrameSkipped(
+            f"camera_info K (fx={intr.fx:g}, fy={intr.fy:g}) for {intr.width}x{intr.height} "
+            f"is unusable at the image size {width}x{height}: {exc}",
+            "camera_info_mismatch",
+        ) from None

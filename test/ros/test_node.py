@@ -232,10 +232,12 @@ def test_runtime_options_16uc1_decimation_and_depth_range(node, model):
     # The points hold full-precision depth, not the millimetres of the image.
     pts, valid = _check_points(out["points"], expected, out["depth/camera_info"].k,
                                decimation=2)
-    far = expected[::2, ::2] > max_depth
-    assert far.any() and not far.all()
+    # Points within the same rtol 1e-5 of max_depth may fall on either side of it in the node.
+    kept = expected[::2, ::2]
+    far, near = kept > max_depth * (1 + 1e-5), kept < max_depth * (1 - 1e-5)
+    assert far.sum() > 0.4 * far.size and near.sum() > 0.4 * near.size
     assert np.isnan(pts["x"][far]).all() and np.isnan(pts["z"][far]).all()
-    assert valid[~far].all()
+    assert valid[near].all()
 
 
 # ------------------------------------------------------------------ parameters

@@ -417,6 +417,21 @@ def test_camera_info_of_another_aspect_ratio_skips_the_frame(source):
     assert "640x640" in str(exc) and f"{W}x{H}" in str(exc)
 
 
+@pytest.mark.parametrize(("fx", "scale"), [(5e-324, 0.5), (1.5e308, 2)],
+                         ids=["underflows", "overflows"])
+def test_camera_info_whose_k_breaks_when_scaled_skips_the_frame(fx, scale):
+    # Valid at its own size, but the K scaled to the image is 0 or inf: once an uncaught
+    # ValueError in the node's callback (found by bench/fuzz_node.py).
+    st = stream(focal_source="auto")
+    st.add_camera_info(camera_info(width=W * 2, height=H * 2, fx=fx, cx=W, cy=H), 0.0)
+    rgb = smooth_rgb(round(H * 2 * scale), round(W * 2 * scale))
+    exc = skipped(st, image(rgb=rgb), 0.5)
+    assert exc.reason == "camera_info_mismatch" and "unusable at the image size" in str(exc)
+    # The stream goes on: a CameraInfo that fits serves the next frame.
+    st.add_camera_info(camera_info(), 1.0)
+    assert focal_of(st.prepare(image(), False, 1.1)) == 40.0
+
+
 def test_camera_info_of_a_proportional_size_is_scaled():
     st = stream(focal_source="camera_info")
     info = camera_info(width=4 * W, height=4 * H, fx=160.0, fy=164.0, cx=63.0, cy=47.0)
