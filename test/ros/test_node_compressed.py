@@ -125,15 +125,14 @@ def test_codec_complaints_and_bombs_reach_the_log_not_the_console(node):
     try:
         probe.wait_connected(compressed=True)
         damaged, bomb = _damaged_jpeg(30), _jpeg_bomb(31)
-        probe.spin_until(lambda: probe.send(damaged, compressed=True)
-                         or "image decoder: Corrupt JPEG data" in node.log(), 60.0,
-                         "the decoder's warning in the node's log", period=2.0)
+        # Until its depth arrives: on a busy machine the latest-frame policy may drop a copy.
+        probe.resend_until_depth(damaged, compressed=True, period=2.0)  # it decoded
+        assert "image decoder: Corrupt JPEG data" in node.log()
         probe.spin_until(lambda: probe.send(bomb, compressed=True)
                          or "declares 8000 x 8000" in node.log(), 60.0,
                          "the too_large error", period=2.0)
         good = _compressed(smooth_rgb(48, 64), "png", sec=32)
         probe.resend_until_depth(good, compressed=True)
-        assert any(m.header.stamp.sec == 30 for m in probe.received["depth"])  # it decoded
         assert all(m.header.stamp.sec != 31 for m in probe.received["depth"])
         lines = [line for line in node.log().splitlines() if "Corrupt JPEG" in line]
         assert lines and all(line.startswith("[WARN]") for line in lines), lines
