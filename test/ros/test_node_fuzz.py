@@ -1,0 +1,112 @@
+"""depth_pro_node under fuzzing: every kind of malformed message, on both transports.
+
+A short version of bench/fuzz_node.py over real DDS: one node per transport (tiny
+checkpoint, CPU, default focal source ``auto``, a small ``max_input_pixels``) gets every
+kind of :mod:`depth_pro_ros.io.malformed` case, with valid frames in between that must
+each come back as depth. The node's inputs are made reliable and deep so that every
+message reaches it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import rclpy
+from ros_harness import NAMESPACE, NodeProcess, Probe, set_ros_env
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from depth_pro_ros.io.malformed import MalformedMessages, build
+
+CASES = 120  # per transport: every kind at least once (the largest list has < 80)
+VALID_EVERY = 60
+MAX_INPUT_PIXELS = 1_000_000
+MAX_LOG_LINES = 150  # the node throttles errors by kind: a few dozen lines are expected
+CLASSES = {"image": Image, "compressed": CompressedImage, "camera_info": CameraInfo}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ros():
+    set_ros_env()
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def _reliable(topic: str) -> list[str]:
+    key = f"qos_overrides.{NAMESPACE}/{topic}.subscription"
+    return [f"{key}.reliability:=reliable", f"{key}.depth:=100"]
+
+
+def _publish(probe: Probe, messages, head_start: float = 0.05) -> None:
+    """Publish in order; a CameraInfo gets a head start over the image after it (topics
+    are not ordered with each other)."""
+    pubs = {"image": probe.image_pub, "compressed": probe.compressed_pub,
+            "camera_info": probe.info_pub}
+    for message in messages:
+        pubs[message.topic].publish(build(message, CLASSES))
+        end = time.monotonic() + (head_start if message.topic == "camera_info" else 0.005)
+        while time.monotonic() < end:
+            rclpy.spin_once(probe.node, timeout_sec=0.005)
+
+
+def _served(probe: Probe, node: NodeProcess, case) -> None:
+    """The valid ``case`` comes back as depth, and the node is alive."""
+    sec, nanosec = case.stamp
+    probe.spin_until(
+        lambda: node.proc.poll() is not None or any(
+            m.header.stamp.sec == sec and m.header.stamp.nanosec == nanosec
+            for m in probe.received["depth"]),
+        60.0, f"the depth of the valid frame stamped {sec}")
+    assert node.proc.poll() is None, node.log()
+
+
+@pytest.mark.parametrize("transport", ["raw", "compressed"])
+def test_node_survives_every_kind_of_malformed_message(tiny_checkpoint, tmp_path, transport):
+    topic = "image/compressed" if transport == "compressed" else "image"
+    node = NodeProcess(tmp_path / "node.log", f"checkpoint:={tiny_checkpoint}",
+                       "device:=cpu", f"input_transport:={transport}",
+                       f"max_input_pixels:={MAX_INPUT_PIXELS}", "publish_points:=false",
+                       *_reliable(topic), *_reliable("camera_info"))
+    probe = Probe(f"fuzz_{transport}", outputs=("depth",))
+    gen = MalformedMessages(seed=7, max_input_pixels=MAX_INPUT_PIXELS)
+    try:
+        probe.wait_connected(compressed=transport == "compressed")
+        # A CameraInfo whose focal underflows when scaled to the image: the frame is
+        # skipped as camera_info_mismatch (this once killed the node), then good frames
+        # are served again.
+        tiny = gen.camera_info_then_image(transport, 128, 96, 5e-324, "tiny_focal")
+        probe.spin_until(lambda: _publish(probe, tiny.messages, 0.3)
+                         or "unusable at the image size" in node.log(),
+                         60.0, "the camera_info_mismatch skip", period=2.0)
+        first = gen.valid(transport)
+        _publish(probe, first.messages, 0.3)
+        _served(probe, node, first)
+        kinds: set[str] = set()
+        valid = 1
+        for i in range(CASES):
+            case = gen.malformed(transport)
+            kinds.add(case.kind)
+            _publish(probe, case.messages)
+            assert node.proc.poll() is None, f"node died after {case.kind}:\n{node.log()}"
+            if (i + 1) % VALID_EVERY == 0:
+                good = gen.valid(transport)
+                _publish(probe, good.messages, 0.3)
+                _served(probe, node, good)
+                valid += 1
+        assert kinds == set(gen.kinds(transport))
+        assert valid == 1 + CASES // VALID_EVERY
+        # The skip of the tiny-focal frame is counted in /diagnostics too.
+        diag = probe.latest_diagnostics()
+        assert int(diag["skipped_frames"]) >= 1 and int(diag["camera_info_errors"]) >= 1
+        assert int(diag["frames_out"]) >= valid
+    finally:
+        probe.close()
+        code = node.stop(signal.SIGINT)
+        print(node.log())  # shown by pytest when the test failed
+    log = node.log()
+    lines = log.splitlines()
+    assert code == 0 and "Traceback" not in log
+    assert len(lines) < MAX_LOG_LINES, f"{len(lines)} log lines"
+    assert any("for 128x96 is unusable at the image size 64x48" in line for line in lines), log
