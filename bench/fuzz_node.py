@@ -1,7 +1,7 @@
 """Fuzz depth_pro_node over real DDS: malformed images and CameraInfo, valid frames between.
 
 Starts the node (a random-weight checkpoint built in a temp folder) once per transport
-and sends it ``--messages`` malformed cases from :mod:`depth_pro_ros.io.malformed`,
+and sends it ``--messages`` malformed cases from `bench/malformed.py`,
 with a valid frame (and its CameraInfo) after every ``--valid-every`` of them. A valid
 frame must come back as depth within ``--timeout`` s, or it counts as a stall; the node
 exiting counts as a crash. Exits 1 when either happened.
@@ -19,6 +19,7 @@ import time
 
 import torch
 from _common import device_name, parser, results_path, write_json
+from malformed import TRANSPORTS, MalformedMessages
 from node_harness import (
     NODE_NAME,
     BenchProbe,
@@ -29,8 +30,6 @@ from node_harness import (
     tiny_checkpoint,
     use_domain,
 )
-
-from depth_pro_ros.io.malformed import TRANSPORTS, MalformedMessages
 
 RSS_EVERY_S = 2.0
 INFO_HEAD_START_S = 0.05

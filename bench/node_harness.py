@@ -2,7 +2,7 @@
 
 ``NodeRun`` starts ``depth_pro_node`` as its own process (as ``ros2 run`` would) on the
 benchmark's DDS domain and reads its memory from /proc; ``BenchProbe`` is the rclpy
-node in the script that publishes camera messages (:mod:`depth_pro_ros.io.malformed`
+node in the script that publishes camera messages (`bench/malformed.py`
 ``Message`` objects) and records what the node sends back: depth stamps and
 /diagnostics. Scripts call :func:`use_domain` before anything imports rclpy.
 """
@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 from _common import CONFIGS, build_model
+from malformed import Message, build
 
-from depth_pro_ros.io.malformed import Message, build
 from depth_pro_ros.model import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,8 +18,7 @@ import node_harness as harness
 import numpy as np
 import torch
 from _common import device_name, parser, results_path, write_json
-
-from depth_pro_ros.io.malformed import Message
+from malformed import Message
 
 
 def _parse() -> argparse.Namespace:

@@ -2,7 +2,7 @@
 
 A short version of bench/fuzz_node.py over real DDS: one node per transport (tiny
 checkpoint, CPU, default focal source ``auto``, a small ``max_input_pixels``) gets every
-kind of :mod:`depth_pro_ros.io.malformed` case, with valid frames in between that must
+kind of `bench/malformed.py` case, with valid frames in between that must
 each come back as depth. The node's inputs are made reliable and deep so that every
 message reaches it.
 """
@@ -14,10 +14,9 @@ import time
 
 import pytest
 import rclpy
+from malformed import MalformedMessages, build
 from ros_harness import NAMESPACE, NodeProcess, Probe, set_ros_env
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-
-from depth_pro_ros.io.malformed import MalformedMessages, build
 
 CASES = 120  # per transport: every kind at least once (the largest list has < 80)
 VALID_EVERY = 60

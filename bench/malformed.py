@@ -4,8 +4,8 @@
 the one or more messages that make it up, as ROS-free field dicts (the same shape the
 ``*_fields`` functions of :mod:`depth_pro_ros.io.messages` produce). :func:`build` turns
 a :class:`Message` into a real message of any ROS Python binding. Both
-``bench/fuzz_node.py`` and the node's CI test drive ``depth_pro_node`` with it, which
-is why it lives in the package (numpy and OpenCV only, like the rest of ``io``).
+``fuzz_node.py`` and the node's CI test (``test/ros/test_node_fuzz.py``) drive
+``depth_pro_node`` with it.
 
 Everything is drawn from a ``numpy.random.Generator``: the same seed gives the same
 messages. Kinds come in shuffled rounds, so any ``len(kinds)`` consecutive cases of a
