@@ -11,6 +11,7 @@ records every depth image and /diagnostics message it publishes.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 
@@ -97,7 +98,6 @@ def main() -> int:
         code = node.stop()
         rclpy.try_shutdown()
     served = [t for t in probe.depth_times if start <= t <= end]
-    values = [kb for _, kb in rss]
     device = device_name(torch.device(args.device))
     report = {
         "benchmark": "soak_node", "device": device, "node_device": args.device,
@@ -106,11 +106,7 @@ def main() -> int:
         "frames_sent": frames, "depth_received": len(served),
         "input_rate_hz": round(frames / (end - start), 2),
         "output_rate_hz": round(len(served) / (end - start), 3),
-        "rss_kb": {"first": values[0] if values else None,
-                   "last": values[-1] if values else None,
-                   "max": max(values, default=None),
-                   "growth": values[-1] - values[0] if values else None,
-                   "peak": peak, "samples": rss},
+        "rss_kb": {**rss_summary(rss), "peak": peak, "samples": rss},
         "diagnostics_gaps": gaps,
         "node_diagnostics": diag,
         "crashed": crashed, "exit_code": code,
@@ -119,14 +115,30 @@ def main() -> int:
     }
     mb = {k: (v or 0) / 1024 for k, v in report["rss_kb"].items() if k != "samples"}
     print(f"in {report['input_rate_hz']} Hz, out {report['output_rate_hz']} Hz "
-          f"({len(served)}/{frames} frames); RSS first {mb['first']:.0f} MB, last "
-          f"{mb['last']:.0f} MB, max {mb['max']:.0f} MB, growth {mb['growth']:+.1f} MB; "
+          f"({len(served)}/{frames} frames); RSS median {mb['median_first_quarter']:.0f} MB "
+          f"in the first quarter, {mb['median_last_quarter']:.0f} MB in the last (trend "
+          f"{mb['trend']:+.1f} MB), max {mb['max']:.0f} MB; "
           f"diagnostics max gap {gaps['max_gap_s']} s over {gaps['count']}; "
           f"{'CRASHED' if crashed else 'alive'}")
     path = results_path(args, device, "_soak_node")
     write_json(report, path)
     print(f"JSON: {path}")
     return 1 if crashed else 0
+
+
+def rss_summary(samples: list[tuple[float, int]]) -> dict[str, int | None]:
+    """First, last and largest VmRSS sample (kB), and the trend: median of the last quarter
+    of the samples minus that of the first. RSS swings by hundreds of MB with each forward
+    pass (transient buffers), so last - first says little; a leak moves the medians."""
+    values = [kb for _, kb in samples]
+    if not values:
+        return dict.fromkeys(("first", "last", "max", "median_first_quarter",
+                              "median_last_quarter", "trend"))
+    quarter = max(1, len(values) // 4)
+    first, last = statistics.median(values[:quarter]), statistics.median(values[-quarter:])
+    return {"first": values[0], "last": values[-1], "max": max(values),
+            "median_first_quarter": round(first), "median_last_quarter": round(last),
+            "trend": round(last - first)}
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ process that publishes camera messages and collects everything the node publishe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +223,32 @@ class Probe:
 
     def close(self) -> None:
         self.node.destroy_node()
+
+
+@contextlib.contextmanager
+def running_node(log_path: Path, *params: str, warm_up: Any = None,
+                 outputs: tuple[str, ...] = OUTPUTS) -> Iterator[tuple[NodeProcess, Probe | None]]:
+    """rclpy up and the node started; with ``warm_up`` (an Image) also a connected Probe that
+    has received the warm-up frame's depth. Everything is torn down after, the node's log
+    printed (pytest shows it when a test failed)."""
+    import rclpy
+
+    set_ros_env()
+    rclpy.init()
+    proc = NodeProcess(log_path, *params)
+    probe = None if warm_up is None else Probe(outputs=outputs)
+    try:
+        if probe is not None:
+            probe.wait_connected()
+            # A best-effort subscription can miss the first messages after discovery.
+            probe.resend_until_depth(warm_up, timeout=600.0, period=3.0)
+        yield proc, probe
+    finally:
+        if probe is not None:
+            probe.close()
+        proc.stop(signal.SIGKILL)
+        rclpy.try_shutdown()
+        print(proc.log())
 
 
 def image_message(rgb: np.ndarray, sec: int, encoding: str = "rgb8", frame_id: str = "cam_optical",

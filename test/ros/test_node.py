@@ -14,17 +14,14 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 import yaml
 from message_factories import smooth_rgb
 from model_factories import tiny_model
 from ros_harness import (
     CONFIG,
-    NodeProcess,
-    Probe,
     camera_info_message,
     image_message,
-    set_ros_env,
+    running_node,
 )
 
 from depth_pro_ros.io.messages import depth_image_to_array
@@ -38,24 +35,13 @@ W, H = 64, 48
 
 @pytest.fixture(scope="module")
 def node(tiny_checkpoint, tmp_path_factory):
-    set_ros_env()
-    rclpy.init()
-    proc = NodeProcess(tmp_path_factory.mktemp("node") / "node.log",
-                       f"checkpoint:={tiny_checkpoint}", "device:=cpu", "points_rgb:=true")
-    probe = Probe()
-    try:
-        probe.wait_connected()
-        # A best-effort subscription can miss the first message after discovery: resend a
-        # warm-up frame until a depth comes back. Its odd size keeps it out of the focal
-        # EMA of the tests (the EMA restarts when the size changes).
-        warm_up = image_message(smooth_rgb(24, 32), sec=1)
-        probe.resend_until_depth(warm_up, timeout=600.0, period=3.0)
-        yield proc, probe
-    finally:
-        probe.close()
-        proc.stop(signal.SIGKILL)
-        rclpy.try_shutdown()
-        print(proc.log())  # shown by pytest when a test of this module failed
+    # The warm-up frame's odd size keeps it out of the focal EMA of the tests (the EMA
+    # restarts when the size changes).
+    warm_up = image_message(smooth_rgb(24, 32), sec=1)
+    with running_node(tmp_path_factory.mktemp("node") / "node.log",
+                      f"checkpoint:={tiny_checkpoint}", "device:=cpu", "points_rgb:=true",
+                      warm_up=warm_up) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ import signal
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from message_factories import smooth_rgb
 from model_factories import tiny_model
-from ros_harness import NodeProcess, Probe, set_ros_env
+from ros_harness import Probe, running_node
 from sensor_msgs.msg import CompressedImage
 
 from depth_pro_ros.io.messages import depth_image_to_array
@@ -21,18 +20,11 @@ FX = 50.0
 
 @pytest.fixture(scope="module")
 def node(tiny_checkpoint, tmp_path_factory):
-    set_ros_env()
-    rclpy.init()
-    proc = NodeProcess(tmp_path_factory.mktemp("node") / "node.log",
-                       f"checkpoint:={tiny_checkpoint}", "device:=cpu",
-                       "input_transport:=compressed", "focal_source:=fixed",
-                       f"fixed_focal_px:={FX}", "lazy:=true", "publish_points:=false")
-    try:
-        yield proc
-    finally:
-        proc.stop(signal.SIGKILL)
-        rclpy.try_shutdown()
-        print(proc.log())  # shown by pytest when a test of this module failed
+    with running_node(tmp_path_factory.mktemp("node") / "node.log",
+                      f"checkpoint:={tiny_checkpoint}", "device:=cpu",
+                      "input_transport:=compressed", "focal_source:=fixed",
+                      f"fixed_focal_px:={FX}", "lazy:=true", "publish_points:=false") as running:
+        yield running[0]
 
 
 def _compressed(rgb: np.ndarray, fmt: str, sec: int) -> CompressedImage:

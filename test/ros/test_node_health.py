@@ -6,14 +6,12 @@ run in file order over real DDS.
 
 from __future__ import annotations
 
-import signal
 import time
 
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from message_factories import smooth_rgb
-from ros_harness import NodeProcess, Probe, image_message, set_ros_env
+from ros_harness import image_message, running_node
 
 STALL = 8.0  # the node's stall_timeout: well above a CPU forward pass of the tiny model
 _next_sec = iter(range(100, 10_000))
@@ -21,22 +19,12 @@ _next_sec = iter(range(100, 10_000))
 
 @pytest.fixture(scope="module")
 def node(tiny_checkpoint, tmp_path_factory):
-    set_ros_env()
-    rclpy.init()
-    proc = NodeProcess(tmp_path_factory.mktemp("node") / "node.log",
-                       f"checkpoint:={tiny_checkpoint}", "device:=cpu", "focal_source:=fixed",
-                       "fixed_focal_px:=50.0", "publish_points:=false",
-                       f"stall_timeout:={STALL}", "estimate_fov:=true", "output_scale:=0.5")
-    probe = Probe(outputs=("depth", "depth/camera_info"))
-    try:
-        probe.wait_connected()
-        probe.resend_until_depth(_good(), timeout=600.0, period=3.0)
-        yield proc, probe
-    finally:
-        probe.close()
-        proc.stop(signal.SIGKILL)
-        rclpy.try_shutdown()
-        print(proc.log())  # shown by pytest when a test of this module failed
+    with running_node(tmp_path_factory.mktemp("node") / "node.log",
+                      f"checkpoint:={tiny_checkpoint}", "device:=cpu", "focal_source:=fixed",
+                      "fixed_focal_px:=50.0", "publish_points:=false",
+                      f"stall_timeout:={STALL}", "estimate_fov:=true", "output_scale:=0.5",
+                      warm_up=_good(), outputs=("depth", "depth/camera_info")) as running:
+        yield running
 
 
 def _good():
