@@ -52,7 +52,8 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--domain", default="78", help="ROS_DOMAIN_ID of the run")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter (repeatable), e.g. focal_source:=fov_head")
-    p.add_argument("--keep-logs", action="store_true", help="print where the logs are")
+    p.add_argument("--keep-logs", action="store_true",
+                   help="keep the node logs and print where they are")
     return p.parse_args()
 
 
@@ -172,7 +173,7 @@ def main() -> int:
     import rclpy
 
     transports = list(TRANSPORTS) if args.transport == "both" else [args.transport]
-    folder = temp_dir()
+    folder = temp_dir(keep=args.keep_logs)
     checkpoint = tiny_checkpoint(folder, args.config)
     share = -(-args.messages // len(transports))
     t0 = time.monotonic()

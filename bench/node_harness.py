@@ -9,7 +9,9 @@ node in the script that publishes camera messages (`bench/malformed.py`
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -216,6 +218,9 @@ def log_summary(lines: list[str], skip: int = 0) -> dict[str, Any]:
             "traceback": any("Traceback" in line for line in lines)}
 
 
-def temp_dir() -> Path:
-    """A scratch folder for the checkpoint and the node logs."""
-    return Path(tempfile.mkdtemp(prefix="depth_pro_bench_"))
+def temp_dir(keep: bool = False) -> Path:
+    """A scratch folder for the checkpoint and the node logs, removed at exit unless ``keep``."""
+    path = Path(tempfile.mkdtemp(prefix="depth_pro_bench_"))
+    if not keep:
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
