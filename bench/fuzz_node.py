@@ -106,7 +106,6 @@ def fuzz_transport(args: argparse.Namespace, transport: str, cases: int, checkpo
                 valid = gen.valid(transport)
                 sent += send(probe, valid.messages, args.pause_ms)
                 valid_sent += 1
-                recent = []
                 waited = probe.wait_depth(valid.stamp, args.timeout, node)
                 if waited is None:
                     if not node.alive():
@@ -115,6 +114,7 @@ def fuzz_transport(args: argparse.Namespace, transport: str, cases: int, checkpo
                                    "kinds_before": sorted(set(recent))})
                 else:
                     latencies.append(waited)
+                recent = []
         wall = time.monotonic() - start
         probe.spin(2.5)  # a last /diagnostics with the final counts
         after = node.memory_kb()
