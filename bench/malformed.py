@@ -98,7 +98,9 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
             + struct.pack(">I", zlib.crc32(kind + payload)))
 
 
-def _bombs(side: int) -> dict[str, bytes]:
+def header_bombs(side: int) -> dict[str, bytes]:
+    """Payloads by format whose headers declare ``side`` x ``side`` pixels (JPEG: at most
+    65535); keys png, jpeg, tiff, bmp, webp, pnm, pgm_comment."""
     png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side,
                                                                   8, 2, 0, 0, 0))
            + _png_chunk(b"IDAT", bytes(64)))
@@ -141,7 +143,7 @@ class MalformedMessages:
         self._bgr = pic
         self._jpeg = _encode(".jpg", pic, cv2.IMWRITE_JPEG_QUALITY, 90)
         self._png = _encode(".png", pic)
-        self._bombs = _bombs(BOMB_SIDE)
+        self._bombs = header_bombs(BOMB_SIDE)
         # One row of (limit // row + 1) rows: just over the limit, mostly zeros.
         over_h = self.max_input_pixels // VALID_W + 1
         self._over_png = _encode(".png", np.zeros((over_h, VALID_W, 3), np.uint8))

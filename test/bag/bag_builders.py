@@ -152,33 +152,9 @@ def snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
 
 
 # --------------------------------------------------------------------------------------
-# Damaged bags: decompression bombs, corrupt chunks, truncated files, broken databases.
+# Damaged bags: corrupt chunks, truncated files, broken databases (the header bombs come
+# from bench/malformed.py, which the node fuzzing uses too).
 # Each function damages a real bag on disk the way a crash or a bad disk would.
-
-
-def image_bombs() -> dict[str, bytes]:
-    """A few bytes per format whose header declares a 40000x40000 picture (1.6 G pixels,
-    beyond OpenCV's limit of 2^30): PNM, PNG, JPEG and BMP."""
-    import struct
-    import zlib
-
-    def png_chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body))
-
-    png = (b"\x89PNG\r\n\x1a\n"
-           + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0))
-           + png_chunk(b"IDAT", zlib.compress(b"\0" * 16)) + png_chunk(b"IEND", b""))
-    ok, jpg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
-    assert ok
-    jpeg = bytearray(jpg.tobytes())
-    sof = jpeg.find(b"\xff\xc0")  # baseline frame header: length, precision, height, width
-    struct.pack_into(">HH", jpeg, sof + 5, 40000, 40000)
-    bmp = (b"BM" + struct.pack("<IHHI", 70, 0, 0, 54)
-           + struct.pack("<IiiHHIIiiII", 40, 40000, 40000, 1, 24, 0, 0, 0, 0, 0, 0)
-           + bytes(16))
-    return {"pnm": b"P6\n40000 40000\n255\n" + bytes(16), "png": png, "jpeg": bytes(jpeg),
-            "bmp": bmp}
 
 
 def write_mcap_zstd(path: Path, messages: list[Msg]) -> Path:

@@ -20,7 +20,6 @@ from bag_builders import (
     add_mcap_chunk_crcs,
     break_sqlite_overflow_chain,
     compressed_fields,
-    image_bombs,
     mcap_file,
     mcap_records,
     overwrite,
@@ -33,6 +32,7 @@ from bag_builders import (
     write_mcap_zstd,
     write_ros1_bz2,
 )
+from malformed import header_bombs
 
 from depth_pro_ros.bag import BagDataError, BagOptions, process_bag
 from depth_pro_ros.bag.process import _default_typestore
@@ -92,7 +92,7 @@ def _u8(data: bytes):
 @pytest.fixture(scope="module")
 def bomb_bag(tmp_path_factory):
     """Good PNG frames (#0, #2, #5) with a bomb of each format between them."""
-    bombs = image_bombs()
+    bombs = header_bombs(40_000)
     kinds = ["good", "pnm", "good", "png", "jpeg", "good", "bmp"]
     msgs = []
     for i, kind in enumerate(kinds):
