@@ -17,9 +17,16 @@ from depth_pro_ros.engine.pointcloud import (
     record_dtype,
     to_numpy_record,
 )
-from depth_pro_ros.engine.types import DepthResult, EngineConfig, EngineStats, Frame
+from depth_pro_ros.engine.types import (
+    BatchRecord,
+    DepthResult,
+    EngineConfig,
+    EngineStats,
+    Frame,
+)
 
 __all__ = [
+    "BatchRecord",
     "DepthEngine",
     "DepthResult",
     "EngineConfig",

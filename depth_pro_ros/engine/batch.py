@@ -2,12 +2,15 @@
 
 A :class:`Batch` goes through the pipeline's steps (stage, launch, post-process,
 deliver) and collects the tensors in flight; :func:`frame_outputs` decides, per frame,
-which intrinsics the metric conversion uses.
+which intrinsics the metric conversion uses. :func:`batch_key` says which frames may
+share a batch, and :class:`BatchGrouper` forms batches across cameras for offline runs,
+where the grouping must not depend on timing.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import torch
@@ -16,7 +19,58 @@ from depth_pro_ros.engine.focal import FocalSource, Intrinsics
 from depth_pro_ros.engine.types import Frame
 from depth_pro_ros.model import focal_from_fov
 
-__all__ = ["Batch", "FrameOutput", "frame_outputs"]
+__all__ = ["Batch", "BatchGrouper", "FrameOutput", "batch_key", "frame_outputs"]
+
+
+def batch_key(frame: Frame) -> Hashable:
+    """Frames with equal keys (image size and channel order) can run as one batch."""
+    return frame.image.shape[:2], frame.channel_order
+
+
+class BatchGrouper:
+    """Groups frames of equal :func:`batch_key` (whatever their source) into batches.
+
+    :meth:`add` returns a batch when its group reaches ``max_size`` frames, or when the
+    group has waited while ``max_wait`` later frames were added (so a camera that stops
+    does not hold its frames back for long). A frame whose ``source`` changed size
+    releases the group holding that source's earlier frames, so each source's frames
+    reach the engine in their own order (its focal EMA sees them in order).
+    :meth:`flush` returns the open groups, oldest first. The grouping depends only on the
+    order of the frames, never on timing, so an offline run is reproducible.
+    """
+
+    def __init__(self, max_size: int, max_wait: int) -> None:
+        if max_size < 1 or max_wait < 1:
+            raise ValueError(f"need max_size >= 1 and max_wait >= 1, got {max_size}, "
+                             f"{max_wait}")
+        self.max_size, self.max_wait = max_size, max_wait
+        self._open: dict[Hashable, tuple[int, list[Frame]]] = {}  # key -> (opened at, frames)
+        self._key_of: dict[Hashable, Hashable] = {}  # source -> key of its last frame
+        self._added = 0
+
+    @property
+    def held(self) -> int:
+        """Frames waiting in open groups."""
+        return sum(len(frames) for _, frames in self._open.values())
+
+    def add(self, frame: Frame) -> list[list[Frame]]:
+        """Add ``frame``; return the batches that are complete now (oldest first)."""
+        self._added += 1
+        key = batch_key(frame)
+        previous = self._key_of.get(frame.source, key)
+        resized = previous if previous != key else None
+        self._key_of[frame.source] = key
+        self._open.setdefault(key, (self._added, []))[1].append(frame)
+        ready = [k for k, (at, group) in self._open.items()
+                 if k == resized or len(group) >= self.max_size
+                 or self._added - at >= self.max_wait]
+        return [self._open.pop(k)[1] for k in ready]
+
+    def flush(self) -> list[list[Frame]]:
+        """Every open group, oldest first; the grouper is empty afterwards."""
+        groups = [frames for _, frames in self._open.values()]
+        self._open.clear()
+        return groups
 
 
 @dataclass
@@ -49,9 +103,9 @@ class Batch:
     cpu_ms: dict[str, float] = field(default_factory=dict)  # stage timings off CUDA
 
     @classmethod
-    def from_queue(cls, queued: list[tuple[Frame, float]]) -> Batch:
-        """A batch of ``(frame, submit time)`` pairs taken from the engine's inbox."""
-        return cls([f for f, _ in queued], [t for _, t in queued], time.perf_counter())
+    def from_queue(cls, queued: list[tuple]) -> Batch:
+        """A batch of ``(frame, submit time, ...)`` entries taken from the engine's inbox."""
+        return cls([q[0] for q in queued], [q[1] for q in queued], time.perf_counter())
 
 
 def frame_outputs(frames: list[Frame], fov_host: torch.Tensor | None) -> list[FrameOutput]:

@@ -13,6 +13,15 @@ post-processing before it waits for N, so the GPU never idles on uploads or Pyth
 Elsewhere the same steps run one after the other. The CUDA buffers, events and graph
 replay live in :mod:`~depth_pro_ros.engine.cuda_buffers`; a batch's bookkeeping and each
 frame's focal choice in :mod:`~depth_pro_ros.engine.batch`.
+
+Several cameras share one engine through ``Frame.source``. With policy ``latest`` each
+source has one waiting slot: a new frame replaces only its own source's waiting frame,
+so a fast camera never pushes a slow one's frames out. When the worker is free it
+serves the sources in turn (round robin: the first source with a waiting frame after the
+one served last leads the batch) and adds the waiting frames of the other sources that
+have the leader's size and channel order, up to ``batch_size``. It never waits for a
+batch to fill: a batch holds what is waiting when the worker gets to it, so a lone
+camera sees no extra latency, and cameras of different sizes take turns.
 """
 
 from __future__ import annotations
@@ -22,13 +31,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from contextlib import nullcontext
 
 import numpy as np
 import torch
 
-from depth_pro_ros.engine.batch import Batch, frame_outputs
+from depth_pro_ros.engine.batch import Batch, batch_key, frame_outputs
 from depth_pro_ros.engine.cuda_buffers import (
     GraphedNetwork,
     PinnedSlots,
@@ -38,13 +47,21 @@ from depth_pro_ros.engine.cuda_buffers import (
 )
 from depth_pro_ros.engine.pointcloud import depth_to_points, pack_words, words_to_record
 from depth_pro_ros.engine.preprocess import prepare_input, rgb_at_size
-from depth_pro_ros.engine.types import DepthResult, EngineConfig, EngineStats, Frame
+from depth_pro_ros.engine.types import (
+    BatchRecord,
+    DepthResult,
+    EngineConfig,
+    EngineStats,
+    Frame,
+)
 from depth_pro_ros.model import DepthPro
 from depth_pro_ros.model.inference import metric_depth
 
 _log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[DepthResult], None]
+# A waiting frame: (frame, perf_counter() at submit, submit_batch group or None).
+_Queued = tuple[Frame, float, "int | None"]
 
 
 class DepthEngine:
@@ -71,7 +88,12 @@ class DepthEngine:
         self.stats = EngineStats()
 
         self._lock = threading.Condition()
-        self._inbox: deque[tuple[Frame, float]] = deque()
+        self._inbox: deque[_Queued] = deque()  # policy "all", in submission order
+        # Policy "latest": the waiting frame of each source, and the sources' turn order.
+        self._latest: dict[Hashable, _Queued] = {}
+        self._sources: dict[Hashable, None] = {}
+        self._turn = 0
+        self._groups = 0  # submit_batch calls so far
         self._results: deque[DepthResult] = deque()
         self._in_flight = 0
         self._closing = False
@@ -84,24 +106,29 @@ class DepthEngine:
 
     # ----------------------------------------------------------------- public API
     def submit(self, frame: Frame, timeout: float | None = None) -> bool:
-        """Queue ``frame``; see :class:`EngineConfig` ``policy`` for what happens when busy."""
+        """Queue ``frame``; see :class:`EngineConfig` ``policy`` for what happens when busy
+        (policy ``latest`` never blocks; ``all`` waits up to ``timeout`` for room and
+        returns False when there is none)."""
         frame.validate()
         now = time.perf_counter()
         with self._lock:
             if self._closing:
                 raise RuntimeError("the engine is closed")
             if self.config.policy == "latest":
-                while self._inbox:  # keep only the newest frame waiting
-                    self._inbox.popleft()
-                    self.stats.dropped += 1
+                if self._latest.pop(frame.source, None) is not None:
+                    self.stats.dropped += 1  # replaced: keep only the newest of a source
+                    self.stats.dropped_by_source[frame.source] += 1
                     self._in_flight -= 1
-            elif not self._lock.wait_for(
-                lambda: len(self._inbox) < self.config.queue_size or self._closing, timeout
-            ):
-                return False
-            if self._closing:  # closed while this call waited for room
-                raise RuntimeError("the engine is closed")
-            self._inbox.append((frame, now))
+                self._sources.setdefault(frame.source)
+                self._latest[frame.source] = (frame, now, None)
+            else:
+                if not self._lock.wait_for(
+                    lambda: len(self._inbox) < self.config.queue_size or self._closing, timeout
+                ):
+                    return False
+                if self._closing:  # closed while this call waited for room
+                    raise RuntimeError("the engine is closed")
+                self._inbox.append((frame, now, None))
             self.stats.submitted += 1
             self._in_flight += 1
             self._lock.notify_all()
@@ -123,7 +150,8 @@ class DepthEngine:
                 return False
             if self._closing:
                 raise RuntimeError("the engine is closed")
-            self._inbox.extend((frame, now) for frame in frames)
+            self._groups += 1
+            self._inbox.extend((frame, now, self._groups) for frame in frames)
             self.stats.submitted += len(frames)
             self._in_flight += len(frames)
             self._lock.notify_all()
@@ -133,7 +161,7 @@ class DepthEngine:
     def waiting(self) -> int:
         """Frames submitted but not yet taken by the worker."""
         with self._lock:
-            return len(self._inbox)
+            return len(self._inbox) + len(self._latest)
 
     def get(self, timeout: float | None = None) -> DepthResult | None:
         """Next result (only when no ``on_result`` callback was given); None on timeout."""
@@ -186,24 +214,43 @@ class DepthEngine:
         self.close()
 
     # ----------------------------------------------------------------- worker
-    def _take_batch(self, block: bool) -> list[tuple[Frame, float]] | None:
+    def _take_batch(self, block: bool) -> list[_Queued] | None:
         with self._lock:
             if block:
-                self._lock.wait_for(lambda: self._inbox or self._closing)
+                self._lock.wait_for(lambda: self._inbox or self._latest or self._closing)
+            if self._latest:
+                return self._take_turn()
             if not self._inbox:
                 return None
             batch = [self._inbox.popleft()]
-            first = batch[0][0]
+            key, group = batch_key(batch[0][0]), batch[0][2]
+            # Frames of one submit_batch call run together and with no others.
             while (
-                self.config.policy == "all"
-                and len(batch) < self.config.batch_size
+                len(batch) < self.config.batch_size
                 and self._inbox
-                and self._inbox[0][0].image.shape == first.image.shape
-                and self._inbox[0][0].channel_order == first.channel_order
+                and self._inbox[0][2] == group
+                and batch_key(self._inbox[0][0]) == key
             ):
                 batch.append(self._inbox.popleft())
             self._lock.notify_all()  # room in the inbox for a blocked submit
             return batch
+
+    def _take_turn(self) -> list[_Queued]:
+        """Policy "latest": the next source in turn with a waiting frame, plus the waiting
+        frames of the sources after it that share its batch key (caller holds the lock)."""
+        sources = list(self._sources)
+        turn = [sources[(self._turn + i) % len(sources)] for i in range(len(sources))]
+        ready = [s for s in turn if s in self._latest]
+        leader = ready[0]
+        batch = [self._latest.pop(leader)]
+        key = batch_key(batch[0][0])
+        for source in ready[1:]:
+            if len(batch) >= self.config.batch_size:
+                break
+            if batch_key(self._latest[source][0]) == key:
+                batch.append(self._latest.pop(source))
+        self._turn = sources.index(leader) + 1  # not mod len: a new source is next
+        return batch
 
     def _run(self) -> None:
         pending: Batch | None = None
@@ -334,6 +381,10 @@ class DepthEngine:
             timings = gpu_stage_ms(work.events)
         else:
             timings = dict(work.cpu_ms)
+        size = len(work.frames)
+        with self._lock:
+            self.stats.batch_sizes[size] += 1
+            self.stats.recent_batches.append(BatchRecord(size, dict(timings)))
         now = time.perf_counter()
         for frame, submitted, out in zip(work.frames, work.submitted, work.outputs):
             result = DepthResult(
@@ -343,6 +394,7 @@ class DepthEngine:
                 fov_deg=out.fov_deg,
                 focal_estimate_px=out.focal_estimate_px,
                 error=out.error,
+                batch_size=size,
                 timings_ms={
                     **timings,
                     "queue": 1e3 * (work.started - submitted),

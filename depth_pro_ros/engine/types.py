@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +22,12 @@ class EngineConfig:
 
     device: str | None = None
     precision: str = "auto"  # see resolve_precision: fp16 on CUDA, fp32 on the CPU
-    policy: str = "latest"  # "latest": keep only the newest waiting frame; "all": every frame
+    # "latest": keep only the newest waiting frame of each source; "all": every frame
+    policy: str = "latest"
     queue_size: int = 4  # frames waiting before ``submit`` blocks (policy "all")
-    batch_size: int = 1  # frames of equal size run as one batch (policy "all")
+    # Frames of equal size run as one batch: policy "all" consecutive frames, policy
+    # "latest" the waiting frames of different sources.
+    batch_size: int = 1
     overlap: bool = True  # CUDA: preprocess frame N+1 on a copy stream while N runs
     compile: bool = False  # torch.compile the network
     cuda_graphs: bool = False  # replay the fixed-shape network as a CUDA graph
@@ -64,7 +68,9 @@ class Frame:
     height)`` (e.g. ``FocalTracker.observe_estimate``) turns the raw estimate into the
     intrinsics used, or None to reject it; it is called on the worker thread in frame
     order. ``focal_source`` says where known ``intrinsics`` come from (``CAMERA_INFO``
-    or ``FIXED``); the result reports it. ``meta`` is passed through.
+    or ``FIXED``); the result reports it. ``meta`` is passed through. ``source`` names
+    the camera the frame comes from: with policy ``latest`` a new frame replaces only the
+    waiting frame of its own source, and sources take turns (see :class:`DepthEngine`).
     """
 
     image: np.ndarray
@@ -74,6 +80,7 @@ class Frame:
     meta: Any = None
     focal_filter: Callable[[float, int, int], Intrinsics | None] | None = None
     focal_source: FocalSource = FocalSource.CAMERA_INFO
+    source: Hashable = None
 
     def validate(self) -> None:
         img = self.image
@@ -113,16 +120,35 @@ class DepthResult:
     points_shape: tuple[int, int] | None = None  # (height, width) of the organized cloud
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    batch_size: int = 1  # frames that ran through the network together with this one
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
+#: Batches whose timings :class:`EngineStats` keeps.
+RECENT_BATCHES = 64
+
+
+@dataclass
+class BatchRecord:
+    """One batch that went through the network: its size and stage timings (ms)."""
+
+    size: int
+    timings_ms: dict[str, float]
+
+
 @dataclass
 class EngineStats:
+    """Counters of an engine (updated by its worker; read them as a snapshot)."""
+
     submitted: int = 0
     processed: int = 0
     dropped: int = 0  # replaced by a newer frame before processing (policy "latest")
     failed: int = 0
     callback_errors: int = 0  # exceptions raised by the on_result callback
+    dropped_by_source: Counter = field(default_factory=Counter)  # ``Frame.source`` -> count
+    batch_sizes: Counter = field(default_factory=Counter)  # frames per batch -> batches
+    # The last RECENT_BATCHES batches (GPU stage times on CUDA, CPU times elsewhere).
+    recent_batches: deque = field(default_factory=lambda: deque(maxlen=RECENT_BATCHES))
