@@ -129,7 +129,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help=_PRECISION_HELP)
     p.add_argument(
         "--batch-size", type=_positive_int, default=None, metavar="N",
-        help="frames of equal size run as one batch (default: 4 on CUDA, 1 on the CPU)",
+        help="images of equal size (in a bag: from any of its cameras) run as one batch "
+        "(default: 4 on CUDA, 1 on the CPU)",
     )
 
 

@@ -4,9 +4,11 @@ One pass over the input in log-time order. Images go through the same
 :class:`~depth_pro_ros.stream.CameraStream` as in the node (CameraInfo paired by stamp,
 EMA of the FoV estimate otherwise) into the engine with policy ``all``; the engine
 returns results in submission order, and a small reorder queue writes each frame's
-outputs and the copied messages around it in log-time order. Frames are submitted in
-fixed groups of equal size (``submit_batch``), so the same input, checkpoint, device,
-precision and batch size always give identical depth.
+outputs and the copied messages around it in log-time order. Frames of equal size from
+any of the cameras are grouped by :class:`~depth_pro_ros.engine.batch.BatchGrouper` and
+submitted as one batch (``submit_batch``); the grouping depends only on the order of
+the messages, so the same input, checkpoint, device, precision and batch size always
+give identical depth.
 """
 
 from __future__ import annotations
@@ -99,10 +101,13 @@ class _Run:
         self.opts, self.reader, self.cameras, self.out = opts, reader, cameras, out
         self.engine, self.summary, self.report = engine, summary, report
         self.streams = streams
+        from depth_pro_ros.engine.batch import BatchGrouper
+
         self.pending: deque[Any] = deque()
-        self.group: list[Any] = []
         self.outstanding = 0
-        self.batch = engine.config.batch_size
+        # A camera's frames wait for a full batch at most while every camera adds a batch.
+        batch = engine.config.batch_size
+        self.grouper = BatchGrouper(batch, max_wait=batch * len(cameras))
         self.progress: Callable[[], None] = lambda: None
         self.connections: list[dict[str, Any]] = []
         wanted = ["depth", "depth/camera_info"]
@@ -143,14 +148,11 @@ class _Run:
                                 f"({'; '.join(warnings)}); the frame is used")
         assert frame is not None  # hold_unpaired is off
         stats.last_width = frame.image.shape[1]
-        key = (frame.image.shape, frame.channel_order)
-        if self.group and (self.group[0].image.shape, self.group[0].channel_order) != key:
-            self.submit_group()
+        frame.source = cam_index
         self.pending.append(slot)
         self.outstanding += 1
-        self.group.append(frame)
-        if len(self.group) >= self.batch:
-            self.submit_group()
+        for group in self.grouper.add(frame):
+            self.submit(group)
 
     def copy(self, conn: Any, log_time: int, raw: Any, connmap: dict, convmap: dict) -> None:
         item = (connmap[(conn.id, conn.owner)], log_time, convmap[conn.msgtype](raw))
@@ -173,12 +175,9 @@ class _Run:
             self.report(f"skipped {where}: {text}{more}")
         self.progress()
 
-    def submit_group(self) -> None:
-        if not self.group:
-            return
-        while not self.engine.submit_batch(self.group, timeout=0.2):
+    def submit(self, group: list[Any]) -> None:
+        while not self.engine.submit_batch(group, timeout=0.2):
             self.collect()
-        self.group = []
         self.collect()
 
     def collect(self, timeout: float = 0.0) -> None:
@@ -200,7 +199,8 @@ class _Run:
             self.pending.popleft()
 
     def finish(self) -> None:
-        self.submit_group()
+        for group in self.grouper.flush():
+            self.submit(group)
         while self.outstanding:
             self.collect(timeout=0.5)
         self.flush()
@@ -337,6 +337,7 @@ def process_bag(
                         run.image(cam_index, indices[cam_index], conn, log_time, raw)
                         indices[cam_index] += 1
                 run.finish()
+                summary.batch_sizes = dict(engine.stats.batch_sizes)
                 summary.process_seconds = time.perf_counter() - t_loop
                 summary.host_cpu_seconds = time.thread_time() - cpu_loop
                 for stream, stats in zip(streams, summary.cameras):

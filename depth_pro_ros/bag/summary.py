@@ -38,6 +38,7 @@ class BagSummary:
     wall_seconds: float = 0.0  # everything
     recovery: str | None = None  # how a truncated / unindexed input was recovered
     damaged: list[str] = field(default_factory=list)  # damaged chunks skipped, one line each
+    batch_sizes: dict[int, int] = field(default_factory=dict)  # frames per batch -> batches
 
     @property
     def frames_in(self) -> int:
@@ -69,7 +70,7 @@ class BagSummary:
             "process_seconds": self.process_seconds, "wall_seconds": self.wall_seconds,
             "host_cpu_seconds": self.host_cpu_seconds,
             "recovery": self.recovery, "damaged": list(self.damaged),
-            "frames_per_second": self.fps,
+            "frames_per_second": self.fps, "batch_sizes": dict(self.batch_sizes),
             "cameras": [
                 {"image_topic": c.image_topic, "camera_info_topic": c.info_topic,
                  "frames_in": c.frames_in, "frames_out": c.frames_out,
@@ -115,6 +116,9 @@ class BagSummary:
                 text += (f"; FoV estimate EMA {state['ema_px']:.1f} px at width "
                          f"{c.last_width} ({state['estimates']} estimates)")
             lines.append(f"  {c.namespace or '/'}: {text}")
+        if self.batch_sizes:
+            lines.append("  batches:      " + ", ".join(
+                f"{count} of {size}" for size, count in sorted(self.batch_sizes.items())))
         lines.append(f"  copied:       {self.copied} message(s)")
         lines.append(f"  wall time:    {self.wall_seconds:.1f} s (model load "
                      f"{self.load_seconds:.1f} s, bag pass {self.process_seconds:.1f} s)")
