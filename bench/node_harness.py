@@ -138,7 +138,7 @@ class BenchProbe:
 
     def _on_diag(self, msg: Any) -> None:
         for status in msg.status:
-            if status.name.startswith(NODE_NAME):
+            if status.name == f"{NODE_NAME}: depth":  # the camera's, not the engine's
                 stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
                 values = {kv.key: kv.value for kv in status.values}
                 values["_message"] = status.message

@@ -1,7 +1,9 @@
-"""Start depth_pro_node for one camera.
+"""Start depth_pro_node for one camera, or for several with one loaded model.
 
 ros2 launch depth_pro_ros depth.launch.py checkpoint:=/path/depth_pro.pt \
     image_topic:=/camera/image_raw
+ros2 launch depth_pro_ros depth.launch.py checkpoint:=/path/depth_pro.pt \
+    namespace:=/robot cameras:="[front, left, right]"
 """
 
 import os
@@ -17,6 +19,10 @@ ARGUMENTS = (
     ("image_topic", "image", "Input image topic; with use_compressed, the base topic whose "
      "/compressed is read"),
     ("camera_info_topic", "camera_info", "Input sensor_msgs/CameraInfo topic"),
+    ("cameras", "[]", "Cameras served by one node and model, e.g. \"[front, left]\": camera "
+     "NAME reads <namespace>/NAME/image and NAME/camera_info and publishes NAME/depth, "
+     "NAME/depth/camera_info, NAME/points and NAME/depth/colorized (image_topic and "
+     "camera_info_topic then do not apply); empty: one camera"),
     ("checkpoint", os.path.join(os.path.expanduser("~"), ".cache", "depth_pro_ros",
                                 "depth_pro.pt"),
      "Depth Pro weights: depth_pro.pt or an apple/DepthPro-hf folder"),
@@ -49,6 +55,7 @@ def generate_launch_description() -> LaunchDescription:
                 "device": LaunchConfiguration("device"),
                 "precision": LaunchConfiguration("precision"),
                 "input_transport": transport,
+                "cameras": LaunchConfiguration("cameras"),
             },
         ],
         remappings=[

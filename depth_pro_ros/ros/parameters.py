@@ -10,6 +10,7 @@ parameter, both at start-up and when a parameter is changed at runtime.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,17 +25,25 @@ from depth_pro_ros.stream import CAMERA_INFO_SYNC, FocalSettings, OutputOptions
 
 __all__ = ["PARAMETERS", "ParamSpec", "NodeSettings", "descriptor", "settings_from"]
 
+#: A camera name: relative ROS name tokens (letters, digits, underscores), '/'-separated.
+_CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
+
 
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
-    default: Any
+    default: Any  # a tuple declares a string array
     description: str
     choices: tuple[str, ...] = ()
     low: float | None = None  # inclusive range, shown to `ros2 param describe`
     high: float | None = None
     read_only: bool = False
     constraint: str = ""  # shown where a range cannot say it (open bounds)
+
+    @property
+    def value(self) -> Any:
+        """The default as ROS and YAML hold it (a string array as a list)."""
+        return list(self.default) if isinstance(self.default, tuple) else self.default
 
 
 # Defaults of the settings the node shares with the bag tool and the engine live with
@@ -53,6 +62,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("compile", False, "torch.compile the network (slow first frames, faster "
               "afterwards)", read_only=True),
+    ParamSpec("cameras", (), "Camera names served by this one node and model; empty: one "
+              "camera on 'image' / 'camera_info' with outputs 'depth' ...; NAME: inputs "
+              "'NAME/image' / 'NAME/camera_info', outputs 'NAME/depth' ...", read_only=True),
+    ParamSpec("max_batch_size", 0, "Most frames of equal size from different cameras run "
+              "as one batch; 0 = the number of cameras", low=0, high=64),
     ParamSpec("input_transport", "raw", "raw: subscribe to 'image' (sensor_msgs/Image); "
               "compressed: to 'image/compressed' (jpeg/png)", choices=("raw", "compressed"),
               read_only=True),
@@ -132,10 +146,15 @@ class NodeSettings:
     engine: EngineConfig
 
     @property
+    def cameras(self) -> tuple[str, ...]:
+        """The camera names; ``("",)`` for the single camera on the node's own topics."""
+        return tuple(self.values["cameras"]) or ("",)
+
+    @property
     def engine_changes(self) -> dict[str, Any]:
         """Engine settings that may change while running (see DepthEngine.reconfigure)."""
         e = self.engine
-        return {"output_scale": e.output_scale, "points": e.points,
+        return {"batch_size": e.batch_size, "output_scale": e.output_scale, "points": e.points,
                 "points_decimation": e.points_decimation,
                 "points_rgb": e.points_rgb, "min_depth": e.min_depth, "max_depth": e.max_depth}
 
@@ -143,6 +162,8 @@ class NodeSettings:
 def _check(values: Mapping[str, Any]) -> None:
     for name, value in values.items():
         spec = _SPECS[name]
+        if isinstance(spec.default, tuple):
+            continue  # string arrays are checked where they are parsed
         if spec.choices and value not in spec.choices:
             raise ValueError(f"parameter '{name}' must be one of {', '.join(spec.choices)}, "
                              f"got {value!r}")
@@ -160,8 +181,8 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
     Raises:
         ValueError: naming the parameter and the reason.
     """
-    _check(values)
-    v = values
+    v = {**values, "cameras": _camera_names(values["cameras"])}
+    _check(v)
     if not str(v["checkpoint"]).strip():
         raise ValueError("parameter 'checkpoint' is required: the path of depth_pro.pt "
                          "(or an apple/DepthPro-hf folder)")
@@ -184,11 +205,26 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
         engine = EngineConfig(
             device=v["device"] or None,
             precision=precision,  # "auto" is resolved with the device by create_engine
-            policy="latest", compile=bool(v["compile"]), output_scale=float(v["output_scale"]),
+            policy="latest", batch_size=int(v["max_batch_size"]) or max(1, len(v["cameras"])),
+            compile=bool(v["compile"]), output_scale=float(v["output_scale"]),
             points=bool(v["publish_points"]),
             points_decimation=int(v["points_decimation"]), points_rgb=bool(v["points_rgb"]),
             min_depth=float(v["min_depth"]), max_depth=float(v["max_depth"]),
         )
     except ValueError as exc:
         raise ValueError(f"invalid parameters: {exc}") from None
-    return NodeSettings(dict(values), focal, outputs, engine)
+    return NodeSettings(v, focal, outputs, engine)
+
+
+def _camera_names(names: Any) -> tuple[str, ...]:
+    """The ``cameras`` value as a tuple of unique, valid names (None: no cameras)."""
+    names = tuple(names or ())
+    for name in names:
+        if not isinstance(name, str) or not _CAMERA_NAME.fullmatch(name):
+            raise ValueError(f"parameter 'cameras': {name!r} is not a relative topic name "
+                             "(letters, digits and underscores, '/' between parts, e.g. "
+                             "'front' or 'rig/left')")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"parameter 'cameras' names {', '.join(duplicates)} more than once")
+    return names

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from depth_pro_ros.model.weights import DEFAULT_CHECKPOINT
 
@@ -118,6 +119,9 @@ def test_parameter_arguments_set_real_node_parameters_with_the_nodes_defaults(
                 # The node has no default weights; the launch file supplies the same
                 # default path as the depth-pro-ros command.
                 assert launch.default(argument) == str(DEFAULT_CHECKPOINT.expanduser())
+            elif isinstance(spec.default, tuple):
+                # launch reads a list argument ("[front, left]") as YAML.
+                assert yaml.safe_load(launch.default(argument)) == spec.value
             else:
                 assert launch.default(argument) == spec.default, parameter
             for choice in spec.choices:  # a user sees every accepted value

@@ -248,7 +248,7 @@ def test_config_file_lists_exactly_the_declared_parameters(node):
     _, probe = node
     config = yaml.safe_load(CONFIG.read_text())["/**"]["ros__parameters"]
     assert list(config) == [spec.name for spec in PARAMETERS]
-    assert {spec.name: spec.default for spec in PARAMETERS} == config
+    assert {spec.name: spec.value for spec in PARAMETERS} == config
     rclpy_own = {"use_sim_time", "start_type_description_service"}
     declared = {n for n in probe.list_parameters(NODE)
                 if not n.startswith("qos_overrides.") and n not in rclpy_own}

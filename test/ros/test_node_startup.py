@@ -15,8 +15,12 @@ from ros_harness import NodeProcess
     (("fixed_focal_px:=500",), "parameter 'fixed_focal_px' must be a float"),
     (("focal_source:=fixed",), "focal_source 'fixed' needs fixed_focal_px > 0"),
     (("device:=tpu",), "parameter 'device': invalid device 'tpu'"),
+    (("cameras:=[front, front]",), "parameter 'cameras' names front more than once"),
+    (("cameras:=[front, /rear]",), "parameter 'cameras': '/rear' is not a relative topic"),
+    (("cameras:=front",), "parameter 'cameras' must be a list of strings (e.g. [front, left])"),
 ], ids=["no_checkpoint", "missing_file", "alpha_zero", "decimation_zero", "int_for_float",
-        "fixed_without_focal", "bad_device"])
+        "fixed_without_focal", "bad_device", "duplicate_camera", "absolute_camera",
+        "camera_not_a_list"])
 def test_bad_startup_parameters_exit_with_the_reason(tiny_checkpoint, tmp_path, params, message):
     if params and not params[0].startswith("checkpoint"):
         params = (f"checkpoint:={tiny_checkpoint}", *params)

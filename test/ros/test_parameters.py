@@ -12,7 +12,7 @@ import yaml
 from depth_pro_ros.ros.parameters import PARAMETERS, descriptor, settings_from
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULTS = {spec.name: spec.default for spec in PARAMETERS}
+DEFAULTS = {spec.name: spec.value for spec in PARAMETERS}
 
 
 def _values(**changes):
@@ -59,6 +59,10 @@ def test_defaults_build_settings():
     ({"min_depth": 5.0, "max_depth": 5.0}, "'max_depth' (5.0) must exceed 'min_depth'"),
     ({"colorize_min": 5.0, "colorize_max": 2.0}, "colorize_max (2.0) must exceed"),
     ({"depth_encoding": "mono8"}, "'depth_encoding' must be one of 32FC1, 16UC1"),
+    ({"cameras": ["front", "/abs"]}, "'/abs' is not a relative topic name"),
+    ({"cameras": ["front", ""]}, "'' is not a relative topic name"),
+    ({"cameras": ["rig/left", "front", "rig/left"]}, "names rig/left more than once"),
+    ({"max_batch_size": -1}, "'max_batch_size' must be in [0, 64]"),
 ])
 def test_invalid_values_are_rejected_naming_the_parameter(changes, message):
     with pytest.raises(ValueError) as info:
@@ -79,3 +83,16 @@ def test_descriptors_carry_description_range_and_read_only():
     assert (rng.from_value, rng.to_value) == (0.01, 3600.0)
     (irng,) = by_name["points_decimation"].integer_range
     assert (irng.from_value, irng.to_value, irng.step) == (1, 64, 1)
+
+
+@pytest.mark.parametrize(("cameras", "max_batch", "expected_names", "expected_batch"), [
+    ([], 0, ("",), 1),  # one camera on the node's own topics
+    (None, 0, ("",), 1),  # ROS leaves an empty string array unset
+    (["front", "left", "rig/rear"], 0, ("front", "left", "rig/rear"), 3),
+    (["front", "left"], 1, ("front", "left"), 1),
+])
+def test_cameras_and_the_batch_size(cameras, max_batch, expected_names, expected_batch):
+    settings = settings_from(_values(cameras=cameras, max_batch_size=max_batch))
+    assert settings.cameras == expected_names
+    assert settings.engine.batch_size == expected_batch
+    assert settings.engine_changes["batch_size"] == expected_batch
