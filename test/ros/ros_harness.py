@@ -31,6 +31,7 @@ ROS_ENV = {
     "RCUTILS_COLORIZED_OUTPUT": "0",
 }
 OUTPUTS = ("depth", "depth/camera_info", "points", "depth/colorized")
+CAMERA_OUTPUTS = ("depth", "depth/camera_info")  # recorded per camera by CameraProbe
 NAMESPACE = "/cam"
 WAIT = 90.0  # seconds: a node start plus a CPU forward pass on a loaded CI machine
 
@@ -223,6 +224,65 @@ class Probe:
 
     def close(self) -> None:
         self.node.destroy_node()
+
+
+class CameraProbe(Probe):
+    """A Probe that talks to the topics of the node's ``cameras`` (``<ns>/NAME/...``):
+    publishes their images (``compressed``: on ``NAME/image/compressed``) and CameraInfo,
+    and records their depth and depth/camera_info."""
+
+    def __init__(self, cameras: tuple[str, ...], compressed: bool = False) -> None:
+        from rclpy.qos import QoSProfile
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+        super().__init__(outputs=())
+        qos = QoSProfile(depth=100)
+        node = self.node
+        image_cls, image = (CompressedImage, "image/compressed") if compressed \
+            else (Image, "image")
+        self.image_pubs = {c: node.create_publisher(image_cls, f"{NAMESPACE}/{c}/{image}", qos)
+                           for c in cameras}
+        self.info_pubs = {c: node.create_publisher(CameraInfo, f"{NAMESPACE}/{c}/camera_info",
+                                                   qos) for c in cameras}
+        self.got: dict[str, dict[str, list[Any]]] = {c: {t: [] for t in CAMERA_OUTPUTS}
+                                                     for c in cameras}
+        types = {"depth": Image, "depth/camera_info": CameraInfo}
+        self._subs = [node.create_subscription(
+            types[t], f"{NAMESPACE}/{c}/{t}", lambda m, c=c, t=t: self.got[c][t].append(m), qos)
+            for c in cameras for t in CAMERA_OUTPUTS]
+
+    def wait_connected(self, compressed: bool = False, timeout: float = WAIT) -> None:
+        self.spin_until(
+            lambda: all(p.get_subscription_count() for p in self.image_pubs.values())
+            and all(s.get_publisher_count() for s in self._subs),
+            timeout, "discovery of the cameras' topics")
+
+    def output(self, camera: str, image: Any, timeout: float = WAIT) -> dict[str, Any]:
+        """Wait for ``camera``'s depth and depth/camera_info stamped like ``image``."""
+        stamp = image.header.stamp
+
+        def matching(topic: str) -> list[Any]:
+            return [m for m in self.got[camera][topic] if m.header.stamp == stamp]
+
+        self.spin_until(lambda: all(matching(t) for t in CAMERA_OUTPUTS), timeout,
+                        f"{camera} outputs stamped {stamp.sec}")
+        return {t: matching(t)[-1] for t in CAMERA_OUTPUTS}
+
+    def statuses(self, timeout: float = 10.0) -> dict[str, dict[str, str]]:
+        """Status name -> key-values of a /diagnostics message published after this call."""
+        seen = len(self.diagnostics)
+        self.spin_until(lambda: len(self.diagnostics) > seen + 1, timeout, "/diagnostics")
+        return {s.name: {"_level": s.level, "_message": s.message,
+                         **{kv.key: kv.value for kv in s.values}}
+                for s in self.diagnostics[-1].status}
+
+    def warm_up(self, camera: str, message: Any) -> None:
+        """Publish ``message`` to ``camera`` every 3 s until its depth comes (best effort
+        may lose the first messages after discovery)."""
+        stamp = message.header.stamp
+        self.spin_until(lambda: self.image_pubs[camera].publish(message) or any(
+            m.header.stamp == stamp for m in self.got[camera]["depth"]),
+            600.0, f"{camera} warm-up depth", period=3.0)
 
 
 @contextlib.contextmanager

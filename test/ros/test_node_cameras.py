@@ -10,13 +10,19 @@ on the same weights, with the camera's own focal. The tests run in file order.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import pytest
 from message_factories import smooth_rgb
 from model_factories import tiny_model
-from ros_harness import NAMESPACE, WAIT, Probe, camera_info_message, image_message, running_node
+from ros_harness import (
+    NAMESPACE,
+    WAIT,
+    CameraProbe,
+    camera_info_message,
+    image_message,
+    running_node,
+)
 
 from depth_pro_ros.io.messages import depth_image_to_array
 from depth_pro_ros.model import infer
@@ -31,55 +37,7 @@ EMA_ALPHA = 0.3
 # ran in a batch is compared with the single-frame reference to this relative tolerance
 # (test/engine/test_sources.py measures the difference).
 BATCH_RTOL = 1e-4
-OUTPUTS = ("depth", "depth/camera_info")
 _next_sec = iter(range(100, 100_000))
-
-
-class CameraProbe(Probe):
-    """A Probe that talks to each camera's topics (``<ns>/NAME/...``)."""
-
-    def __init__(self) -> None:
-        from rclpy.qos import QoSProfile
-        from sensor_msgs.msg import CameraInfo, Image
-
-        super().__init__(outputs=())
-        qos = QoSProfile(depth=100)
-        node = self.node
-        self.image_pubs = {c: node.create_publisher(Image, f"{NAMESPACE}/{c}/image", qos)
-                           for c in CAMERAS}
-        self.info_pubs = {c: node.create_publisher(CameraInfo, f"{NAMESPACE}/{c}/camera_info",
-                                                   qos) for c in CAMERAS}
-        self.got: dict[str, dict[str, list[Any]]] = {c: {t: [] for t in OUTPUTS}
-                                                     for c in CAMERAS}
-        types = {"depth": Image, "depth/camera_info": CameraInfo}
-        self._subs = [node.create_subscription(
-            types[t], f"{NAMESPACE}/{c}/{t}", lambda m, c=c, t=t: self.got[c][t].append(m), qos)
-            for c in CAMERAS for t in OUTPUTS]
-
-    def wait_connected(self, compressed: bool = False, timeout: float = WAIT) -> None:
-        self.spin_until(
-            lambda: all(p.get_subscription_count() for p in self.image_pubs.values())
-            and all(s.get_publisher_count() for s in self._subs),
-            timeout, "discovery of the cameras' topics")
-
-    def output(self, camera: str, image: Any, timeout: float = WAIT) -> dict[str, Any]:
-        """Wait for ``camera``'s depth and depth/camera_info stamped like ``image``."""
-        stamp = image.header.stamp
-
-        def matching(topic: str) -> list[Any]:
-            return [m for m in self.got[camera][topic] if m.header.stamp == stamp]
-
-        self.spin_until(lambda: all(matching(t) for t in OUTPUTS), timeout,
-                        f"{camera} outputs stamped {stamp.sec}")
-        return {t: matching(t)[-1] for t in OUTPUTS}
-
-    def statuses(self, timeout: float = 10.0) -> dict[str, dict[str, str]]:
-        """Status name -> key-values of a /diagnostics message published after this call."""
-        seen = len(self.diagnostics)
-        self.spin_until(lambda: len(self.diagnostics) > seen + 1, timeout, "/diagnostics")
-        return {s.name: {"_level": s.level, "_message": s.message,
-                         **{kv.key: kv.value for kv in s.values}}
-                for s in self.diagnostics[-1].status}
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +49,14 @@ def node(tiny_checkpoint, tmp_path_factory):
                       # Every slow frame must reach the node for the starvation test.
                       f"qos_overrides.{NAMESPACE}/rear/image.subscription.reliability:=reliable",
                       ) as (proc, _):
-        probe = CameraProbe()
+        probe = CameraProbe(CAMERAS)
         try:
             probe.wait_connected()
             for camera in CAMERAS:
                 # An odd size keeps the warm-up out of the focal EMA of the tests (it
-                # restarts when the size changes); resent: best effort may lose the first.
-                warm = image_message(smooth_rgb(24, 32), next(_next_sec), frame_id=camera)
-                probe.spin_until(lambda warm=warm, camera=camera: (
-                    probe.image_pubs[camera].publish(warm)
-                    or any(m.header.stamp == warm.header.stamp
-                           for m in probe.got[camera]["depth"])),
-                    600.0, f"{camera} warm-up depth", period=3.0)
+                # restarts when the size changes).
+                probe.warm_up(camera, image_message(smooth_rgb(24, 32), next(_next_sec),
+                                                    frame_id=camera))
             yield proc, probe
         finally:
             probe.close()
