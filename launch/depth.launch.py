@@ -19,6 +19,12 @@ ARGUMENTS = (
     ("image_topic", "image", "Input image topic; with use_compressed, the base topic whose "
      "/compressed is read"),
     ("camera_info_topic", "camera_info", "Input sensor_msgs/CameraInfo topic"),
+    ("anchor_source", "none", "Metric anchor: none, depth (a registered depth image) or "
+     "points (a point cloud); see the README, Metric anchoring"),
+    ("anchor_depth_topic", "anchor/depth", "Anchor depth image topic (sensor_msgs/Image "
+     "32FC1 m or 16UC1 mm), with anchor_source depth"),
+    ("anchor_points_topic", "anchor/points", "Anchor point cloud topic (PointCloud2 x, y, "
+     "z), with anchor_source points"),
     ("cameras", "[]", "Cameras served by one node and model, e.g. \"[front, left]\": camera "
      "NAME reads <namespace>/NAME/image and NAME/camera_info and publishes NAME/depth, "
      "NAME/depth/camera_info, NAME/points and NAME/depth/colorized (image_topic and "
@@ -56,12 +62,15 @@ def generate_launch_description() -> LaunchDescription:
                 "precision": LaunchConfiguration("precision"),
                 "input_transport": transport,
                 "cameras": LaunchConfiguration("cameras"),
+                "anchor_source": LaunchConfiguration("anchor_source"),
             },
         ],
         remappings=[
             ("image", image),
             ("image/compressed", [image, "/compressed"]),
             ("camera_info", LaunchConfiguration("camera_info_topic")),
+            ("anchor/depth", LaunchConfiguration("anchor_depth_topic")),
+            ("anchor/points", LaunchConfiguration("anchor_points_topic")),
         ],
     )
     return LaunchDescription(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from depth_pro_ros.engine.focal import FocalSource, Intrinsics
-from depth_pro_ros.engine.types import Frame
+from depth_pro_ros.engine.types import AnchorOutcome, Frame
 from depth_pro_ros.model import focal_from_fov
 
 __all__ = ["Batch", "BatchGrouper", "FrameOutput", "batch_key", "frame_outputs"]
@@ -85,6 +85,7 @@ class FrameOutput:
     depth: torch.Tensor | None = None  # metric depth on the host (pinned on CUDA)
     points: torch.Tensor | None = None  # host int32 words, see pointcloud.pack_words
     points_shape: tuple[int, int] | None = None  # (height, width) of the organized cloud
+    anchor: AnchorOutcome | None = None  # what the frame's anchor_filter applied
 
 
 @dataclass

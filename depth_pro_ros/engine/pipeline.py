@@ -37,6 +37,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
+from depth_pro_ros.engine.anchor import apply_anchor
 from depth_pro_ros.engine.batch import Batch, batch_key, frame_outputs
 from depth_pro_ros.engine.cuda_buffers import (
     GraphedNetwork,
@@ -356,6 +357,10 @@ class DepthEngine:
                     f_px = f_px.pin_memory().to(self.device, non_blocking=True)
                 depth = metric_depth(work.inverse_depth[i : i + 1], w, h, f_px, (oh, ow))[0]
                 out.intrinsics = out.intrinsics.scaled_to(ow, oh)
+                if frame.anchor_filter is not None:
+                    out.anchor = frame.anchor_filter(depth, out.intrinsics)
+                    if out.anchor.scale is not None:
+                        depth = apply_anchor(depth, out.anchor.scale, out.anchor.shift)
                 out.depth = self._to_host(depth)
                 if cfg.points:
                     rgb = None
@@ -395,6 +400,7 @@ class DepthEngine:
                 focal_estimate_px=out.focal_estimate_px,
                 error=out.error,
                 batch_size=size,
+                anchor=out.anchor,
                 timings_ms={
                     **timings,
                     "queue": 1e3 * (work.started - submitted),

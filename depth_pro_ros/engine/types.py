@@ -58,6 +58,29 @@ class EngineConfig:
 
 
 @dataclass
+class AnchorOutcome:
+    """What metric anchoring did to one frame (see :mod:`depth_pro_ros.stream.anchor`).
+
+    ``scale`` / ``shift`` were applied to the depth (anchored inverse depth = inverse /
+    scale + shift); ``scale`` None means the depth was left unanchored (no fit yet, or
+    anchors older than the timeout). ``fit`` is this frame's own fit (an
+    ``engine.anchor.AnchorFit``; None when no anchor paired with the frame), ``age_s``
+    the age of the last accepted fit, ``problem`` why this frame's anchor was not used.
+    """
+
+    scale: float | None = None
+    shift: float = 0.0
+    fit: Any = None
+    age_s: float | None = None
+    problem: str | None = None
+
+
+# The anchoring step of a frame: given its metric depth (a device tensor at the output
+# size) and the intrinsics of that depth, what to apply (called on the engine's worker).
+AnchorFilter = Callable[[Any, Intrinsics], AnchorOutcome]
+
+
+@dataclass
 class Frame:
     """One image to process.
 
@@ -71,6 +94,8 @@ class Frame:
     or ``FIXED``); the result reports it. ``meta`` is passed through. ``source`` names
     the camera the frame comes from: with policy ``latest`` a new frame replaces only the
     waiting frame of its own source, and sources take turns (see :class:`DepthEngine`).
+    ``anchor_filter`` locks the frame's depth scale to a metric sensor (see
+    :data:`AnchorFilter`); points are computed from the anchored depth.
     """
 
     image: np.ndarray
@@ -81,6 +106,7 @@ class Frame:
     focal_filter: Callable[[float, int, int], Intrinsics | None] | None = None
     focal_source: FocalSource = FocalSource.CAMERA_INFO
     source: Hashable = None
+    anchor_filter: AnchorFilter | None = None
 
     def validate(self) -> None:
         img = self.image
@@ -121,6 +147,7 @@ class DepthResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     batch_size: int = 1  # frames that ran through the network together with this one
+    anchor: AnchorOutcome | None = None  # what anchoring did, when the frame asked for it
 
     @property
     def ok(self) -> bool:

@@ -35,7 +35,8 @@ from depth_pro_ros.io.messages import fill
 from depth_pro_ros.model import CheckpointError
 from depth_pro_ros.ros.parameters import PARAMETERS, NodeSettings, descriptor, settings_from
 from depth_pro_ros.stream import CameraStream, FrameSkipped, build_outputs
-from depth_pro_ros.stream.health import CameraHealth, engine_values
+from depth_pro_ros.stream.anchor import AnchorStream
+from depth_pro_ros.stream.health import CameraHealth, anchor_values, engine_values
 from depth_pro_ros.stream.throttle import ErrorThrottle
 
 __all__ = ["DepthProNode", "main"]
@@ -53,10 +54,12 @@ class StartupError(RuntimeError):
 
 
 class _Camera:
-    """One camera: its stream (CameraInfo pairing, focal EMA), publishers and health."""
+    """One camera: its stream (CameraInfo pairing, focal EMA), anchors (when anchoring),
+    publishers and health."""
 
-    def __init__(self, node: Node, name: str, stream: CameraStream) -> None:
-        self.name, self.stream, self.health = name, stream, CameraHealth()
+    def __init__(self, node: Node, name: str, stream: CameraStream,
+                 anchor: AnchorStream | None) -> None:
+        self.name, self.stream, self.anchor, self.health = name, stream, anchor, CameraHealth()
         out_qos = QoSProfile(depth=5)
         self.pubs = {rel: node.create_publisher(cls, self.topic(rel), out_qos)
                      for rel, cls in _MESSAGE_CLASSES.items()}
@@ -87,10 +90,12 @@ class DepthProNode(Node):
         self._device, self._precision = self._load_engine()
         self._throttle = ErrorThrottle(ERROR_THROTTLE_S)
         values = self._settings.values
+        anchor = self._settings.anchor
         self._cameras = [
             _Camera(self, name, CameraStream(self._settings.focal, history=64,
                                              hold_unpaired=True,
-                                             max_input_pixels=values["max_input_pixels"]))
+                                             max_input_pixels=values["max_input_pixels"]),
+                    AnchorStream(anchor) if anchor.enabled else None)
             for name in self._settings.cameras
         ]
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -108,6 +113,13 @@ class DepthProNode(Node):
                 CameraInfo, cam.topic("camera_info"),
                 lambda msg, cam=cam: self._on_camera_info(cam, msg),
                 qos_profile_sensor_data, qos_overriding_options=overrides)
+            if anchor.enabled:
+                depth_anchor = anchor.source == "depth"
+                self.create_subscription(
+                    Image if depth_anchor else PointCloud2,
+                    cam.topic("anchor/depth" if depth_anchor else "anchor/points"),
+                    lambda msg, cam=cam: self._on_anchor(cam, msg),
+                    qos_profile_sensor_data, qos_overriding_options=overrides)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(1.0, self._publish_diagnostics)
         inputs = "; ".join(f"{self.resolve_topic_name(cam.topic(image_topic))} and "
@@ -124,15 +136,19 @@ class DepthProNode(Node):
     def _declare_parameters(self) -> NodeSettings:
         values = {}
         for spec in PARAMETERS:
-            # An empty list has no ROS type: string arrays are declared by type.
-            default = Parameter.Type.STRING_ARRAY if isinstance(spec.default, tuple) \
-                else spec.default
+            # An empty list has no ROS type: arrays are declared by type.
+            array = isinstance(spec.default, tuple)
+            default = spec.default
+            if array:
+                default = Parameter.Type.STRING_ARRAY if spec.element is str \
+                    else Parameter.Type.DOUBLE_ARRAY
             try:
                 param = self.declare_parameter(spec.name, default, descriptor(spec))
             except InvalidParameterTypeException:
-                kind, example = ("list of strings", "[front, left]") \
-                    if isinstance(spec.default, tuple) \
-                    else (type(spec.default).__name__, repr(spec.default))
+                kind, example = (type(spec.default).__name__, repr(spec.default))
+                if array:
+                    kind, example = ("list of strings", "[front, left]") if spec.element is str \
+                        else ("list of floats", "[0.1, 0.0, -0.05, 0.0, 0.0, 0.0, 1.0]")
                 raise StartupError(
                     f"parameter '{spec.name}' must be a {kind} (e.g. {example})") from None
             except InvalidParameterValueException as exc:
@@ -197,9 +213,19 @@ class DepthProNode(Node):
         for frame in frames:
             self._submit(cam, frame)
 
+    def _on_anchor(self, cam: _Camera, msg: Any) -> None:
+        try:
+            cam.anchor.add(msg, self._now())
+        except ValueError as exc:
+            self._report(cam, "anchor_message", str(exc))
+
     def _submit(self, cam: _Camera, frame) -> None:
         frame.estimate_fov = bool(self._settings.values["estimate_fov"])
         frame.source = cam.name
+        if cam.anchor is not None:
+            meta = frame.meta
+            frame.anchor_filter = cam.anchor.filter_for(
+                str(getattr(meta.header, "frame_id", "")), meta.stamp_ns, meta.received)
         try:
             self._engine.submit(frame)
         except (ValueError, RuntimeError) as exc:
@@ -218,6 +244,11 @@ class DepthProNode(Node):
     def _publish(self, result: DepthResult) -> None:
         meta = result.meta
         cam, received = meta.user
+        if cam.anchor is not None:
+            for message in cam.anchor.pop_messages():
+                self.get_logger().info(cam.label(f"anchoring: {message}"))
+            for problem in cam.anchor.pop_problems():
+                self._report(cam, "anchor:" + problem.split(":")[0], problem)
         if not result.ok:
             cam.health.failed()
             self._report(cam, "inference", f"depth failed for the image stamped "
@@ -245,6 +276,8 @@ class DepthProNode(Node):
         for cam in self._cameras:
             cam.stream.configure(new.focal)
             cam.stream.max_input_pixels = new.values["max_input_pixels"]
+            if cam.anchor is not None:
+                cam.anchor.configure(new.anchor)
         self._settings = new
         self.get_logger().info("parameters changed: " + ", ".join(
             f"{name}={value!r}" for name, value in changes.items()))
@@ -282,6 +315,7 @@ class DepthProNode(Node):
             dropped = stats.dropped_by_source[cam.name] + cam.stream.dropped
             values = {**({"camera": cam.name} if cam.name else {}),
                       **cam.health.values(dropped, ema),
+                      **(anchor_values(cam.anchor.state(self._now())) if cam.anchor else {}),
                       "device": self._device, "precision": self._precision}
             level, message = cam.health.health(self._settings.values["stall_timeout"])
             statuses.append(self._status(f"depth {cam.name}" if cam.name else "depth",

@@ -18,10 +18,12 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from depth_pro_ros.engine import PRECISION_CHOICES, EngineConfig
+from depth_pro_ros.engine.anchor import ANCHOR_FITS, AnchorSettings
 from depth_pro_ros.engine.focal import FOCAL_SOURCES
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
 from depth_pro_ros.stream import CAMERA_INFO_SYNC, FocalSettings, OutputOptions
+from depth_pro_ros.stream.anchor import ANCHOR_SOURCES, AnchorOptions
 
 __all__ = ["PARAMETERS", "ParamSpec", "NodeSettings", "descriptor", "settings_from"]
 
@@ -32,13 +34,14 @@ _CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
-    default: Any  # a tuple declares a string array
+    default: Any  # a tuple declares an array of ``element``
     description: str
     choices: tuple[str, ...] = ()
     low: float | None = None  # inclusive range, shown to `ros2 param describe`
     high: float | None = None
     read_only: bool = False
     constraint: str = ""  # shown where a range cannot say it (open bounds)
+    element: type = str  # of an array parameter: str or float
 
     @property
     def value(self) -> Any:
@@ -50,6 +53,7 @@ class ParamSpec:
 # those settings; the table only names them.
 _FOCAL = FocalSettings()
 _OUTPUTS = OutputOptions()
+_ANCHOR = AnchorSettings()
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -109,6 +113,28 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("depth_encoding", _OUTPUTS.depth_encoding, "32FC1: metres, NaN invalid "
               "(REP 118); 16UC1: millimetres, 0 invalid", choices=DEPTH_ENCODINGS),
     ParamSpec("lazy", False, "Skip inference while nothing subscribes to any output"),
+    ParamSpec("anchor_source", "none", "Metric anchor locking the depth's scale: none, "
+              "depth ('anchor/depth': a registered sensor_msgs/Image, 32FC1 m or 16UC1 mm, "
+              "any resolution) or points ('anchor/points': a PointCloud2 with x, y, z)",
+              choices=ANCHOR_SOURCES, read_only=True),
+    ParamSpec("anchor_fit", _ANCHOR.fit, "scale: one factor on the depth; scale_shift: "
+              "affine in inverse depth (for relative-depth models)", choices=ANCHOR_FITS),
+    ParamSpec("anchor_ema_alpha", _ANCHOR.ema_alpha, "Weight of each new fit in the EMA of "
+              "the fitted parameters (1 = no smoothing)", constraint="0 < anchor_ema_alpha <= 1"),
+    ParamSpec("anchor_timeout", _ANCHOR.timeout, "Seconds without an accepted anchor fit "
+              "after which the depth is published unanchored", low=0.01, high=3600.0),
+    ParamSpec("anchor_min_points", _ANCHOR.min_points, "Fewest valid anchor pixels for a "
+              "fit", low=3, high=10**8),
+    ParamSpec("anchor_min_depth", _ANCHOR.min_depth, "Anchor depths nearer than this "
+              "(metres) are ignored", low=0.0, high=1e4),
+    ParamSpec("anchor_max_depth", 1000.0, "Anchor depths farther than this (metres) are "
+              "ignored", low=0.0, high=1e6),
+    ParamSpec("anchor_sync", "latest", "Pairing of an image with an anchor: exact stamp, "
+              "approximate (nearest within sync_slop) or latest received",
+              choices=CAMERA_INFO_SYNC),
+    ParamSpec("anchor_transform", (), "Static transform [x, y, z, qx, qy, qz, qw] from the "
+              "anchor cloud's frame to the camera's optical frame; empty: clouds must be in "
+              "the image's frame", read_only=True, element=float),
     ParamSpec("stall_timeout", 10.0, "Seconds after which /diagnostics reports WARN when "
               "no image arrives, and ERROR when images arrive but no depth is published",
               low=0.5, high=3600.0),
@@ -144,6 +170,7 @@ class NodeSettings:
     focal: FocalSettings
     outputs: OutputOptions
     engine: EngineConfig
+    anchor: AnchorOptions
 
     @property
     def cameras(self) -> tuple[str, ...]:
@@ -181,7 +208,8 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
     Raises:
         ValueError: naming the parameter and the reason.
     """
-    v = {**values, "cameras": _camera_names(values["cameras"])}
+    v = {**values, "cameras": _camera_names(values["cameras"]),
+         "anchor_transform": tuple(values["anchor_transform"] or ())}
     _check(v)
     if not str(v["checkpoint"]).strip():
         raise ValueError("parameter 'checkpoint' is required: the path of depth_pro.pt "
@@ -211,9 +239,20 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
             points_decimation=int(v["points_decimation"]), points_rgb=bool(v["points_rgb"]),
             min_depth=float(v["min_depth"]), max_depth=float(v["max_depth"]),
         )
+        transform = v["anchor_transform"]
+        if transform and v["anchor_source"] != "points":
+            raise ValueError("anchor_transform is for anchor_source points")
+        anchor = AnchorOptions(
+            source=v["anchor_source"], sync=v["anchor_sync"], slop=float(v["sync_slop"]),
+            transform=tuple(float(x) for x in transform) or None,
+            settings=AnchorSettings(
+                fit=v["anchor_fit"], ema_alpha=float(v["anchor_ema_alpha"]),
+                timeout=float(v["anchor_timeout"]), min_points=int(v["anchor_min_points"]),
+                min_depth=float(v["anchor_min_depth"]), max_depth=float(v["anchor_max_depth"])),
+        )
     except ValueError as exc:
         raise ValueError(f"invalid parameters: {exc}") from None
-    return NodeSettings(v, focal, outputs, engine)
+    return NodeSettings(v, focal, outputs, engine, anchor)
 
 
 def _camera_names(names: Any) -> tuple[str, ...]:

@@ -8,7 +8,6 @@ in explicitly (ROS clock time in the node, log time in the bag tool).
 
 from __future__ import annotations
 
-import bisect
 import math
 import numbers
 import threading
@@ -29,6 +28,7 @@ from depth_pro_ros.io.image_decode import (
     image_to_array,
 )
 from depth_pro_ros.io.messages import camera_info_values, stamp_to_nanoseconds
+from depth_pro_ros.stream.pairing import SYNC_MODES, StampedHistory
 
 __all__ = [
     "CAMERA_INFO_SYNC",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: How an image is paired with a CameraInfo (see :class:`FocalSettings`).
-CAMERA_INFO_SYNC = ("exact", "approximate", "latest")
+CAMERA_INFO_SYNC = SYNC_MODES
 
 # Aspect ratios of a CameraInfo and its image may differ this much (relative) before the
 # CameraInfo is considered to describe another camera mode.
@@ -163,12 +163,8 @@ class CameraStream:
         self._lock = threading.Lock()
         self._settings = settings
         self._tracker = settings.tracker()
-        self._history = history
         self._hold_unpaired = hold_unpaired
-        self._entries: list[_CameraInfoEntry] = []  # in arrival order
-        self._received: list[float] = []  # their arrival times, for bisection
-        self._by_stamp: list[tuple[int, int, _CameraInfoEntry]] = []  # (stamp, seq, entry)
-        self._seq = 0
+        self._entries: StampedHistory[_CameraInfoEntry] = StampedHistory(history)
         self._held: tuple[Any, bool, float, Any] | None = None
         self._messages: list[str] = []
         self._warnings: list[str] = []
@@ -245,7 +241,7 @@ class CameraStream:
             raise ValueError(f"camera_info ignored: {exc}") from None
         entry = _CameraInfoEntry(stamp_ns, float(received), msg, intrinsics)
         with self._lock:
-            self._remember(entry)
+            self._entries.add(entry.stamp_ns, entry.received, entry)
             held, self._held = self._held, None
         if held is None:
             return []
@@ -289,7 +285,8 @@ class CameraStream:
         with self._lock:
             # fov_head / fixed never use a CameraInfo, so none may skip their frames.
             uses_info = self._settings.focal_source in ("auto", "camera_info")
-            entry = self._pair(stamp_ns, received) if uses_info else None
+            entry = self._entries.pair(self._settings.camera_info_sync, stamp_ns, received,
+                                       self._settings.sync_slop) if uses_info else None
             if entry is None and self._should_hold(received):
                 if self._held is not None:
                     self.dropped += 1
@@ -332,33 +329,8 @@ class CameraStream:
             return False
         if s.focal_source == "camera_info":
             return True
-        fresh = received - self._entries[-1].received <= s.camera_info_timeout
+        fresh = received - self._entries.last_received <= s.camera_info_timeout
         return s.focal_source == "auto" and fresh
-
-    def _remember(self, entry: _CameraInfoEntry) -> None:
-        self._seq += 1
-        self._entries.append(entry)
-        self._received.append(entry.received)
-        bisect.insort(self._by_stamp, (entry.stamp_ns, self._seq, entry))
-        if self._history is not None and len(self._entries) > self._history:
-            oldest = self._entries.pop(0)
-            self._received.pop(0)
-            self._by_stamp = [item for item in self._by_stamp if item[2] is not oldest]
-
-    def _pair(self, stamp_ns: int, received: float) -> _CameraInfoEntry | None:
-        if not self._entries:
-            return None
-        mode = self._settings.camera_info_sync
-        if mode == "latest":
-            # Newest CameraInfo received by ``received`` (a bag holds later ones too).
-            idx = bisect.bisect_right(self._received, received) - 1
-            return self._entries[idx] if idx >= 0 else None
-        slop_ns = 0 if mode == "exact" else round(self._settings.sync_slop * 1e9)
-        # Candidates: the last CameraInfo stamped at or before the image, the first after.
-        idx = bisect.bisect_right(self._by_stamp, (stamp_ns, math.inf))
-        candidates = [self._by_stamp[i][2] for i in (idx - 1, idx) if 0 <= i < len(self._by_stamp)]
-        best = min(candidates, key=lambda e: abs(e.stamp_ns - stamp_ns))
-        return best if abs(best.stamp_ns - stamp_ns) <= slop_ns else None
 
 
 def _check_fits(intr: Intrinsics, width: int, height: int) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from depth_pro_ros.engine import DepthResult, EngineStats
 
-__all__ = ["STATS_WINDOW_S", "CameraHealth", "RateWindow", "engine_values"]
+__all__ = ["STATS_WINDOW_S", "CameraHealth", "RateWindow", "anchor_values", "engine_values"]
 
 #: Seconds of history behind the rates and latencies in /diagnostics.
 STATS_WINDOW_S = 10.0
@@ -179,6 +179,31 @@ def engine_values(stats: EngineStats, max_batch_size: int) -> dict[str, str]:
         times = [b.timings_ms[stage] for b in recent if stage in b.timings_ms]
         values[f"{stage}_ms_per_batch_median"] = f"{statistics.median(times):.1f}"
     return values
+
+
+def anchor_values(state: dict[str, Any]) -> dict[str, str]:
+    """/diagnostics key-values of a camera's anchoring (``AnchorStream.state``): whether
+    the depth is anchored now, the smoothed scale (and shift), the last fit's inliers /
+    points and residual (median absolute relative error of its inliers), the age of the
+    last accepted fit."""
+    fit = state["last_fit"]
+
+    def number(value: float | None, spec: str) -> str:
+        return "" if value is None else format(value, spec)
+
+    return {
+        "anchor_source": state["source"],
+        "anchor_fit": state["fit"],
+        "anchored": str(state["anchored"]).lower(),
+        "anchor_scale": number(state["scale"], ".5f"),
+        "anchor_shift": number(state["shift"], ".6f") if state["fit"] == "scale_shift" else "",
+        "anchor_inliers": f"{fit.inliers}/{fit.points}" if fit is not None else "",
+        "anchor_residual": number(fit.residual if fit is not None else None, ".4f"),
+        "anchor_age_s": number(state["age_s"], ".2f"),
+        "anchor_fits": str(state["fits_ok"]),
+        "anchor_fits_rejected": str(state["fits_rejected"]),
+        "anchor_unreadable": str(state["unreadable"]),
+    }
 
 
 def _stages(timings: Iterable[dict[str, float]]) -> list[str]:

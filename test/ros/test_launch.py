@@ -149,7 +149,8 @@ def test_use_compressed_switches_the_input_transport(launch, node_parameters):
 
 def test_topic_arguments_remap_the_nodes_subscriptions(launch):
     remaps = launch.remappings()
-    assert set(remaps) == _subscribed_topics() == {"image", "image/compressed", "camera_info"}
+    assert set(remaps) == _subscribed_topics() == {
+        "image", "image/compressed", "camera_info", "anchor/depth", "anchor/points"}
     for topic, target in remaps.items():
         (argument,) = launch.configs(target)
         if isinstance(target, ast.List):  # "<image_topic>/compressed"

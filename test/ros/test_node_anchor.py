@@ -1,0 +1,80 @@
+"""depth_pro_node anchored by a registered depth image (``anchor/depth``), over DDS.
+
+The node (tiny checkpoint, CPU, fixed focal, no EMA on the fits) gets anchors 1.37x the
+network's depth at 4 % of the pixels with gross outliers; the published depth must be
+1.37x the unanchored reference recipe (``model.infer``), with points and CameraInfo
+consistent with it, and unanchored again once anchors stop. Tests run in file order.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from anchor_helpers import (
+    FX,
+    RTOL,
+    SCALE,
+    TIMEOUT,
+    check_consistent,
+    exchange,
+    node_params,
+    picture,
+    sparse_anchor,
+)
+from message_factories import rclpy_message, smooth_rgb
+from model_factories import tiny_model
+from ros_harness import NAMESPACE, image_message, running_node
+from sensor_msgs.msg import Image
+
+from depth_pro_ros.io.messages import depth_image_fields, depth_image_to_array
+from depth_pro_ros.model import infer
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def depth_node(tiny_checkpoint, tmp_path_factory):
+    with running_node(tmp_path_factory.mktemp("node") / "node.log",
+                      *node_params(tiny_checkpoint, "depth"),
+                      warm_up=image_message(smooth_rgb(24, 32), 1),
+                      outputs=("depth", "depth/camera_info", "points")) as (proc, probe):
+        pub = probe.node.create_publisher(Image, f"{NAMESPACE}/anchor/depth", 10)
+        probe.spin_until(lambda: pub.get_subscription_count() > 0, 30.0, "anchor discovery")
+        yield proc, probe, pub
+
+
+def test_a_sparse_depth_anchor_scales_the_published_depth(depth_node, model):
+    proc, probe, pub = depth_node
+    rgb = picture(1)
+    reference = infer(model, rgb, f_px=FX).depth.numpy()
+    anchor = sparse_anchor(reference, seed=2)
+    msg = rclpy_message(Image, depth_image_fields(anchor, "32FC1"))
+    _, out = exchange(probe, pub, msg, rgb)
+    depth = depth_image_to_array(out["depth"])
+    np.testing.assert_allclose(depth, SCALE * reference, rtol=RTOL)
+    check_consistent(out, depth)
+    diag = probe.latest_diagnostics()
+    assert diag["anchor_source"] == "depth" and diag["anchor_fit"] == "scale"
+    assert float(diag["anchor_scale"]) == pytest.approx(SCALE, rel=RTOL)
+    inliers, points = map(int, diag["anchor_inliers"].split("/"))
+    assert points == int(np.isfinite(anchor).sum()) and inliers < points
+    assert "anchoring: anchored: scale 1.37" in proc.log()
+
+
+def test_anchors_stop_then_unanchored_depth_after_the_timeout(depth_node, model):
+    proc, probe, pub = depth_node
+    pause = time.monotonic() + TIMEOUT + 0.5
+    probe.spin_until(lambda: time.monotonic() > pause, what="the anchor timeout")
+    rgb = picture(3)
+    _, out = exchange(probe, pub, None, rgb)
+    np.testing.assert_allclose(depth_image_to_array(out["depth"]),
+                               infer(model, rgb, f_px=FX).depth.numpy(), rtol=1e-5)
+    log = proc.wait_for_log("publishing unanchored depth")
+    assert log.count("anchors stopped for") == 1
+
+
