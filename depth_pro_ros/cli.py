@@ -23,6 +23,7 @@ from pathlib import Path
 from depth_pro_ros import __version__
 from depth_pro_ros.bag.writer import STORAGE_FORMATS
 from depth_pro_ros.engine import PRECISION_CHOICES
+from depth_pro_ros.engine.anchor import ANCHOR_FITS, AnchorSettings
 from depth_pro_ros.engine.focal import FOCAL_SOURCES
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
@@ -192,6 +193,35 @@ def _add_bag_parser(sub) -> None:
                        metavar="S", help="auto: a CameraInfo logged more than S seconds "
                                          "before the image is stale (default: "
                                          f"{rec.camera_info_timeout})")
+    anchor = bag.add_argument_group(
+        "metric anchoring (as the node's anchor_* parameters; README, Metric anchoring)")
+    anchor_defaults = AnchorSettings()
+    anchor.add_argument("--anchor-topic", action="append", default=None, metavar="A",
+                        dest="anchor_topics",
+                        help="anchor per --image-topic, same order ('none' for a camera "
+                             "without): a registered depth image (sensor_msgs/Image 32FC1 m "
+                             "or 16UC1 mm) or a PointCloud2 in the camera's frame")
+    anchor.add_argument("--anchor-fit", choices=ANCHOR_FITS, default=anchor_defaults.fit,
+                        help="scale: one factor; scale_shift: affine in inverse depth "
+                             f"(default: {anchor_defaults.fit})")
+    anchor.add_argument("--anchor-ema-alpha", type=_float, default=anchor_defaults.ema_alpha,
+                        metavar="A", help="EMA weight of each new accepted fit, (0, 1] "
+                                          f"(default: {anchor_defaults.ema_alpha})")
+    anchor.add_argument("--anchor-timeout", type=_float, default=anchor_defaults.timeout,
+                        metavar="S", help="log-time seconds without an accepted fit before "
+                                          "frames go unanchored (default: "
+                                          f"{anchor_defaults.timeout})")
+    anchor.add_argument("--anchor-min-points", type=_positive_int,
+                        default=anchor_defaults.min_points, metavar="N",
+                        help=f"fewest anchor pixels for a fit (default: "
+                             f"{anchor_defaults.min_points})")
+    anchor.add_argument("--anchor-sync", choices=CAMERA_INFO_SYNC, default="approximate",
+                        help="pair an image with the anchor of equal stamp, of the nearest "
+                             "stamp within --anchor-slop, or the latest logged (default: "
+                             "approximate)")
+    anchor.add_argument("--anchor-slop", type=_non_negative_float, default=0.05, metavar="S",
+                        help="largest stamp difference for approximate anchor pairing "
+                             "(default: 0.05 s)")
     out = bag.add_argument_group("outputs")
     out.add_argument("--depth-encoding", choices=DEPTH_ENCODINGS,
                      default=OutputOptions().depth_encoding,
@@ -337,8 +367,15 @@ def run_image(args: argparse.Namespace) -> int:
 def run_bag(args: argparse.Namespace) -> int:
     from depth_pro_ros.bag import BagError, BagOptions, process_bag
     from depth_pro_ros.stream import FocalSettings, OutputOptions
+    from depth_pro_ros.stream.anchor import AnchorOptions
 
     try:
+        anchor = AnchorOptions(
+            source="depth",  # each topic's type decides (bag/process.py)
+            sync=args.anchor_sync, slop=args.anchor_slop,
+            settings=AnchorSettings(fit=args.anchor_fit, ema_alpha=args.anchor_ema_alpha,
+                                    timeout=args.anchor_timeout,
+                                    min_points=args.anchor_min_points))
         focal = FocalSettings(
             focal_source=args.focal_source, fixed_focal_px=args.focal_px,
             focal_ema_alpha=args.focal_ema_alpha, camera_info_timeout=args.camera_info_timeout,
@@ -358,7 +395,7 @@ def run_bag(args: argparse.Namespace) -> int:
         points_decimation=args.points_decimation,
         points_rgb=args.points_rgb, min_depth=args.min_depth, max_depth=args.max_depth,
         max_input_pixels=args.max_input_pixels, overwrite=args.overwrite, strict=args.strict,
-        progress=args.progress)
+        progress=args.progress, anchor_topics=args.anchor_topics, anchor=anchor)
     try:
         summary = process_bag(opts)
     except BagError as exc:

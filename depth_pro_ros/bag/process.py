@@ -9,10 +9,17 @@ any of the cameras are grouped by :class:`~depth_pro_ros.engine.batch.BatchGroup
 submitted as one batch (``submit_batch``); the grouping depends only on the order of
 the messages, so the same input, checkpoint, device, precision and batch size always
 give identical depth.
+
+With ``--anchor-topic`` each camera's anchors (a registered depth image or a point
+cloud) go through the node's :class:`~depth_pro_ros.stream.anchor.AnchorStream`, with log
+time as the clock. Every message waits ``_ANCHOR_LOOKAHEAD_S`` of log time before it is
+handled, so an anchor logged shortly after its image (a LiDAR projection comes after the
+camera frame it belongs to) is there when the image is paired.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections import Counter, deque
@@ -45,12 +52,17 @@ from depth_pro_ros.stream import (
     OutputOptions,
     build_outputs,
 )
+from depth_pro_ros.stream.anchor import AnchorOptions, AnchorStream
 from depth_pro_ros.stream.outputs import OUTPUT_TOPICS
 
 __all__ = ["BagOptions", "process_bag"]
 
 #: How many skipped frames per reason are reported one by one before going quiet.
 _REPORT_SKIPS = 5
+#: Log time every message waits, with anchors, so that later-logged anchors can pair.
+_ANCHOR_LOOKAHEAD_S = 0.5
+#: Anchor message types -> anchor source.
+_ANCHOR_TYPES = {"sensor_msgs/msg/Image": "depth", "sensor_msgs/msg/PointCloud2": "points"}
 
 
 @dataclass
@@ -77,6 +89,10 @@ class BagOptions:
     points_rgb: bool = False
     min_depth: float = 0.0
     max_depth: float = float("inf")
+    # Anchor topic per image topic (same order; "none" for a camera without), and how
+    # they pair and fit (AnchorOptions.source is taken from each topic's type).
+    anchor_topics: list[str] | None = None
+    anchor: AnchorOptions = field(default_factory=lambda: AnchorOptions(sync="approximate"))
     overwrite: bool = False
     strict: bool = False
     progress: bool | None = None  # tqdm bar; None: only on a terminal
@@ -97,10 +113,11 @@ class _Run:
 
     def __init__(self, opts: BagOptions, reader: Any, cameras: list[Camera],
                  streams: list[CameraStream], out: OutputBag, engine: Any,
-                 summary: BagSummary, report: Callable[[str], None]) -> None:
+                 summary: BagSummary, report: Callable[[str], None],
+                 anchors: list[AnchorStream | None]) -> None:
         self.opts, self.reader, self.cameras, self.out = opts, reader, cameras, out
         self.engine, self.summary, self.report = engine, summary, report
-        self.streams = streams
+        self.streams, self.anchors = streams, anchors
         from depth_pro_ros.engine.batch import BatchGrouper
 
         self.pending: deque[Any] = deque()
@@ -149,10 +166,27 @@ class _Run:
         assert frame is not None  # hold_unpaired is off
         stats.last_width = frame.image.shape[1]
         frame.source = cam_index
+        if self.anchors[cam_index] is not None:
+            frame.anchor_filter = self.anchors[cam_index].filter_for(
+                str(getattr(msg.header, "frame_id", "")), frame.meta.stamp_ns, log_time * 1e-9)
         self.pending.append(slot)
         self.outstanding += 1
         for group in self.grouper.add(frame):
             self.submit(group)
+
+    def anchor(self, cam_index: int, conn: Any, log_time: int, raw: Any) -> None:
+        stats = self.summary.cameras[cam_index]
+        where = f"{stats.anchor_topic} message at log time {log_time * 1e-9:.9f} s"
+        try:
+            msg = self.reader.deserialize(raw, conn.msgtype)
+            self.anchors[cam_index].add(msg, log_time * 1e-9)
+        except Exception as exc:  # noqa: BLE001 -- any unreadable anchor is skipped
+            text = str(exc) if isinstance(exc, ValueError) else describe_exception(exc)
+            if self.opts.strict:
+                raise BagDataError(f"{where}: {text} (--strict)") from None
+            stats.anchor["unreadable"] += 1
+            if stats.anchor["unreadable"] <= _REPORT_SKIPS:
+                self.report(f"{where}: {text}")
 
     def copy(self, conn: Any, log_time: int, raw: Any, connmap: dict, convmap: dict) -> None:
         item = (connmap[(conn.id, conn.owner)], log_time, convmap[conn.msgtype](raw))
@@ -218,7 +252,28 @@ class _Run:
         stats = self.summary.cameras[cam_index]
         stats.frames_out += 1
         stats.focal[result.focal_source.value] += 1
+        if self.anchors[cam_index] is not None:
+            self.anchor_outcome(cam_index, result.anchor)
         self.progress()
+
+    def anchor_outcome(self, cam_index: int, outcome: Any) -> None:
+        stats, anchors = self.summary.cameras[cam_index], self.anchors[cam_index]
+        topic = self.cameras[cam_index].image_topic
+        for message in anchors.pop_messages():
+            self.report(f"{topic}: {message}")
+        for problem in anchors.pop_problems():
+            stats.anchor["problems"] += 1
+            if stats.anchor["problems"] <= _REPORT_SKIPS:
+                self.report(f"{topic}: {problem}")
+        if outcome is not None and outcome.fit is not None:
+            stats.anchor["fits_ok" if outcome.fit.ok else "fits_rejected"] += 1
+            if outcome.fit.ok:
+                stats.anchor_residuals.append(outcome.fit.residual)
+        if outcome is None or outcome.scale is None:
+            stats.anchor["unanchored"] += 1
+        else:
+            stats.anchor["anchored"] += 1
+            stats.anchor_scales.append(outcome.scale)
 
 
 def _load_camera_info(opts: BagOptions, reader: Any, cameras: list[Camera],
@@ -299,6 +354,9 @@ def process_bag(
             say(f"input topic {topic} is not copied: a depth output replaces it")
         streams = [CameraStream(opts.focal, history=None,
                                 max_input_pixels=opts.max_input_pixels) for _ in cameras]
+        anchor_conns = _resolve_anchors(reader, opts, cameras, summary)
+        anchors = [None if not conns else AnchorStream(dataclasses.replace(
+            opts.anchor, source=_ANCHOR_TYPES[conns[0].msgtype])) for conns in anchor_conns]
         _load_camera_info(opts, reader, cameras, streams, summary, say)
 
         t_load = time.perf_counter()
@@ -310,7 +368,7 @@ def process_bag(
         try:
             with OutputBag(opts.output, opts.storage, opts.overwrite,
                            output_typestore(reader)) as out:
-                run = _Run(opts, reader, cameras, streams, out, engine, summary, say)
+                run = _Run(opts, reader, cameras, streams, out, engine, summary, say, anchors)
                 done = 0
 
                 def progress() -> None:
@@ -325,17 +383,33 @@ def process_bag(
                 camera_of = {(c.id, id(c.owner)): i for i, cam in enumerate(cameras)
                              for c in cam.image_connections}
                 copied = {(c.id, id(c.owner)) for c in copies}
+                anchor_of = {(c.id, id(c.owner)): i for i, conns in enumerate(anchor_conns)
+                             for c in conns}
                 indices: Counter = Counter()
                 t_loop, cpu_loop = time.perf_counter(), time.thread_time()
-                wanted = list({(c.id, id(c.owner)): c for c in image_conns + copies}.values())
-                for conn, log_time, raw in reader.messages(wanted, start, stop):
-                    key = (conn.id, id(conn.owner))
+                wanted = list({(c.id, id(c.owner)): c for c in image_conns + copies
+                               + [c for conns in anchor_conns for c in conns]}.values())
+                # (key, conn, log time, raw) waiting for the anchors logged after them.
+                waiting: deque[tuple] = deque()
+                lookahead = round(_ANCHOR_LOOKAHEAD_S * 1e9) if anchor_of else -1
+
+                def handle(key: tuple, conn: Any, log_time: int, raw: Any) -> None:
                     if key in copied:
                         run.copy(conn, log_time, raw, connmap, convmap)
                     if key in camera_of:
                         cam_index = camera_of[key]
                         run.image(cam_index, indices[cam_index], conn, log_time, raw)
                         indices[cam_index] += 1
+
+                for conn, log_time, raw in reader.messages(wanted, start, stop):
+                    key = (conn.id, id(conn.owner))
+                    if key in anchor_of:
+                        run.anchor(anchor_of[key], conn, log_time, raw)
+                    waiting.append((key, conn, log_time, raw))
+                    while waiting and waiting[0][2] < log_time - lookahead:
+                        handle(*waiting.popleft())
+                while waiting:
+                    handle(*waiting.popleft())
                 run.finish()
                 summary.batch_sizes = dict(engine.stats.batch_sizes)
                 summary.process_seconds = time.perf_counter() - t_loop
@@ -352,6 +426,40 @@ def process_bag(
         reader.close()
     summary.wall_seconds = time.perf_counter() - t_start
     return summary
+
+
+def _resolve_anchors(reader: Any, opts: BagOptions, cameras: list[Camera],
+                     summary: BagSummary) -> list[list[Any]]:
+    """Each camera's anchor connections (empty: no anchors), checked against the bag."""
+    topics = opts.anchor_topics
+    if not topics:
+        return [[] for _ in cameras]
+    if len(topics) != len(cameras):
+        raise BagInputError(
+            f"give --anchor-topic once per --image-topic, in the same order ({len(cameras)} "
+            f"image topic(s), {len(topics)} anchor topic(s); use 'none' for a camera "
+            "without anchors)")
+    out = []
+    for topic, stats in zip(topics, summary.cameras):
+        if topic.lower() == "none":
+            out.append([])
+            continue
+        info = reader.topics.get(topic)
+        if info is None:
+            raise BagInputError(f"anchor topic {topic} is not in the bag; anchor topics "
+                                f"there: {_listing(reader, _ANCHOR_TYPES)}")
+        if info.msgtype not in _ANCHOR_TYPES:
+            raise BagInputError(f"anchor topic {topic} holds {info.msgtype or 'several types'}"
+                                ", not sensor_msgs/Image (a registered depth image) or "
+                                "sensor_msgs/PointCloud2")
+        stats.anchor_topic = topic
+        out.append([c for c in reader.connections if c.topic == topic])
+    return out
+
+
+def _listing(reader: Any, types: dict) -> str:
+    names = sorted(t for t, info in reader.topics.items() if info.msgtype in types)
+    return ", ".join(names) or "none"
 
 
 def _engine_config(opts: BagOptions) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,24 @@ class CameraSummary:
     camera_info: dict[str, int] = field(default_factory=dict)  # used / unusable / undecodable
     last_width: int = 0
     focal_state: dict[str, Any] | None = None  # CameraStream.focal_state at the end
+    anchor_topic: str | None = None
+    # anchored / unanchored frames, fits_ok / fits_rejected, problems, unreadable
+    anchor: Counter = field(default_factory=Counter)
+    anchor_scales: list[float] = field(default_factory=list)  # applied, per anchored frame
+    anchor_residuals: list[float] = field(default_factory=list)  # of the accepted fits
+
+    def anchor_stats(self) -> dict[str, Any] | None:
+        """The anchoring of this camera in numbers (None without an anchor topic)."""
+        if self.anchor_topic is None:
+            return None
+        scales, residuals = self.anchor_scales, self.anchor_residuals
+        return {"topic": self.anchor_topic, **{k: self.anchor[k] for k in (
+                    "anchored", "unanchored", "fits_ok", "fits_rejected", "problems",
+                    "unreadable")},
+                "scale_median": statistics.median(scales) if scales else None,
+                "scale_min": min(scales) if scales else None,
+                "scale_max": max(scales) if scales else None,
+                "residual_median": statistics.median(residuals) if residuals else None}
 
 
 @dataclass
@@ -76,7 +95,8 @@ class BagSummary:
                  "frames_in": c.frames_in, "frames_out": c.frames_out,
                  "skipped": dict(c.skipped), "decoder_warnings": c.decoder_warnings,
                  "focal_sources": dict(c.focal),
-                 "camera_info": dict(c.camera_info), "focal_state": c.focal_state}
+                 "camera_info": dict(c.camera_info), "focal_state": c.focal_state,
+                 "anchor": c.anchor_stats()}
                 for c in self.cameras
             ],
         }
@@ -116,6 +136,19 @@ class BagSummary:
                 text += (f"; FoV estimate EMA {state['ema_px']:.1f} px at width "
                          f"{c.last_width} ({state['estimates']} estimates)")
             lines.append(f"  {c.namespace or '/'}: {text}")
+            anchor = c.anchor_stats()
+            if anchor is not None:
+                text = (f"{anchor['topic']}: {anchor['anchored']} frame(s) anchored, "
+                        f"{anchor['unanchored']} not; fits {anchor['fits_ok']} accepted, "
+                        f"{anchor['fits_rejected']} rejected")
+                if anchor["scale_median"] is not None:
+                    text += (f"; scale median {anchor['scale_median']:.4f} (range "
+                             f"{anchor['scale_min']:.4f}-{anchor['scale_max']:.4f})")
+                if anchor["residual_median"] is not None:
+                    text += f", residual median {anchor['residual_median']:.4f}"
+                if anchor["unreadable"]:
+                    text += f"; {anchor['unreadable']} unreadable anchor message(s)"
+                lines.append(f"  {c.namespace or '/'} anchors: {text}")
         if self.batch_sizes:
             lines.append("  batches:      " + ", ".join(
                 f"{count} of {size}" for size, count in sorted(self.batch_sizes.items())))
