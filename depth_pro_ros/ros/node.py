@@ -122,8 +122,11 @@ class DepthProNode(Node):
                     qos_profile_sensor_data, qos_overriding_options=overrides)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(1.0, self._publish_diagnostics)
+        anchor_topic = {"depth": "anchor/depth", "points": "anchor/points"}.get(anchor.source)
         inputs = "; ".join(f"{self.resolve_topic_name(cam.topic(image_topic))} and "
                            f"{self.resolve_topic_name(cam.topic('camera_info'))}"
+                           + (f", anchored by {self.resolve_topic_name(cam.topic(anchor_topic))}"
+                              f" ({anchor.settings.fit})" if anchor_topic else "")
                            for cam in self._cameras)
         batching = (f", {len(self._cameras)} cameras, batches of up to "
                     f"{self._engine.config.batch_size}") if len(self._cameras) > 1 else ""
