@@ -3,7 +3,8 @@
 Three interleaved cameras: ``/a`` and ``/b`` rgb8 of one size, ``/c`` bgr8 of another.
 With ``--batch-size 2`` the frames of ``/a`` and ``/b`` run together and ``/c``'s with
 each other, although no two consecutive images have the same size; the result is
-compared with a run of batch size 1, and two runs of batch size 2 give the same bytes.
+compared with a run of batch size 1 (the grouping depends only on the message order:
+test/engine/test_batch_grouper.py).
 """
 
 from __future__ import annotations
@@ -52,11 +53,10 @@ def test_equal_sizes_from_different_cameras_share_batches(bag, tiny_checkpoint, 
     before = snapshot(bag)
     single, single_out = _run(bag, tiny_checkpoint, tmp_path / "single", 1)
     batched, batched_out = _run(bag, tiny_checkpoint, tmp_path / "batched", 2)
-    again, again_out = _run(bag, tiny_checkpoint, tmp_path / "again", 2)
 
     assert single.batch_sizes == {1: 3 * FRAMES}
     # /a with /b twice, /c with itself once: one pass of the network fewer than frames.
-    assert batched.batch_sizes == again.batch_sizes == {2: 3 * FRAMES // 2}
+    assert batched.batch_sizes == {2: 3 * FRAMES // 2}
     assert "batches:      3 of 2" in batched.format()
     assert batched.frames_out == 3 * FRAMES and not batched.skipped
 
@@ -65,8 +65,6 @@ def test_equal_sizes_from_different_cameras_share_batches(bag, tiny_checkpoint, 
         two = batched_out[f"{ns}/depth"]
         # Same log times (so the same order), same count.
         assert [t for t, _, _ in one] == [t for t, _, _ in two] and len(one) == FRAMES
-        # Reproducible: same options, same bytes.
-        assert [raw for _, _, raw in two] == [raw for _, _, raw in again_out[f"{ns}/depth"]]
         for (_, m1, _), (_, m2, _) in zip(one, two):
             assert m1.header.frame_id == m2.header.frame_id == ns[1]
             np.testing.assert_allclose(depth_image_to_array(m2), depth_image_to_array(m1),

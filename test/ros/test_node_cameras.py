@@ -191,7 +191,7 @@ def test_a_fast_camera_never_starves_a_slow_one(node):
     _, probe = node
     before = probe.statuses()
     front_rgb, rear_rgb = _picture(7, "front"), _picture(8, "rear")
-    for _ in range(4):
+    for _ in range(3):
         slow = _image("rear", rear_rgb)
         _send(probe, "rear", slow)
 
@@ -210,7 +210,7 @@ def test_a_fast_camera_never_starves_a_slow_one(node):
 def test_a_camera_sending_only_malformed_messages_never_touches_the_others(node, model):
     proc, probe = node
     before = probe.statuses()
-    for i in range(4):
+    for i in range(3):
         broken = _image("rear", _picture(9, "rear"))
         broken.encoding = "no_such_encoding"
         short = _image("rear", _picture(9, "rear"))
@@ -231,12 +231,14 @@ def test_a_camera_sending_only_malformed_messages_never_touches_the_others(node,
         probe.output("left", left)
     after = probe.statuses()
     rear, rear0 = after["depth_pro_node: depth rear"], before["depth_pro_node: depth rear"]
-    assert int(rear["decode_errors"]) >= int(rear0["decode_errors"]) + 4
+    assert int(rear["decode_errors"]) >= int(rear0["decode_errors"]) + 6
     assert int(rear["camera_info_errors"]) >= int(rear0["camera_info_errors"]) + 1
     for camera in ("front", "left"):
         status = after[f"depth_pro_node: depth {camera}"]
         assert status["skipped_frames"] == status["camera_info_errors"] == "0", status
-        assert status["_message"] == "running"
+        # Not "running (N frames skipped or failed)"; on a slow machine the status may say
+        # that no input came for a while, which is not an error.
+        assert "skipped or failed" not in status["_message"], status
     log = proc.log()
     assert "camera 'rear': image skipped" in log and "camera 'rear': camera_info ignored" in log
     assert "camera 'front': image skipped" not in log
