@@ -215,3 +215,19 @@ def test_latest_pairing_never_reuses_an_anchor_older_than_the_timeout(typestore)
     # Not fitted again; the fit of 31.5 s still holds for 2 s.
     assert late.fit is None and late.scale == pytest.approx(SCALE, rel=1e-4)
     assert stream.filter_for("cam", 34 * S, 34.0)(depth, K).scale is None
+
+
+def test_a_dense_anchor_works_like_a_sparse_one(typestore):
+    """An RGB-D camera's depth: every pixel measured (a few holes), 5 % of them wrong."""
+    depth = _depth()
+    rng = np.random.default_rng(3)
+    dense = SCALE * depth.numpy()
+    dense[rng.random(dense.shape) < 0.02] = np.nan  # holes
+    wrong = rng.random(dense.shape) < 0.05
+    dense[wrong] *= 2.5
+    stream = AnchorStream(_options("depth"))
+    stream.add(_image_msg(typestore, dense.astype(np.float32), 40), received=40.0)
+    outcome = stream.filter_for("cam", 40 * S, 40.0)(depth, K)
+    assert outcome.fit.ok and outcome.scale == pytest.approx(SCALE, rel=1e-4)
+    assert outcome.fit.points == int(np.isfinite(dense).sum())
+    assert outcome.fit.inliers <= outcome.fit.points - int((wrong & np.isfinite(dense)).sum())
