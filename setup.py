@@ -31,7 +31,10 @@ setup(
         "mcap",
     ],
     extras_require={
-        "test": ["pytest", "transformers", "ruff"],
+        # `depth-pro-ros bags --ray`: a pool of workers on a Ray cluster.
+        "cluster": ["ray>=2.9"],
+        # ray: CI runs the Ray tests of `bags` (test/bag/test_bag_fleet.py).
+        "test": ["pytest", "transformers", "ruff", "ray>=2.9"],
     },
     zip_safe=True,
     entry_points={

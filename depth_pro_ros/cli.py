@@ -6,6 +6,8 @@ Subcommands:
   colorized PNG.
 * ``bag`` -- metric depth for every image of a recorded ROS 1 / ROS 2 bag, written to a
   new ROS 2 bag (``depth_pro_ros.bag``).
+* ``bags`` -- the bag tool on many bags with one model per worker, here or on Ray
+  (``depth_pro_ros.bag.fleet``).
 * ``demo`` -- the bag tool on the bundled sample, with a contact sheet and a .ply.
 
 Exit status: 0 on success, 1 when some inputs failed, 2 for usage, device or checkpoint
@@ -108,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_max_input_pixels(image)
     image.set_defaults(func=run_image)
     _add_bag_parser(sub)
+    _add_bags_parser(sub)
     _add_demo_parser(sub)
     return parser
 
@@ -151,6 +154,12 @@ def _add_bag_parser(sub) -> None:
     bag.add_argument("input", type=Path, metavar="INPUT", help="ROS 1 .bag or ROS 2 bag folder")
     bag.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT",
                      help="new ROS 2 bag folder to write")
+    _add_processing_options(bag)
+    bag.set_defaults(func=run_bag, parser=bag)
+
+
+def _add_processing_options(bag: argparse.ArgumentParser) -> None:
+    """What a bag is processed with: shared by ``bag`` and ``bags`` (every bag)."""
     bag.add_argument("--image-topic", action="append", required=True, metavar="T",
                      dest="image_topics",
                      help="sensor_msgs/Image or CompressedImage topic (repeat for more cameras)")
@@ -252,7 +261,40 @@ def _add_bag_parser(sub) -> None:
                              "instead of skipping and counting it")
     safety.add_argument("--no-progress", action="store_false", dest="progress", default=None,
                         help="no progress bar (it is shown on a terminal)")
-    bag.set_defaults(func=run_bag, parser=bag)
+
+
+def _add_bags_parser(sub) -> None:
+    bags = sub.add_parser(
+        "bags",
+        help="run the bag tool on many bags (one model per worker; optionally on Ray)",
+        description=(
+            "Run `depth-pro-ros bag` on every bag among INPUT (bag files and folders, and "
+            "the bags found below other folders), each into OUTDIR/<input name>_depth/, "
+            "with one loaded model: in this process, or on a pool of Ray workers (--ray). "
+            "Writes OUTDIR/summary.json. Exit status: 0 every bag done (or skipped by "
+            "--resume), 1 some failed, 2 setup error, 130 interrupted."
+        ),
+    )
+    bags.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                      help="bag file or folder, or a folder searched for bags")
+    bags.add_argument("-o", "--outdir", type=Path, required=True, metavar="OUTDIR",
+                      help="folder receiving one <name>_depth bag per input bag")
+    fleet = bags.add_argument_group("fleet")
+    fleet.add_argument("--resume", action="store_true",
+                       help="skip bags whose complete output exists, made with the same "
+                            "options and checkpoint; redo the others (replacing them)")
+    fleet.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
+                       help="run on Ray: 'local' starts a Ray instance here, 'auto' or "
+                            "ADDRESS joins a cluster (needs depth_pro_ros[cluster])")
+    fleet.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="Ray workers, each with its own model (default: the cluster's "
+                            "GPUs / --gpus-per-worker, else 1)")
+    fleet.add_argument("--gpus-per-worker", type=_positive_float, default=None, metavar="G",
+                       help="GPUs each Ray worker holds (default: none, CPU workers)")
+    fleet.add_argument("--retries", type=_number(int, 0), default=2, metavar="N",
+                       help="times a bag is retried when its Ray worker dies (default: 2)")
+    _add_processing_options(bags)
+    bags.set_defaults(func=run_bags, parser=bags)
 
 
 def _add_demo_parser(sub) -> None:
@@ -364,8 +406,9 @@ def run_image(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_bag(args: argparse.Namespace) -> int:
-    from depth_pro_ros.bag import BagError, BagOptions, process_bag
+def bag_options(args: argparse.Namespace, input: Path, output: Path):
+    """The ``BagOptions`` the processing options in ``args`` give for one bag."""
+    from depth_pro_ros.bag import BagOptions
     from depth_pro_ros.stream import FocalSettings, OutputOptions
     from depth_pro_ros.stream.anchor import AnchorOptions
 
@@ -385,8 +428,8 @@ def run_bag(args: argparse.Namespace) -> int:
             colorize_min=args.colorize_min, colorize_max=args.colorize_max)
     except ValueError as exc:
         args.parser.error(str(exc))
-    opts = BagOptions(
-        input=args.input, output=args.output,
+    return BagOptions(
+        input=input, output=output,
         checkpoint=args.checkpoint.expanduser() if args.checkpoint else default_checkpoint(),
         image_topics=args.image_topics, camera_info_topics=args.camera_info_topics,
         copy_topics=args.copy_topics, storage=args.storage, start=args.start, end=args.end,
@@ -396,6 +439,12 @@ def run_bag(args: argparse.Namespace) -> int:
         points_rgb=args.points_rgb, min_depth=args.min_depth, max_depth=args.max_depth,
         max_input_pixels=args.max_input_pixels, overwrite=args.overwrite, strict=args.strict,
         progress=args.progress, anchor_topics=args.anchor_topics, anchor=anchor)
+
+
+def run_bag(args: argparse.Namespace) -> int:
+    from depth_pro_ros.bag import BagError, process_bag
+
+    opts = bag_options(args, args.input, args.output)
     try:
         summary = process_bag(opts)
     except BagError as exc:
@@ -406,6 +455,18 @@ def run_bag(args: argparse.Namespace) -> int:
         return 130
     print(summary.format())
     return 0
+
+
+def run_bags(args: argparse.Namespace) -> int:
+    from depth_pro_ros.bag.fleet import FleetSettings, run_fleet
+
+    if args.ray is None and (args.workers or args.gpus_per_worker):
+        args.parser.error("--workers and --gpus-per-worker need --ray")
+    template = bag_options(args, Path("."), Path("."))
+    settings = FleetSettings(outdir=args.outdir, resume=args.resume, ray=args.ray,
+                             workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                             retries=args.retries, progress=args.progress)
+    return run_fleet(template, args.inputs, settings)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -128,6 +128,19 @@ def encode_image(
     }
 
 
+def sparse_anchor(reference: np.ndarray, scale: float, seed: int, fraction: float = 0.04,
+                  outliers: float = 0.15) -> np.ndarray:
+    """A sparse metric anchor: ``scale`` x ``reference`` depth at ``fraction`` of the
+    pixels, ``outliers`` of them 2-4x off (gross errors), NaN elsewhere."""
+    rng = np.random.default_rng(seed)
+    anchor = np.full(reference.shape, np.nan, np.float32)
+    pick = rng.random(reference.shape) < fraction
+    anchor[pick] = scale * reference[pick]
+    bad = pick & (rng.random(reference.shape) < outliers)
+    anchor[bad] *= rng.uniform(2.0, 4.0, int(bad.sum())).astype(np.float32)
+    return anchor
+
+
 # ------------------------------------------------------------------ message builders
 
 

@@ -20,6 +20,7 @@ camera frame it belongs to) is there when the image is paired.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from collections import Counter, deque
@@ -55,7 +56,11 @@ from depth_pro_ros.stream import (
 from depth_pro_ros.stream.anchor import AnchorOptions, AnchorStream
 from depth_pro_ros.stream.outputs import OUTPUT_TOPICS
 
-__all__ = ["BagOptions", "process_bag"]
+__all__ = ["RUN_RECORD", "BagOptions", "engine_config", "process_bag"]
+
+#: File written inside the output bag (before it is moved into place) when ``process_bag``
+#: is given a ``record``: the options and checkpoint it was made with (``bags --resume``).
+RUN_RECORD = "depth_pro_ros.json"
 
 #: How many skipped frames per reason are reported one by one before going quiet.
 _REPORT_SKIPS = 5
@@ -315,8 +320,15 @@ def process_bag(
     opts: BagOptions,
     on_progress: Callable[[int, int], None] | None = None,
     report: Callable[[str], None] | None = None,
+    engine: Any = None,
+    record: dict[str, Any] | None = None,
 ) -> BagSummary:
     """Process the bag described by ``opts``; return the summary.
+
+    ``engine``: an already-created engine to use (``depth-pro-ros bags``: one model for
+    many bags). Its config must be the one ``opts`` gives (:func:`engine_config`); it is
+    left open, with nothing in flight. ``record``: written, with the frame counts, as
+    ``RUN_RECORD`` inside the output before it is moved into place.
 
     ``on_progress(done, total)`` is called after every frame (written or skipped);
     ``report`` receives warnings (default: stderr, above the progress bar). Raises
@@ -333,7 +345,10 @@ def process_bag(
         from depth_pro_ros.model.weights import missing_checkpoint_message
 
         raise BagSetupError(missing_checkpoint_message(checkpoint))
-    engine_config = _engine_config(opts)
+    config = _engine_config(opts)
+    if engine is not None:
+        _check_engine(engine, opts)
+    owned = engine is None
 
     say = report or (lambda line: tqdm.write(line, file=sys.stderr))
     reader = open_input(opts.input, _default_typestore())
@@ -360,8 +375,10 @@ def process_bag(
         _load_camera_info(opts, reader, cameras, streams, summary, say)
 
         t_load = time.perf_counter()
-        engine = _create_engine(checkpoint, engine_config)
+        if owned:
+            engine = _create_engine(checkpoint, config)
         summary.load_seconds = time.perf_counter() - t_load
+        batches_before = Counter(engine.stats.batch_sizes)
         bar = tqdm(total=total, unit="frame", desc="depth", file=sys.stderr,
                    disable=(None if opts.progress is None else not opts.progress),
                    dynamic_ncols=True)
@@ -411,17 +428,26 @@ def process_bag(
                 while waiting:
                     handle(*waiting.popleft())
                 run.finish()
-                summary.batch_sizes = dict(engine.stats.batch_sizes)
+                summary.batch_sizes = dict(Counter(engine.stats.batch_sizes)
+                                           - batches_before)
                 summary.process_seconds = time.perf_counter() - t_loop
                 summary.host_cpu_seconds = time.thread_time() - cpu_loop
                 for stream, stats in zip(streams, summary.cameras):
                     if stats.last_width:
                         stats.focal_state = stream.focal_state(stats.last_width)
                 summary.damaged = reader.damage.lines()
+                if record is not None:
+                    out.add_file(RUN_RECORD, json.dumps(
+                        {**record, "frames_in": summary.frames_in,
+                         "frames_out": summary.frames_out,
+                         "skipped": dict(summary.skipped)}, indent=2, sort_keys=True) + "\n")
                 out.commit()
         finally:
             bar.close()
-            engine.close()
+            if owned:
+                engine.close()
+            else:
+                _settle(engine)
     finally:
         reader.close()
     summary.wall_seconds = time.perf_counter() - t_start
@@ -460,6 +486,36 @@ def _resolve_anchors(reader: Any, opts: BagOptions, cameras: list[Camera],
 def _listing(reader: Any, types: dict) -> str:
     names = sorted(t for t, info in reader.topics.items() if info.msgtype in types)
     return ", ".join(names) or "none"
+
+
+def engine_config(opts: BagOptions) -> Any:
+    """The engine configuration ``opts`` give, device and precision resolved (what the
+    engine created for them reports as its ``config``)."""
+    from depth_pro_ros.engine import resolve_device, resolve_precision
+
+    config = _engine_config(opts)
+    try:
+        precision = resolve_precision(config.precision, resolve_device(config.device))
+    except ValueError as exc:
+        raise BagSetupError(str(exc)) from None
+    return dataclasses.replace(config, precision=precision)
+
+
+def _check_engine(engine: Any, opts: BagOptions) -> None:
+    """Refuse a given engine whose configuration differs from what ``opts`` give."""
+    want = engine_config(opts)
+    if engine.config != want:
+        diff = ", ".join(f"{f.name} {getattr(engine.config, f.name)!r} (options: "
+                         f"{getattr(want, f.name)!r})" for f in dataclasses.fields(want)
+                         if getattr(engine.config, f.name) != getattr(want, f.name))
+        raise BagSetupError(f"the engine given does not match the options: {diff}")
+
+
+def _settle(engine: Any, timeout: float = 60.0) -> None:
+    """Leave a borrowed engine empty: frames of a failed run are finished and dropped."""
+    engine.drain(timeout)
+    while engine.get(timeout=0) is not None:
+        pass
 
 
 def _engine_config(opts: BagOptions) -> Any:

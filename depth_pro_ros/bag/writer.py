@@ -139,6 +139,10 @@ class OutputBag:
         if old_holder is not None:
             shutil.rmtree(old_holder, ignore_errors=True)
 
+    def add_file(self, name: str, text: str) -> None:
+        """Put a small file inside the bag folder; it is moved into place with the bag."""
+        (self.partial / self.output.name / name).write_text(text, encoding="utf-8")
+
     # ----------------------------------------------------------------- connections
     def add_topic(self, topic: str, msgtype: str) -> Any:
         """A connection for messages this tool builds (ROS 2 definition of ``msgtype``)."""

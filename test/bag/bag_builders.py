@@ -340,3 +340,19 @@ def three_chunk_recording(frames: int = 8, t0: int = 2_000 * 1_000_000_000) -> l
         msgs.append(Msg("/wide/image_raw", IMAGE, t + 3_000_000,
                         image_fields(picture(50 + i, 300, 400))))
     return msgs
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run ``depth-pro-ros`` in this process; (status, stdout, stderr) via capture."""
+    import contextlib
+    import io
+
+    from depth_pro_ros.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()

@@ -12,7 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from bag_builders import IMAGE, ROS2, Msg, image_fields, picture, read_bag, snapshot, write_bag
+from bag_builders import (
+    IMAGE,
+    ROS2,
+    Msg,
+    image_fields,
+    picture,
+    read_bag,
+    run_cli,
+    snapshot,
+    write_bag,
+)
+from message_factories import sparse_anchor
 from model_factories import tiny_model
 
 from depth_pro_ros.bag import BagInputError, BagOptions, process_bag
@@ -39,17 +50,6 @@ def _reference(rgb: np.ndarray) -> np.ndarray:
     return infer(tiny_model(), rgb, f_px=FX).depth.numpy()
 
 
-def _anchor(reference: np.ndarray, seed: int) -> np.ndarray:
-    """1.37x ``reference`` at 4 % of the pixels (15 % of them 2-4x off), NaN elsewhere."""
-    rng = np.random.default_rng(seed)
-    anchor = np.full(reference.shape, np.nan, np.float32)
-    pick = rng.random(reference.shape) < 0.04
-    anchor[pick] = SCALE * reference[pick]
-    bad = pick & (rng.random(reference.shape) < 0.15)
-    anchor[bad] *= rng.uniform(2.0, 4.0, int(bad.sum())).astype(np.float32)
-    return anchor
-
-
 def _cloud_fields(anchor: np.ndarray) -> dict:
     """The anchor's pixels back-projected with the fixed intrinsics (centre principal
     point), as PointCloud2 fields."""
@@ -72,7 +72,7 @@ def bag(tmp_path_factory):
             frame = topic.split("/")[1]
             msgs.append(Msg(topic, IMAGE, t + c * 1_000_000, image_fields(rgb), stamp=t,
                             frame_id=frame))
-            anchor = _anchor(_reference(rgb), seed=10 * c + i)
+            anchor = sparse_anchor(_reference(rgb), SCALE, seed=10 * c + i)
             fields, msgtype = (depth_image_fields(anchor, "32FC1"), IMAGE) if c == 0 else (
                 _cloud_fields(anchor), POINTCLOUD2)
             msgs.append(Msg(anchor_topic, msgtype, t + 20_000_000 + c * 1_000_000, fields,
@@ -133,28 +133,13 @@ def test_anchor_topic_errors(bag, tiny_checkpoint, tmp_path, anchors, message):
     assert not (tmp_path / "out").exists()
 
 
-def _cli(*args: str) -> tuple[int, str, str]:
-    import contextlib
-    import io
-
-    from depth_pro_ros.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
-
-
 def test_the_command_line(bag, tiny_checkpoint, tmp_path):
     base = ["bag", str(bag), "-o", str(tmp_path / "out"), "--checkpoint",
             str(tiny_checkpoint), "--device", "cpu", "--image-topic", TOPICS[0],
             "--focal-source", "fixed", "--focal-px", str(FX), "--no-progress"]
-    code, _, err = _cli(*base, "--anchor-topic", ANCHORS[0], "--anchor-ema-alpha", "0")
+    code, _, err = run_cli(*base, "--anchor-topic", ANCHORS[0], "--anchor-ema-alpha", "0")
     assert code == 2 and "ema_alpha must be in (0, 1]" in err
-    code, stdout, err = _cli(*base, "--anchor-topic", ANCHORS[0], "--anchor-fit", "scale",
+    code, stdout, err = run_cli(*base, "--anchor-topic", ANCHORS[0], "--anchor-fit", "scale",
                              "--anchor-timeout", "2", "--anchor-sync", "exact")
     assert code == 0, err
     assert "/cam anchors: /cam/anchor/depth: 2 frame(s) anchored" in stdout

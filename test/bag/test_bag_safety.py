@@ -25,13 +25,13 @@ from bag_builders import (
     imu_fields,
     picture,
     read_bag,
+    run_cli,
     serialize,
     snapshot,
     write_bag,
 )
 
 from depth_pro_ros.bag import BagDataError, BagOptions, process_bag
-from depth_pro_ros.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 S = 1_000_000_000
@@ -73,20 +73,6 @@ def _no_partial(folder: Path) -> bool:
     return not [p for p in folder.iterdir() if ".partial-" in p.name or ".replaced-" in p.name]
 
 
-def _cli(*args: str) -> tuple[int, str, str]:
-    """Run ``depth-pro-ros`` in this process; (status, stdout, stderr) via capture."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def two_frames(tmp_path_factory):
     return write_bag(tmp_path_factory.mktemp("two") / "in", "mcap", _frames(2))
@@ -96,12 +82,12 @@ def test_existing_output_refused_then_overwrite_is_deterministic(
         two_frames, tiny_checkpoint, tmp_path):
     before = snapshot(two_frames)
     out = _old_output(tmp_path / "out")
-    code, _, err = _cli("bag", str(two_frames), "-o", str(out), "--checkpoint",
+    code, _, err = run_cli("bag", str(two_frames), "-o", str(out), "--checkpoint",
                         str(tiny_checkpoint), "--image-topic", CAM, "--device", "cpu")
     assert code == 1 and "exists; pass --overwrite" in err
     assert (out / "keep.txt").read_text() == "previous results"
 
-    code, stdout, err = _cli("bag", str(two_frames), "-o", str(out), "--checkpoint",
+    code, stdout, err = run_cli("bag", str(two_frames), "-o", str(out), "--checkpoint",
                              str(tiny_checkpoint), "--image-topic", CAM, "--device", "cpu",
                              "--batch-size", "2", "--overwrite", "--no-progress")
     assert code == 0, err
@@ -202,7 +188,7 @@ def test_strict_stops_at_the_first_bad_message(corrupt_bag, tiny_checkpoint, tmp
     with pytest.raises(BagDataError, match=r"/cam/image_raw message #1 .*deserialize"):
         process_bag(_options(corrupt_bag, out, tiny_checkpoint, strict=True))
     assert not out.exists() and _no_partial(tmp_path)
-    code, _, err = _cli("bag", str(corrupt_bag), "-o", str(out), "--checkpoint",
+    code, _, err = run_cli("bag", str(corrupt_bag), "-o", str(out), "--checkpoint",
                         str(tiny_checkpoint), "--image-topic", CAM, "--device", "cpu",
                         "--strict", "--start", "0.4")  # from frame 2: the decode error
     assert code == 1 and "message #0" in err and "counting from --start" in err, err
@@ -225,7 +211,7 @@ def test_input_and_option_errors_are_one_clear_line(two_frames, tiny_checkpoint,
     out = str(tmp_path / "out")
 
     def run(*args: str) -> tuple[int, str]:
-        code, _, err = _cli("bag", *args)
+        code, _, err = run_cli("bag", *args)
         assert "Traceback" not in err
         return code, err
 
@@ -271,7 +257,7 @@ def test_input_and_option_errors_are_one_clear_line(two_frames, tiny_checkpoint,
 def test_focal_source_fixed_and_16uc1(two_frames, tiny_checkpoint, tmp_path):
     """A fixed focal is used as given; 16UC1 depth is millimetres of the same depth."""
     out = tmp_path / "out"
-    code, stdout, err = _cli(
+    code, stdout, err = run_cli(
         "bag", str(two_frames), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
         "--image-topic", CAM, "--device", "cpu", "--focal-source", "fixed", "--focal-px", "80",
         "--depth-encoding", "16UC1", "--copy-topics", "none", "--batch-size", "2",

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 from message_factories import rclpy_message, smooth_rgb
+from message_factories import sparse_anchor as make_sparse_anchor
 from ros_harness import image_message
 from sensor_msgs.msg import PointCloud2, PointField
 
@@ -36,13 +37,7 @@ def picture(seed: int) -> np.ndarray:
 
 def sparse_anchor(reference: np.ndarray, seed: int) -> np.ndarray:
     """1.37x ``reference`` at 4% of the pixels, 15% of them gross outliers, NaN elsewhere."""
-    rng = np.random.default_rng(seed)
-    anchor = np.full(reference.shape, np.nan, np.float32)
-    pick = rng.random(reference.shape) < 0.04
-    anchor[pick] = SCALE * reference[pick]
-    outliers = pick & (rng.random(reference.shape) < 0.15)
-    anchor[outliers] *= rng.uniform(2.0, 4.0, int(outliers.sum())).astype(np.float32)
-    return anchor
+    return make_sparse_anchor(reference, SCALE, seed)
 
 
 def exchange(probe, pub, anchor_msg, rgb) -> tuple[object, dict]:

@@ -1,0 +1,238 @@
+"""``depth-pro-ros bags``: many bags with one model, here and on a local Ray instance.
+
+One 64x48 frame per bag keeps the forward passes few (the tiny model takes seconds per
+frame on a small CPU). The reference for every bag is a single ``bag`` run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from bag_builders import IMAGE, Msg, image_fields, picture, read_bag, run_cli, write_bag
+
+from depth_pro_ros.bag import BagOptions, BagSetupError, process_bag
+from depth_pro_ros.bag.fleet import RUN_RECORD, TEST_CRASH_ENV, find_bags
+from depth_pro_ros.bag.process import engine_config
+
+S = 1_000_000_000
+CAM = "/cam/image_raw"
+GOOD = ("alpha", "bravo", "charlie")
+
+try:
+    import ray
+except ImportError:  # the test extra installs it; a run without shows these as skipped
+    ray = None
+needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed "
+                               "(pip install -e '.[test]' installs it)")
+
+
+def _depth(bag: Path) -> list[bytes]:
+    return [bytes(raw) for _, _, raw in read_bag(bag)["/cam/depth"]]
+
+
+def _torn(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if ".partial-" in p.name or ".replaced-" in p.name]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, tiny_checkpoint):
+    """An input folder with three one-frame bags (one nested) and a corrupt ROS 1 bag,
+    and each good bag's depth from a single ``bag`` run."""
+    root = tmp_path_factory.mktemp("fleet")
+    inputs = root / "in"
+    for i, name in enumerate(GOOD):
+        where = inputs / "sub" / name if i == 2 else inputs / name
+        write_bag(where, "mcap", [Msg(CAM, IMAGE, 100 * S, image_fields(picture(7 * i)))])
+    (inputs / "broken.bag").write_bytes(b"not a bag at all" * 8)
+    refs = {}
+    for bag in find_bags([inputs]):
+        if bag.suffix == ".bag":
+            continue
+        out = root / "ref" / bag.name
+        process_bag(BagOptions(input=bag, output=out, checkpoint=tiny_checkpoint,
+                               image_topics=[CAM], device="cpu", progress=False))
+        refs[bag.name] = _depth(out)
+    return inputs, refs
+
+
+def _args(inputs, outdir, checkpoint, *extra):
+    return ("bags", str(inputs), "-o", str(outdir), "--checkpoint", str(checkpoint),
+            "--image-topic", CAM, "--device", "cpu", "--no-progress", *extra)
+
+
+def _check_outputs(outdir: Path, refs: dict, code: int, stdout: str) -> dict:
+    assert code == 1  # the corrupt bag
+    summary = json.loads((outdir / "summary.json").read_text())
+    status = {Path(b["input"]).name: b for b in summary["bags"]}
+    assert status["broken.bag"]["status"] == "failed"
+    assert "broken.bag" in status["broken.bag"]["reason"]
+    for name in GOOD:
+        assert status[name]["status"] in ("ok", "skipped"), status[name]
+        assert status[name]["frames_in"] == status[name]["frames_out"] == 1
+        assert _depth(outdir / f"{name}_depth") == refs[name]
+        record = json.loads((outdir / f"{name}_depth" / RUN_RECORD).read_text())
+        assert len(record["checkpoint_sha256"]) == 64 and record["frames_out"] == 1
+    assert re.search(r"^failed +broken\.bag ", stdout, re.M) and not _torn(outdir)
+    assert not (outdir / "broken_depth").exists()
+    return status
+
+
+def test_find_bags_and_name_clash(fleet, tmp_path, tiny_checkpoint):
+    inputs, _ = fleet
+    assert sorted(b.name for b in find_bags([inputs])) == ["alpha", "bravo", "broken.bag",
+                                                             "charlie"]
+    other = tmp_path / "x" / "alpha"
+    shutil.copytree(inputs / "alpha", other)
+    code, _, err = run_cli("bags", str(other), *_args(inputs, tmp_path / "out",
+                                                   tiny_checkpoint)[1:])
+    assert code == 2 and "same output" in err and "alpha_depth" in err
+    code, _, err = run_cli(*_args(tmp_path / "nothing", tmp_path / "out", tiny_checkpoint))
+    assert code == 2 and "input not found" in err
+
+
+def test_local_one_model_identical_resume_and_option_change(fleet, tmp_path,
+                                                            tiny_checkpoint, monkeypatch):
+    inputs, refs = fleet
+    outdir = tmp_path / "out"
+    loads = []
+    import depth_pro_ros.bag.fleet as fleet_module
+
+    real = fleet_module._create_engine
+    monkeypatch.setattr(fleet_module, "_create_engine",
+                        lambda *a: loads.append(a) or real(*a))
+    code, stdout, err = run_cli(*_args(inputs, outdir, tiny_checkpoint))
+    status = _check_outputs(outdir, refs, code, stdout)
+    assert len(loads) == 1  # one model for every bag
+    assert len({status[name]["worker"] for name in GOOD}) == 1
+
+    # Without --resume an existing output is not replaced.
+    code, _, _ = run_cli(*_args(inputs / "alpha", outdir, tiny_checkpoint))
+    assert code == 1 and "exists" in json.loads((outdir / "summary.json").read_text())[
+        "bags"][0]["reason"]
+
+    # --resume: alpha complete (skipped), bravo missing, charlie interrupted (a partial
+    # folder left behind by a killed run, no output).
+    shutil.rmtree(outdir / "bravo_depth")
+    shutil.rmtree(outdir / "charlie_depth")
+    (outdir / ".charlie_depth.partial-dead").mkdir()
+    (outdir / ".charlie_depth.partial-dead" / "junk").write_text("torn")
+    before = (outdir / "alpha_depth" / RUN_RECORD).stat().st_mtime_ns
+    code, stdout, _ = run_cli(*_args(inputs, outdir, tiny_checkpoint, "--resume"))
+    status = _check_outputs(outdir, refs, code, stdout)
+    assert status["alpha"]["status"] == "skipped"
+    assert (outdir / "alpha_depth" / RUN_RECORD).stat().st_mtime_ns == before
+    assert status["bravo"]["status"] == status["charlie"]["status"] == "ok"
+
+    # A changed option re-processes (and replaces) the output; resume then skips it.
+    code, _, _ = run_cli(*_args(inputs / "alpha", outdir, tiny_checkpoint, "--resume",
+                             "--depth-encoding", "16UC1"))
+    bag = json.loads((outdir / "summary.json").read_text())["bags"][0]
+    assert code == 0 and bag["status"] == "ok"
+    record = json.loads((outdir / "alpha_depth" / RUN_RECORD).read_text())
+    assert record["options"]["outputs"]["depth_encoding"] == "16UC1"
+    assert _depth(outdir / "alpha_depth") != refs["alpha"]
+    code, _, _ = run_cli(*_args(inputs / "alpha", outdir, tiny_checkpoint, "--resume",
+                             "--depth-encoding", "16UC1"))
+    assert code == 0
+    assert json.loads((outdir / "summary.json").read_text())["bags"][0]["status"] == "skipped"
+    assert not _torn(outdir)
+
+
+def test_given_engine_must_match_and_stays_open(fleet, tmp_path, tiny_checkpoint):
+    from depth_pro_ros.bag.process import _create_engine
+
+    inputs, refs = fleet
+    opts = BagOptions(input=inputs / "alpha", output=tmp_path / "a", checkpoint=tiny_checkpoint,
+                      image_topics=[CAM], device="cpu", progress=False)
+    engine = _create_engine(tiny_checkpoint, engine_config(opts))
+    try:
+        import dataclasses
+
+        with pytest.raises(BagSetupError, match="output_scale"):
+            process_bag(dataclasses.replace(opts, output_scale=0.5), engine=engine)
+        assert not (tmp_path / "a").exists()
+        with pytest.raises(Exception, match="not in the bag"):  # fails with the engine held
+            process_bag(dataclasses.replace(opts, image_topics=["/nope"]), engine=engine)
+    finally:
+        engine.close()
+
+
+def test_ray_missing_exits_2(fleet, tmp_path, tiny_checkpoint, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    code, _, err = run_cli(*_args(fleet[0], tmp_path / "out", tiny_checkpoint, "--ray", "local"))
+    assert code == 2 and "depth_pro_ros[cluster]" in err
+    code, _, err = run_cli(*_args(fleet[0], tmp_path / "out", tiny_checkpoint, "--workers", "2"))
+    assert code == 2 and "need --ray" in err
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@needs_ray
+def test_ray_pool_identical_outputs(fleet, ray_local, tmp_path, tiny_checkpoint):
+    inputs, refs = fleet
+    outdir = tmp_path / "out"
+    code, stdout, err = run_cli(*_args(inputs, outdir, tiny_checkpoint, "--ray", "local",
+                                    "--workers", "2"))
+    status = _check_outputs(outdir, refs, code, stdout)
+    assert "2 Ray worker(s)" in err
+    assert all(":" in status[name]["worker"] for name in GOOD)
+
+
+@needs_ray
+def test_ray_dead_worker_retried(fleet, ray_local, tmp_path, tiny_checkpoint, monkeypatch):
+    inputs, refs = fleet
+    outdir, marker = tmp_path / "out", tmp_path / "crashed"
+    monkeypatch.setenv(TEST_CRASH_ENV, str(marker))
+    code, _, err = run_cli(*_args(inputs / "bravo", outdir, tiny_checkpoint, "--ray", "local",
+                               "--workers", "1"))
+    assert code == 0, err
+    assert marker.exists() and "died on" in err  # the first worker did die mid-bag
+    bag = json.loads((outdir / "summary.json").read_text())["bags"][0]
+    assert bag["status"] == "ok" and bag["attempts"] == 2
+    assert bag["worker"] != marker.read_text()
+    assert _depth(outdir / "bravo_depth") == refs["bravo"]
+    assert not _torn(outdir)
+
+
+def test_ctrl_c_leaves_only_complete_outputs(fleet, tiny_checkpoint, tmp_path):
+    """SIGINT to the real command while a bag is written: exit 130, no torn output."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    inputs, _ = fleet
+    outdir = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "depth_pro_ros.cli", *_args(inputs / "alpha", outdir,
+                                                           tiny_checkpoint)],
+        cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (outdir.is_dir() and _torn(outdir)):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the output was never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and not _torn(outdir)
+    assert not (outdir / "alpha_depth").exists()
+    bag = json.loads((outdir / "summary.json").read_text())["bags"][0]
+    assert bag["status"] == "interrupted"
