@@ -205,8 +205,11 @@ def test_ray_dead_worker_retried(fleet, ray_local, tmp_path, tiny_checkpoint, mo
     assert not _torn(outdir)
 
 
-def test_ctrl_c_leaves_only_complete_outputs(fleet, tiny_checkpoint, tmp_path):
-    """SIGINT to the real command while a bag is written: exit 130, no torn output."""
+@pytest.mark.parametrize("mode", [(), pytest.param(("--ray", "local", "--workers", "1"),
+                                                   marks=needs_ray)], ids=["local", "ray"])
+def test_ctrl_c_leaves_only_complete_outputs(fleet, tiny_checkpoint, tmp_path, mode):
+    """SIGINT to the real command while a bag is written (by this process, or by a Ray
+    worker that the command started): exit 130, no torn output."""
     import signal
     import subprocess
     import sys
@@ -216,7 +219,7 @@ def test_ctrl_c_leaves_only_complete_outputs(fleet, tiny_checkpoint, tmp_path):
     outdir = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "depth_pro_ros.cli", *_args(inputs / "alpha", outdir,
-                                                           tiny_checkpoint)],
+                                                           tiny_checkpoint, *mode)],
         cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
