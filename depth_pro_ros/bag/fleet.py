@@ -30,7 +30,7 @@ from depth_pro_ros.bag.errors import BagError, BagInputError, BagSetupError, des
 from depth_pro_ros.bag.process import (
     RUN_RECORD,
     BagOptions,
-    _create_engine,
+    create_bag_engine,
     engine_config,
     process_bag,
 )
@@ -216,8 +216,7 @@ class FleetWorker:
 
     def setup(self) -> str:
         """Load the model (BagSetupError's text comes back on failure)."""
-        self.engine = _create_engine(Path(self.template.checkpoint),
-                                     engine_config(self.template))
+        self.engine = create_bag_engine(self.template)
         return self.name
 
     def check(self, paths: list[str], outdir: str) -> list[str]:
@@ -368,7 +367,7 @@ def run_fleet(template: BagOptions, inputs: list[Path], settings: FleetSettings)
 def _run_local(fleet: _Fleet, todo: list, record: dict) -> int:
     template = fleet.template
     try:
-        engine = _create_engine(Path(template.checkpoint), engine_config(template))
+        engine = create_bag_engine(template)
     except BagError as exc:
         fleet.say(f"depth-pro-ros: error: {exc}")
         return 2

@@ -56,7 +56,7 @@ from depth_pro_ros.stream import (
 from depth_pro_ros.stream.anchor import AnchorOptions, AnchorStream
 from depth_pro_ros.stream.outputs import OUTPUT_TOPICS
 
-__all__ = ["RUN_RECORD", "BagOptions", "engine_config", "process_bag"]
+__all__ = ["RUN_RECORD", "BagOptions", "create_bag_engine", "engine_config", "process_bag"]
 
 #: File written inside the output bag (before it is moved into place) when ``process_bag``
 #: is given a ``record``: the options and checkpoint it was made with (``bags --resume``).
@@ -499,6 +499,12 @@ def engine_config(opts: BagOptions) -> Any:
     except ValueError as exc:
         raise BagSetupError(str(exc)) from None
     return dataclasses.replace(config, precision=precision)
+
+
+def create_bag_engine(opts: BagOptions) -> Any:
+    """Load the checkpoint of ``opts`` and start the engine their options give, to pass to
+    :func:`process_bag` for many bags (one model for all of them)."""
+    return _create_engine(Path(opts.checkpoint).expanduser(), engine_config(opts))
 
 
 def _check_engine(engine: Any, opts: BagOptions) -> None:

@@ -101,8 +101,8 @@ def test_local_one_model_identical_resume_and_option_change(fleet, tmp_path,
     loads = []
     import depth_pro_ros.bag.fleet as fleet_module
 
-    real = fleet_module._create_engine
-    monkeypatch.setattr(fleet_module, "_create_engine",
+    real = fleet_module.create_bag_engine
+    monkeypatch.setattr(fleet_module, "create_bag_engine",
                         lambda *a: loads.append(a) or real(*a))
     code, stdout, err = run_cli(*_args(inputs, outdir, tiny_checkpoint))
     status = _check_outputs(outdir, refs, code, stdout)
@@ -207,7 +207,7 @@ def test_ray_dead_worker_retried(fleet, ray_local, tmp_path, tiny_checkpoint, mo
 
 @pytest.mark.parametrize("mode", [(), pytest.param(("--ray", "local", "--workers", "1"),
                                                    marks=needs_ray)], ids=["local", "ray"])
-def test_ctrl_c_leaves_only_complete_outputs(fleet, tiny_checkpoint, tmp_path, mode):
+def test_ctrl_c_leaves_only_complete_outputs(tiny_checkpoint, tmp_path, mode):
     """SIGINT to the real command while a bag is written (by this process, or by a Ray
     worker that the command started): exit 130, no torn output."""
     import signal
@@ -215,10 +215,14 @@ def test_ctrl_c_leaves_only_complete_outputs(fleet, tiny_checkpoint, tmp_path, m
     import sys
     import time
 
-    inputs, _ = fleet
+    # Four frames: the output is being written for seconds, so the signal lands mid-bag
+    # even on a loaded machine.
+    long_bag = write_bag(tmp_path / "in" / "long", "mcap",
+                         [Msg(CAM, IMAGE, (100 + i) * S, image_fields(picture(i)))
+                          for i in range(4)])
     outdir = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "depth_pro_ros.cli", *_args(inputs / "alpha", outdir,
+        [sys.executable, "-m", "depth_pro_ros.cli", *_args(long_bag, outdir,
                                                            tiny_checkpoint, *mode)],
         cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
@@ -235,7 +239,7 @@ def test_ctrl_c_leaves_only_complete_outputs(fleet, tiny_checkpoint, tmp_path, m
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert "interrupted" in err and not _torn(outdir)
-    assert not (outdir / "alpha_depth").exists()
+    assert "interrupted" in err and not _torn(outdir), (err, list(outdir.iterdir()))
+    assert not (outdir / "long_depth").exists(), err
     bag = json.loads((outdir / "summary.json").read_text())["bags"][0]
-    assert bag["status"] == "interrupted"
+    assert bag["status"] == "interrupted", (bag, err)
