@@ -238,7 +238,10 @@ def test_ctrl_c_leaves_only_complete_outputs(tiny_checkpoint, tmp_path, mode):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    # 130 from the command's own handling; once in CI the process, after printing that
+    # it was interrupted, ended by SIGINT instead (Python re-raising the signal at exit),
+    # which a shell reports as 130 too. What matters is checked below: no torn output.
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert "interrupted" in err and not _torn(outdir), (err, list(outdir.iterdir()))
     assert not (outdir / "long_depth").exists(), err
     bag = json.loads((outdir / "summary.json").read_text())["bags"][0]
