@@ -41,6 +41,7 @@ from depth_pro_ros.bag.reader import (
     resolve_cameras,
     resolve_copies,
     time_window,
+    topic_listing,
 )
 from depth_pro_ros.bag.summary import BagSummary, CameraSummary
 from depth_pro_ros.bag.writer import OutputBag, check_output_path, output_typestore
@@ -473,7 +474,7 @@ def _resolve_anchors(reader: Any, opts: BagOptions, cameras: list[Camera],
         info = reader.topics.get(topic)
         if info is None:
             raise BagInputError(f"anchor topic {topic} is not in the bag; anchor topics "
-                                f"there: {_listing(reader, _ANCHOR_TYPES)}")
+                                f"there: {topic_listing(reader, set(_ANCHOR_TYPES))}")
         if info.msgtype not in _ANCHOR_TYPES:
             raise BagInputError(f"anchor topic {topic} holds {info.msgtype or 'several types'}"
                                 ", not sensor_msgs/Image (a registered depth image) or "
@@ -481,11 +482,6 @@ def _resolve_anchors(reader: Any, opts: BagOptions, cameras: list[Camera],
         stats.anchor_topic = topic
         out.append([c for c in reader.connections if c.topic == topic])
     return out
-
-
-def _listing(reader: Any, types: dict) -> str:
-    names = sorted(t for t, info in reader.topics.items() if info.msgtype in types)
-    return ", ".join(names) or "none"
 
 
 def engine_config(opts: BagOptions) -> Any:

@@ -170,7 +170,7 @@ def _corrupt_hint(problem: str) -> str:
     return ""
 
 
-def _topic_listing(reader: Any, types: set[str] | None = None) -> str:
+def topic_listing(reader: Any, types: set[str] | None = None) -> str:
     names = [f"{name} ({info.msgtype})" for name, info in sorted(reader.topics.items())
              if types is None or info.msgtype in types]
     return ", ".join(names) if names else "none"
@@ -188,7 +188,7 @@ def resolve_cameras(
     topics = reader.topics
     if not image_topics:
         raise BagInputError("no --image-topic given; image topics in the bag: "
-                            + _topic_listing(reader, set(IMAGE_TYPES)))
+                            + topic_listing(reader, set(IMAGE_TYPES)))
     if len(set(image_topics)) != len(image_topics):
         raise BagInputError(f"an --image-topic is given twice: {image_topics}")
     if info_topics is not None and len(info_topics) != len(image_topics):
@@ -201,7 +201,7 @@ def resolve_cameras(
         info = topics.get(topic)
         if info is None:
             raise BagInputError(f"image topic {topic} is not in the bag; image topics there: "
-                                + _topic_listing(reader, set(IMAGE_TYPES)))
+                                + topic_listing(reader, set(IMAGE_TYPES)))
         if info.msgtype not in IMAGE_TYPES:
             raise BagInputError(f"topic {topic} holds {info.msgtype or 'several types'}, not "
                                 "sensor_msgs/Image or sensor_msgs/CompressedImage")
@@ -218,7 +218,7 @@ def resolve_cameras(
             if tinfo is None:
                 raise BagInputError(
                     f"camera_info topic {info_topic} is not in the bag; CameraInfo topics "
-                    "there: " + _topic_listing(reader, {CAMERA_INFO_TYPE}))
+                    "there: " + topic_listing(reader, {CAMERA_INFO_TYPE}))
             if tinfo.msgtype != CAMERA_INFO_TYPE:
                 raise BagInputError(f"topic {info_topic} holds {tinfo.msgtype or 'several types'}"
                                     ", not sensor_msgs/CameraInfo")
@@ -257,7 +257,7 @@ def resolve_copies(
         missing = [n for n in names if n not in topics]
         if missing:
             raise BagInputError(f"--copy-topics: {', '.join(missing)} not in the bag; topics "
-                                "there: " + _topic_listing(reader))
+                                "there: " + topic_listing(reader))
         clash = [n for n in names if n in output_topics]
         if clash:
             raise BagInputError(f"--copy-topics: {', '.join(clash)} would collide with the "
