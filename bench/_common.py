@@ -16,13 +16,25 @@ from pathlib import Path
 
 import torch
 
-from depth_pro_ros.model import DepthPro, DepthProConfig, create_model, parse_precision
+from depth_pro_ros.model import (
+    DepthAnythingConfig,
+    DepthProConfig,
+    create_depth_anything,
+    create_model,
+    parse_precision,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Depth Pro sizes, and the Depth Anything family (da_*: V2 metric, whose cost equals the
+# relative head's; pda_*: Prompt Depth Anything). Only bench_engine.py runs the da_* ones.
 CONFIGS = {
     "full": DepthProConfig.depth_pro,
     "small": DepthProConfig.small,
     "tiny": DepthProConfig.tiny,
+    **{f"da_{v}": (lambda v=v: getattr(DepthAnythingConfig, v)(head="metric", max_depth=20.0))
+       for v in ("vits", "vitb", "vitl", "tiny")},
+    **{f"pda_{v}": (lambda v=v: getattr(DepthAnythingConfig, v)(prompt=True))
+       for v in ("vits", "vitl", "tiny")},
 }
 
 
@@ -62,22 +74,27 @@ def device_name(device: torch.device) -> str:
     return name or "cpu"
 
 
-def build_model(config: DepthProConfig, device: torch.device, precision: str) -> DepthPro:
+def build_model(config: DepthProConfig | DepthAnythingConfig, device: torch.device,
+                precision: str) -> torch.nn.Module:
     """Random weights of realistic scale, built directly on the device.
 
     Built in fp32 from a fixed seed, then cast: a model of another precision holds the
     same weights rounded, so outputs can be compared across precisions.
     """
     torch.manual_seed(0)
-    model = create_model(config, device=device, precision="fp32")
+    if isinstance(config, DepthAnythingConfig):
+        model = create_depth_anything(config, device=device, precision="fp32")
+    else:
+        model = create_model(config, device=device, precision="fp32")
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() > 1:  # weights; biases, norms and tokens keep their init
                 param.normal_(0.0, 0.02)
-        # Plausible outputs, so that no frame fails on a rejected focal estimate.
-        if model.fov is not None:
-            model.fov.head[-1].bias.fill_(60.0)
-        model.head[-2].bias.fill_(0.3)
+        if isinstance(config, DepthProConfig):
+            # Plausible outputs, so that no frame fails on a rejected focal estimate.
+            if model.fov is not None:
+                model.fov.head[-1].bias.fill_(60.0)
+            model.head[-2].bias.fill_(0.3)
     return model.to(dtype=parse_precision(precision)).eval()
 
 

@@ -15,6 +15,10 @@ For each precision it measures:
    relative and absolute error; the focal estimate's relative error with ``--focal
    estimate``).
 
+With a Depth Anything configuration (``--config da_vits`` ..., ``pda_*`` for Prompt Depth
+Anything, whose frames carry a 192x256 prompt) the network input follows that family's
+recipe for the frame size (``--input-size``: its size parameter, 0 = the default).
+
 It prints a table and writes JSON (see bench/README.md). Runs on CUDA when available,
 else on the CPU with the tiny configuration and few frames. Run it as
 ``python bench/bench_engine.py`` (it imports ``bench/_common.py``).
@@ -37,7 +41,8 @@ from _common import CONFIGS, build_model, device_name, parser, results_path, wri
 from depth_pro_ros.bag.sample import sample_frames
 from depth_pro_ros.engine import DepthEngine, DepthResult, EngineConfig, Frame, Intrinsics
 from depth_pro_ros.engine.accuracy import compare_depth, relative_error
-from depth_pro_ros.model import DepthPro, parse_precision
+from depth_pro_ros.engine.families import BatchRecipe, recipe_for
+from depth_pro_ros.model import parse_precision
 
 STAGES = ("queue", "preprocess", "inference", "postprocess", "total")
 
@@ -76,18 +81,36 @@ def reset_peak_memory(device: torch.device) -> None:
 
 
 # --------------------------------------------------------------------------- measurements
+PROMPT_SHAPE = (192, 256)  # the LiDAR depth Prompt Depth Anything was trained with
+
+
+def prompt_for(recipe: BatchRecipe, seed: int) -> np.ndarray | None:
+    """A metric prompt (1-6 m) for Prompt Depth Anything frames, else None."""
+    if not recipe.info.needs_prompt:
+        return None
+    return (1.0 + 5.0 * np.random.default_rng(seed).random(PROMPT_SHAPE)).astype(np.float32)
+
+
 @torch.inference_mode()
-def bench_model_only(model: DepthPro, device, dtype, batch: int, estimate: bool,
-                     frames: int, warmup: int) -> dict:
-    size = model.config.input_size
-    x = torch.rand(batch, 3, size, size, device=device).mul_(2).sub_(1).to(dtype)
+def bench_model_only(model, recipe: BatchRecipe, image: np.ndarray, device, dtype,
+                     batch: int, estimate: bool, frames: int, warmup: int) -> dict:
+    """The forward pass alone, on the network input the recipe makes of ``image``."""
+    images = torch.from_numpy(np.stack([image] * batch)).to(device)
+    x = recipe.prepare(images, "bgr", dtype)
+    prompt = prompt_for(recipe, 0)
+    if prompt is not None:
+        prompt = torch.from_numpy(np.stack([prompt] * batch)[:, None]).to(device)
+
+    def forward():
+        return recipe.run(model, x, estimate and recipe.info.has_fov_head, prompt)
+
     for _ in range(warmup):
-        model(x, estimate_fov=estimate)
+        forward()
     synchronize(device)
     per_frame = []
     for _ in range(max(1, math.ceil(frames / batch))):
         t0 = time.perf_counter()
-        model(x, estimate_fov=estimate)
+        forward()
         synchronize(device)
         per_frame.append(1e3 * (time.perf_counter() - t0) / batch)
     out = summary(per_frame)
@@ -117,15 +140,17 @@ class Recorder:
                     print(f"  frame {result.meta} failed: {result.error}", file=sys.stderr)
 
 
-def run_pipeline(model: DepthPro, images: list[np.ndarray], intrinsics: Intrinsics | None,
+def run_pipeline(model, images: list[np.ndarray], intrinsics: Intrinsics | None,
                  config: EngineConfig, frames: int, warmup: int, rate: float | None) -> dict:
     """Feed ``frames`` frames (after ``warmup`` more) as fast as possible or at ``rate``."""
     recorder = Recorder()
     submitted: dict[int, float] = {}
     with DepthEngine(model, config, on_result=recorder) as engine:
+        prompts = [prompt_for(engine.recipe, i) for i in range(len(images))]
         for i in range(warmup):
             engine.submit(Frame(image=images[i % len(images)], channel_order="bgr",
-                                intrinsics=intrinsics, meta=-1 - i))
+                                intrinsics=intrinsics, meta=-1 - i,
+                                prompt=prompts[i % len(images)]))
             engine.drain()
         with recorder.lock:
             recorder.delivered.clear()
@@ -139,7 +164,7 @@ def run_pipeline(model: DepthPro, images: list[np.ndarray], intrinsics: Intrinsi
                 if delay > 0:
                     time.sleep(delay)
             frame = Frame(image=images[i % len(images)], channel_order="bgr",
-                          intrinsics=intrinsics, meta=i)
+                          intrinsics=intrinsics, meta=i, prompt=prompts[i % len(images)])
             submitted[i] = time.perf_counter()
             engine.submit(frame)
         engine.drain()
@@ -163,12 +188,13 @@ def run_pipeline(model: DepthPro, images: list[np.ndarray], intrinsics: Intrinsi
     return out
 
 
-def depth_results(model: DepthPro, images: list[np.ndarray],
-                  intrinsics: Intrinsics | None) -> list[DepthResult]:
+def depth_results(model, images: list[np.ndarray], intrinsics: Intrinsics | None,
+                  input_size: int) -> list[DepthResult]:
     """One result per image, through the engine (as the pipeline runs deliver them)."""
-    with DepthEngine(model, EngineConfig(policy="all")) as engine:
-        results = [engine.process(Frame(image=img, channel_order="bgr", intrinsics=intrinsics))
-                   for img in images]
+    with DepthEngine(model, EngineConfig(policy="all", input_size=input_size)) as engine:
+        results = [engine.process(Frame(image=img, channel_order="bgr", intrinsics=intrinsics,
+                                        prompt=prompt_for(engine.recipe, i)))
+                   for i, img in enumerate(images)]
     failed = [r.error for r in results if not r.ok]
     if failed:
         raise RuntimeError(f"accuracy frames failed: {failed}")
@@ -179,7 +205,7 @@ def reference_results(args, device: torch.device, images: list[np.ndarray],
                       intrinsics: Intrinsics | None) -> list[DepthResult]:
     """The fp32 results the reduced precisions are compared with (same weights, rounded)."""
     model = build_model(CONFIGS[args.config](), device, "fp32")
-    results = depth_results(model, images, intrinsics)
+    results = depth_results(model, images, intrinsics, args.input_size)
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -221,12 +247,19 @@ def bench_precision(args, device: torch.device, precision: str,
           f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters)")
     estimate = args.focal == "estimate"
     intrinsics = focal_intrinsics(args)
+    recipe = recipe_for(model, args.input_size)
 
-    model_only = bench_model_only(model, device, dtype, args.batch, estimate,
-                                  args.frames, args.warmup)
-    print(f"[{precision}] model-only {model_only['median_ms']:.1f} ms/frame")
+    model_only = bench_model_only(model, recipe, images[0], device, dtype, args.batch,
+                                  estimate, args.frames, args.warmup)
+    print(f"[{precision}] {recipe.info.description}: model-only "
+          f"{model_only['median_ms']:.1f} ms/frame")
+    if args.model_only:
+        return {"precision": precision, "model": recipe.info.description,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "network_input": [args.batch, 3, *recipe.network_size(args.height, args.width)],
+                "model_only": model_only}
     base = dict(device=str(device), precision=precision, compile=args.compile,
-                cuda_graphs=args.cuda_graphs, points=args.points)
+                cuda_graphs=args.cuda_graphs, points=args.points, input_size=args.input_size)
     fast = run_pipeline(model, images, intrinsics,
                         EngineConfig(policy="all", queue_size=args.queue_size,
                                      batch_size=args.batch, **base),
@@ -245,9 +278,11 @@ def bench_precision(args, device: torch.device, precision: str,
     accuracy = None
     if reference:
         frames = images[:len(reference)]
-        accuracy = accuracy_vs_fp32(depth_results(model, frames, intrinsics), reference)
+        accuracy = accuracy_vs_fp32(depth_results(model, frames, intrinsics, args.input_size),
+                                    reference)
         print(f"[{precision}] vs fp32: AbsRel {accuracy['abs_rel']:.2e}, "
               f"max rel {accuracy['max_rel']:.2e}, max {accuracy['max_abs_m']:.2e} m")
+    parameters = sum(p.numel() for p in model.parameters())
     del model
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -263,7 +298,9 @@ def bench_precision(args, device: torch.device, precision: str,
         "peak_memory_mb": memory,
         "peak_memory_kind": memory_kind,
         "accuracy_vs_fp32": accuracy,
-        "network_input": [args.batch, 3, model_config.input_size, model_config.input_size],
+        "model": recipe.info.description,
+        "parameters": parameters,
+        "network_input": [args.batch, 3, *recipe.network_size(args.height, args.width)],
     }
 
 
@@ -341,6 +378,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--points", action="store_true", help="also compute point clouds")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--cuda-graphs", action="store_true", help="replay the network as a graph")
+    p.add_argument("--model-only", action="store_true",
+                   help="measure the forward pass only (no pipeline runs, no accuracy)")
+    p.add_argument("--input-size", type=int, default=0,
+                   help="Depth Anything's size parameter (V2: shorter-side bound, default "
+                        "518; Prompt: longer-side bound, default 1008); Depth Pro: 0")
     args = p.parse_args(argv)
     if args.frames < 1 or args.warmup < 0 or args.batch < 1:
         p.error("--frames and --batch must be >= 1, --warmup >= 0")
@@ -384,15 +426,17 @@ def main(argv=None) -> int:
     # smoothly, as they do on camera images, which is what the accuracy check needs.
     images = sample_frames(4, args.width, args.height)
     reference = None
-    if args.accuracy_frames and any(p != "fp32" for p in args.precision):
+    if args.accuracy_frames and not args.model_only and any(p != "fp32"
+                                                              for p in args.precision):
         reference = reference_results(args, device, images[:args.accuracy_frames],
                                       focal_intrinsics(args))
     for precision in args.precision:
         report["runs"].append(bench_precision(
             args, device, precision, images, None if precision == "fp32" else reference))
-    report["overlap_ratio"] = {r["precision"]: r["overlap_ratio"] for r in report["runs"]}
     report["wall_s"] = time.perf_counter() - t0
-    print_table(report)
+    if not args.model_only:
+        report["overlap_ratio"] = {r["precision"]: r["overlap_ratio"] for r in report["runs"]}
+        print_table(report)
     out = results_path(args, name)
     write_json(report, out)
     print(f"\nwrote {out} ({report['wall_s']:.0f} s)")

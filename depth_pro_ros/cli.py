@@ -29,6 +29,7 @@ from depth_pro_ros.engine.anchor import ANCHOR_FITS, AnchorSettings
 from depth_pro_ros.engine.focal import FOCAL_SOURCES
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
+from depth_pro_ros.model.checkpoint import MODEL_TYPES
 from depth_pro_ros.model.weights import (
     CHECKPOINT_ENV,
     DEFAULT_CHECKPOINT,
@@ -104,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     image.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                        help=_PRECISION_HELP)
+    _add_model_options(image)
+    image.add_argument(
+        "--prompt-depth", action="append", type=Path, default=None, metavar="D",
+        dest="prompt_depths",
+        help="Prompt Depth Anything: the metric prompt of each PHOTO, same order (a .npy "
+             "in metres or a 16-bit PNG in millimetres, any resolution, 0 / NaN = no "
+             "measurement)")
     image.add_argument(
         "-o", "--outdir", type=Path, default=Path("depth_output"), help="default: depth_output"
     )
@@ -123,11 +131,32 @@ def _add_max_input_pixels(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """The model family and its input size (image, bag and bags)."""
+    p.add_argument(
+        "--model-type", choices=MODEL_TYPES, default="auto",
+        help="model family and head; auto (default) reads them from the checkpoint. Needed "
+             "only for an original Depth Anything V2 .pth whose name lost 'metric_hypersim' "
+             "/ 'metric_vkitti'; a contradiction with the file is an error")
+    p.add_argument(
+        "--input-size", type=_number(int, 0), default=0, metavar="N",
+        help="Depth Anything: lower bound on the network input's shorter side, a multiple "
+             "of 14 (larger: sharper and slower; default 0 = the model's, 518); Depth Pro's "
+             "input is fixed")
+    p.add_argument(
+        "--allow-relative", action="store_true",
+        help="relative-depth models (Depth Anything V2 relative) without a scale_shift "
+             "anchor fit: write the unitless relative inverse depth (depth/relative; "
+             "image: <stem>_relative.npy) instead of refusing")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint", type=Path, default=None,
-        help=f"Depth Pro weights (default: ${CHECKPOINT_ENV} or {DEFAULT_CHECKPOINT})",
+        help=f"network weights: Depth Pro, Depth Anything V2 or Prompt Depth Anything "
+             f"(default: ${CHECKPOINT_ENV} or {DEFAULT_CHECKPOINT})",
     )
+    _add_model_options(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help=_PRECISION_HELP)
@@ -335,18 +364,43 @@ def run_image(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from depth_pro_ros.engine import load_model
-    from depth_pro_ros.io.image_files import read_rgb, write_depth_outputs
-    from depth_pro_ros.model import CheckpointError, infer
+    from depth_pro_ros.engine.families import recipe_for
+    from depth_pro_ros.io.image_files import (
+        read_prompt_depth,
+        read_rgb,
+        write_depth_outputs,
+        write_relative_outputs,
+    )
+    from depth_pro_ros.model import CheckpointError, infer, infer_depth_anything
+    from depth_pro_ros.stream.anchor import dense_prompt
 
     checkpoint = args.checkpoint.expanduser() if args.checkpoint else default_checkpoint()
     if not checkpoint.exists():
         _error(missing_checkpoint_message(checkpoint))
         return 2
     try:
-        model = load_model(checkpoint, args.device, args.precision).model
+        model = load_model(checkpoint, args.device, args.precision, args.model_type).model
+        info = recipe_for(model, args.input_size).info
     except (CheckpointError, ValueError) as exc:
         _error(str(exc))
         return 2
+    prompts = args.prompt_depths or []
+    if info.needs_prompt and len(prompts) != len(args.photos):
+        _error(f"{info.description} needs a prompt depth per photo: give --prompt-depth "
+               f"once per PHOTO, in the same order ({len(args.photos)} photo(s), "
+               f"{len(prompts)} prompt(s))")
+        return 2
+    if prompts and not info.needs_prompt:
+        _error(f"--prompt-depth is for Prompt Depth Anything; {info.description} takes none")
+        return 2
+    if info.kind == "relative" and not args.allow_relative:
+        _error(f"{info.description} gives relative depth only, with no metric scale: pass "
+               "--allow-relative to write its unitless inverse depth (<stem>_relative.npy), "
+               "or use a metric model")
+        return 2
+    if info.family != "depth_pro" and args.focal_px is not None:
+        print(f"depth-pro-ros: note: {info.description} does not use --focal-px",
+              file=sys.stderr)
 
     photos: list[Path] = args.photos
     show_bar = len(photos) > 1
@@ -361,7 +415,7 @@ def run_image(args: argparse.Namespace) -> int:
 
     used_stems: set[str] = set()
     failures = 0
-    for photo in bar:
+    for i, photo in enumerate(bar):
         warnings: list[str] = []
         try:
             rgb = read_rgb(photo, max_pixels=args.max_input_pixels, warnings=warnings)
@@ -372,19 +426,39 @@ def run_image(args: argparse.Namespace) -> int:
         for warning in warnings:
             say(f"{photo}: decoder warning: {warning}")
         try:
+            prompt = dense_prompt(read_prompt_depth(prompts[i])) if prompts else None
+        except ValueError as exc:
+            failures += 1
+            fail(f"{photo}: prompt depth {prompts[i]}: {exc}")
+            continue
+        pred = None
+        try:
             with torch.inference_mode():
-                pred = infer(model, rgb, f_px=args.focal_px)
-            depth = pred.depth.detach().float().cpu().numpy()
+                if info.family == "depth_pro":
+                    pred = infer(model, rgb, f_px=args.focal_px)
+                    out = pred.depth
+                else:
+                    out = infer_depth_anything(model, rgb, info.input_size, prompt)
+            out = out.detach().float().cpu().numpy()
         except RuntimeError as exc:
             failures += 1
             fail(f"{photo}: inference failed: {exc}")
             continue
+        stem = _unique_stem(photo, used_stems)
         try:
-            paths = write_depth_outputs(args.outdir, _unique_stem(photo, used_stems), depth)
+            if info.kind == "relative":
+                paths = write_relative_outputs(args.outdir, stem, out)
+            else:
+                paths = write_depth_outputs(args.outdir, stem, out)
         except (OSError, ValueError) as exc:
             failures += 1
             fail(f"{photo}: could not write outputs: {exc}")
             continue
+        if info.kind == "relative":
+            say(f"{photo}: {rgb.shape[1]}x{rgb.shape[0]}, relative inverse depth (unitless) "
+                f"-> {paths['npy']}")
+            continue
+        depth = out
 
         finite = depth[np.isfinite(depth)]
         depth_text = (
@@ -393,11 +467,12 @@ def run_image(args: argparse.Namespace) -> int:
             if finite.size
             else "no valid depth"
         )
-        fov_text = f", fov {pred.fov_deg:.1f} deg" if pred.fov_deg is not None else ""
-        say(
-            f"{photo}: {rgb.shape[1]}x{rgb.shape[0]}, focal {pred.focal_px:.1f} px "
-            f"({pred.focal_source}{fov_text}), {depth_text} -> {paths['color_png']}"
-        )
+        focal_text = ""
+        if pred is not None:
+            fov_text = f", fov {pred.fov_deg:.1f} deg" if pred.fov_deg is not None else ""
+            focal_text = f", focal {pred.focal_px:.1f} px ({pred.focal_source}{fov_text})"
+        say(f"{photo}: {rgb.shape[1]}x{rgb.shape[0]}{focal_text}, {depth_text} -> "
+            f"{paths['color_png']}")
 
     bar.close()
     if failures:
@@ -438,7 +513,9 @@ def bag_options(args: argparse.Namespace, input: Path, output: Path):
         points_decimation=args.points_decimation,
         points_rgb=args.points_rgb, min_depth=args.min_depth, max_depth=args.max_depth,
         max_input_pixels=args.max_input_pixels, overwrite=args.overwrite, strict=args.strict,
-        progress=args.progress, anchor_topics=args.anchor_topics, anchor=anchor)
+        progress=args.progress, anchor_topics=args.anchor_topics, anchor=anchor,
+        model_type=args.model_type, input_size=args.input_size,
+        allow_relative=args.allow_relative)
 
 
 def run_bag(args: argparse.Namespace) -> int:

@@ -31,7 +31,11 @@ ARGUMENTS = (
      "camera_info_topic then do not apply); empty: one camera"),
     ("checkpoint", os.path.join(os.path.expanduser("~"), ".cache", "depth_pro_ros",
                                 "depth_pro.pt"),
-     "Depth Pro weights: depth_pro.pt or an apple/DepthPro-hf folder"),
+     "Network weights: Depth Pro (depth_pro.pt or an apple/DepthPro-hf folder), Depth "
+     "Anything V2 or Prompt Depth Anything (original or Hugging Face files)"),
+    ("model_type", "auto", "Model family and head, read from the checkpoint with auto; or "
+     "depth_pro, depth_anything_v2, depth_anything_v2_metric_indoor, "
+     "depth_anything_v2_metric_outdoor, prompt_depth_anything"),
     ("device", "", "Torch device: cuda, cuda:N or cpu; empty = cuda when available"),
     ("precision", "auto", "Network precision: auto, fp32, fp16 or bf16"),
     ("params_file", PathJoinSubstitution([FindPackageShare("depth_pro_ros"), "config",
@@ -58,6 +62,7 @@ def generate_launch_description() -> LaunchDescription:
             LaunchConfiguration("params_file"),
             {
                 "checkpoint": LaunchConfiguration("checkpoint"),
+                "model_type": LaunchConfiguration("model_type"),
                 "device": LaunchConfiguration("device"),
                 "precision": LaunchConfiguration("precision"),
                 "input_transport": transport,

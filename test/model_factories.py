@@ -23,3 +23,23 @@ def tiny_model() -> torch.nn.Module:
         model.head[-2].weight.mul_(20.0)
         model.head[-2].bias.fill_(0.3)
     return model
+
+
+def tiny_depth_anything(head: str = "metric", prompt: bool = False,
+                        seed: int = 5) -> torch.nn.Module:
+    """A tiny random-weight Depth Anything (V2 ``head`` relative / metric, or Prompt
+    Depth Anything) whose output varies across the image and stays in range: the last
+    1x1 convolution is scaled up and its bias set, so the relative head's ReLU keeps most
+    pixels positive and the metric sigmoid is not saturated."""
+    from depth_pro_ros.model import DepthAnythingConfig, create_depth_anything
+
+    max_depth = 20.0 if head == "metric" and not prompt else 1.0
+    torch.manual_seed(seed)
+    model = create_depth_anything(DepthAnythingConfig.tiny(head=head, max_depth=max_depth,
+                                                           prompt=prompt))
+    last = [m for m in model.modules()
+            if isinstance(m, torch.nn.Conv2d) and m.out_channels == 1][-1]
+    with torch.no_grad():
+        last.weight.mul_(8.0)
+        last.bias.fill_(0.5 if head == "metric" else 2.0)
+    return model

@@ -84,3 +84,70 @@ def test_image_command_checkpoint_errors(tmp_path):
     result = _run("image", str(photo), "--checkpoint", str(bad))
     assert result.returncode == 2 and "not a PyTorch checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _main(*args: str) -> tuple[int, str, str]:
+    """``depth-pro-ros`` in this process (no interpreter start-up): status, stdout, stderr."""
+    import contextlib
+    import io
+
+    from depth_pro_ros.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def _photo(tmp_path: Path, seed: int, name: str = "p.png") -> tuple[Path, np.ndarray]:
+    rgb = np.random.default_rng(seed).integers(0, 256, (42, 70, 3), dtype=np.uint8)
+    path = tmp_path / name
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path, rgb
+
+
+def test_image_command_with_depth_anything_models(da_checkpoints, tmp_path):
+    """Metric: depth files as the reference recipe gives them; relative: refused without
+    --allow-relative, then the unitless inverse depth; prompt: one prompt per photo."""
+    from model_factories import tiny_depth_anything
+
+    from depth_pro_ros.model import infer_depth_anything
+    from depth_pro_ros.stream.anchor import dense_prompt
+
+    photo, rgb = _photo(tmp_path, 1)
+    out = tmp_path / "out"
+    common = ("--device", "cpu", "--input-size", "56", "-o", str(out))
+    code, stdout, err = _main("image", str(photo), "--checkpoint",
+                              str(da_checkpoints["metric"]), *common)
+    assert code == 0, err
+    np.testing.assert_allclose(
+        np.load(out / "p_depth.npy"),
+        infer_depth_anything(tiny_depth_anything("metric"), rgb, 56).numpy(), rtol=1e-5)
+    assert "focal" not in stdout and "-> " in stdout
+
+    relative = ("image", str(photo), "--checkpoint", str(da_checkpoints["relative"]), *common)
+    code, _, err = _main(*relative)
+    assert code == 2 and "pass --allow-relative" in err
+    code, stdout, err = _main(*relative, "--allow-relative")
+    assert code == 0, err
+    np.testing.assert_allclose(
+        np.load(out / "p_relative.npy"),
+        infer_depth_anything(tiny_depth_anything("relative"), rgb, 56).numpy(), rtol=1e-5)
+    assert (out / "p_relative_color.png").exists() and "relative inverse depth" in stdout
+
+    mm = np.zeros((6, 10), np.uint16)
+    mm[::2, ::3] = np.arange(1000, 1000 + mm[::2, ::3].size * 100, 100).reshape(3, 4)
+    cv2.imwrite(str(tmp_path / "prompt.png"), mm)
+    prompted = ("image", str(photo), "--checkpoint", str(da_checkpoints["prompt"]), *common)
+    code, _, err = _main(*prompted)
+    assert code == 2 and "needs a prompt depth per photo" in err
+    code, _, err = _main(*prompted, "--prompt-depth", str(tmp_path / "prompt.png"))
+    assert code == 0, err
+    prompt = dense_prompt(np.where(mm > 0, mm / 1000.0, np.nan).astype(np.float32))
+    np.testing.assert_allclose(
+        np.load(out / "p_depth.npy"),
+        infer_depth_anything(tiny_depth_anything("metric", prompt=True), rgb, 56,
+                             prompt).numpy(), rtol=1e-5)

@@ -99,6 +99,9 @@ class BagOptions:
     # they pair and fit (AnchorOptions.source is taken from each topic's type).
     anchor_topics: list[str] | None = None
     anchor: AnchorOptions = field(default_factory=lambda: AnchorOptions(sync="approximate"))
+    model_type: str | None = None  # None / "auto": read from the checkpoint
+    input_size: int = 0  # Depth Anything's shorter-side bound; 0: the model's default
+    allow_relative: bool = False  # relative models: write unanchored frames to depth/relative
     overwrite: bool = False
     strict: bool = False
     progress: bool | None = None  # tqdm bar; None: only on a terminal
@@ -124,6 +127,7 @@ class _Run:
         self.opts, self.reader, self.cameras, self.out = opts, reader, cameras, out
         self.engine, self.summary, self.report = engine, summary, report
         self.streams, self.anchors = streams, anchors
+        self.model = engine.recipe.info
         from depth_pro_ros.engine.batch import BatchGrouper
 
         self.pending: deque[Any] = deque()
@@ -135,6 +139,7 @@ class _Run:
         self.connections: list[dict[str, Any]] = []
         wanted = ["depth", "depth/camera_info"]
         wanted += ["points"] * opts.outputs.points + ["depth/colorized"] * opts.outputs.colorized
+        wanted += ["depth/relative"] * (self.model.kind == "relative" and opts.allow_relative)
         for cam in cameras:
             self.connections.append({rel: out.add_topic(cam.output_topic(rel), OUTPUT_TOPICS[rel])
                                      for rel in wanted})
@@ -172,9 +177,19 @@ class _Run:
         assert frame is not None  # hold_unpaired is off
         stats.last_width = frame.image.shape[1]
         frame.source = cam_index
-        if self.anchors[cam_index] is not None:
-            frame.anchor_filter = self.anchors[cam_index].filter_for(
-                str(getattr(msg.header, "frame_id", "")), frame.meta.stamp_ns, log_time * 1e-9)
+        anchors = self.anchors[cam_index]
+        frame_id = str(getattr(msg.header, "frame_id", ""))
+        if self.model.needs_prompt:
+            try:
+                frame.prompt = anchors.prompt_for(frame_id, frame.meta.stamp_ns,
+                                                  log_time * 1e-9, frame.intrinsics,
+                                                  frame.image.shape[:2])
+            except ValueError as exc:
+                self.skip(cam_index, index, log_time, "no_prompt", str(exc))
+                return
+        elif anchors is not None:
+            frame.anchor_filter = anchors.filter_for(frame_id, frame.meta.stamp_ns,
+                                                     log_time * 1e-9)
         self.pending.append(slot)
         self.outstanding += 1
         for group in self.grouper.add(frame):
@@ -250,6 +265,14 @@ class _Run:
         if not result.ok:
             self.skip(cam_index, slot.index, slot.log_time, "inference", result.error or "")
             return
+        if self.anchors[cam_index] is not None:
+            self.anchor_outcome(cam_index, result.anchor)
+        if result.relative is not None and not self.opts.allow_relative:
+            self.skip(cam_index, slot.index, slot.log_time, "unanchored",
+                      "no accepted anchor fit for this frame: a relative model's depth has "
+                      "no metric scale without one (--allow-relative writes it to "
+                      "depth/relative)")
+            return
         meta = result.meta  # StreamFrame
         header = self.out.header(meta.stamp_ns, getattr(meta.header, "frame_id", ""))
         conns = self.connections[cam_index]
@@ -257,9 +280,7 @@ class _Run:
             self.out.write_fields(conns[message.topic], slot.log_time, header, message.fields)
         stats = self.summary.cameras[cam_index]
         stats.frames_out += 1
-        stats.focal[result.focal_source.value] += 1
-        if self.anchors[cam_index] is not None:
-            self.anchor_outcome(cam_index, result.anchor)
+        stats.focal[result.focal_source.value if result.focal_source else "none"] += 1
         self.progress()
 
     def anchor_outcome(self, cam_index: int, outcome: Any) -> None:
@@ -271,6 +292,9 @@ class _Run:
             stats.anchor["problems"] += 1
             if stats.anchor["problems"] <= _REPORT_SKIPS:
                 self.report(f"{topic}: {problem}")
+        if self.model.needs_prompt:  # the anchor was the frame's prompt
+            stats.anchor["anchored"] += 1
+            return
         if outcome is not None and outcome.fit is not None:
             stats.anchor["fits_ok" if outcome.fit.ok else "fits_rejected"] += 1
             if outcome.fit.ok:
@@ -377,8 +401,15 @@ def process_bag(
 
         t_load = time.perf_counter()
         if owned:
-            engine = _create_engine(checkpoint, config)
+            engine = _create_engine(checkpoint, config, opts.model_type)
         summary.load_seconds = time.perf_counter() - t_load
+        summary.model = engine.recipe.info.description
+        try:
+            _check_model_use(engine, opts, cameras, anchors)
+        except BagSetupError:
+            if owned:
+                engine.close()
+            raise
         batches_before = Counter(engine.stats.batch_sizes)
         bar = tqdm(total=total, unit="frame", desc="depth", file=sys.stderr,
                    disable=(None if opts.progress is None else not opts.progress),
@@ -500,7 +531,8 @@ def engine_config(opts: BagOptions) -> Any:
 def create_bag_engine(opts: BagOptions) -> Any:
     """Load the checkpoint of ``opts`` and start the engine their options give, to pass to
     :func:`process_bag` for many bags (one model for all of them)."""
-    return _create_engine(Path(opts.checkpoint).expanduser(), engine_config(opts))
+    return _create_engine(Path(opts.checkpoint).expanduser(), engine_config(opts),
+                          opts.model_type)
 
 
 def _check_engine(engine: Any, opts: BagOptions) -> None:
@@ -534,19 +566,41 @@ def _engine_config(opts: BagOptions) -> Any:
             queue_size=2 * batch, batch_size=batch, output_scale=opts.output_scale,
             points=opts.outputs.points,
             points_decimation=opts.points_decimation, points_rgb=opts.points_rgb,
-            min_depth=opts.min_depth, max_depth=opts.max_depth)
+            min_depth=opts.min_depth, max_depth=opts.max_depth, input_size=opts.input_size)
     except ValueError as exc:
         raise BagInputError(str(exc)) from None
 
 
-def _create_engine(checkpoint: Path, config: Any) -> Any:
+def _create_engine(checkpoint: Path, config: Any, model_type: str | None = None) -> Any:
     from depth_pro_ros.engine import create_engine
     from depth_pro_ros.model import CheckpointError
 
     try:
-        return create_engine(str(checkpoint), config)
+        return create_engine(str(checkpoint), config, model_type=model_type)
     except (CheckpointError, ValueError) as exc:
         raise BagSetupError(str(exc)) from None
+
+
+#: The bag tool's names for the settings check_model_use names.
+_OPTION_NAMES = {"anchor": "--anchor-topic", "anchor_fit": "--anchor-fit",
+                 "allow_relative": "--allow-relative", "focal_source": "--focal-source",
+                 "relative_topic": "depth/relative"}
+
+
+def _check_model_use(engine: Any, opts: BagOptions, cameras: list[Camera],
+                     anchors: list[AnchorStream | None]) -> None:
+    """Refuse settings with which the engine's model cannot give output for a camera."""
+    from depth_pro_ros.stream.model_use import check_model_use
+
+    for cam, anchor in zip(cameras, anchors):
+        try:
+            check_model_use(engine.recipe.info, anchored=anchor is not None,
+                            anchor_fit=opts.anchor.settings.fit,
+                            allow_relative=opts.allow_relative,
+                            focal_source=opts.focal.focal_source, names=_OPTION_NAMES)
+        except ValueError as exc:
+            where = f"{cam.image_topic}: " if len(cameras) > 1 else ""
+            raise BagSetupError(f"{where}{exc}") from None
 
 
 def _default_typestore() -> Any:

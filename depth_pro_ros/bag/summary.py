@@ -58,6 +58,7 @@ class BagSummary:
     recovery: str | None = None  # how a truncated / unindexed input was recovered
     damaged: list[str] = field(default_factory=list)  # damaged chunks skipped, one line each
     batch_sizes: dict[int, int] = field(default_factory=dict)  # frames per batch -> batches
+    model: str = ""  # the network that ran (ModelInfo.description)
 
     @property
     def frames_in(self) -> int:
@@ -83,6 +84,7 @@ class BagSummary:
     def as_dict(self) -> dict[str, Any]:
         return {
             "input": str(self.input), "output": str(self.output), "format": self.storage,
+            "model": self.model,
             "frames_in": self.frames_in, "frames_out": self.frames_out,
             "skipped": dict(self.skipped), "focal_sources": dict(self.focal),
             "copied_messages": self.copied, "load_seconds": self.load_seconds,
@@ -106,6 +108,8 @@ class BagSummary:
             return ", ".join(f"{k} {v}" for k, v in sorted(counter.items())) or "none"
 
         lines = [f"{self.input} -> {self.output} ({self.storage})"]
+        if self.model:
+            lines.append(f"  model:        {self.model}")
         if self.recovery:
             lines.append(f"  recovered:    {self.recovery}")
         if self.damaged:

@@ -23,8 +23,10 @@ __all__ = ["Batch", "BatchGrouper", "FrameOutput", "batch_key", "frame_outputs"]
 
 
 def batch_key(frame: Frame) -> Hashable:
-    """Frames with equal keys (image size and channel order) can run as one batch."""
-    return frame.image.shape[:2], frame.channel_order
+    """Frames with equal keys (image size, channel order and prompt size) can run as one
+    batch."""
+    prompt = None if frame.prompt is None else frame.prompt.shape
+    return frame.image.shape[:2], frame.channel_order, prompt
 
 
 class BatchGrouper:
@@ -86,6 +88,7 @@ class FrameOutput:
     points: torch.Tensor | None = None  # host int32 words, see pointcloud.pack_words
     points_shape: tuple[int, int] | None = None  # (height, width) of the organized cloud
     anchor: AnchorOutcome | None = None  # what the frame's anchor_filter applied
+    relative: torch.Tensor | None = None  # unanchored relative inverse depth, on the host
 
 
 @dataclass
@@ -97,7 +100,8 @@ class Batch:
     started: float  # perf_counter() when the worker took the batch
     images: torch.Tensor | None = None  # (B, H, W, C) uint8 on the device
     x: torch.Tensor | None = None  # network input
-    inverse_depth: torch.Tensor | None = None  # canonical inverse depth
+    prompt: torch.Tensor | None = None  # (B, 1, h, w) prompt depths (Prompt Depth Anything)
+    raw: torch.Tensor | None = None  # the network's output, see BatchRecipe.output
     fov_host: torch.Tensor | None = None  # (B,) float32 FoV estimates on the host
     outputs: list[FrameOutput] = field(default_factory=list)
     events: dict[str, torch.cuda.Event] = field(default_factory=dict)  # CUDA only
@@ -114,7 +118,8 @@ def frame_outputs(frames: list[Frame], fov_host: torch.Tensor | None) -> list[Fr
     ``focal_filter`` when it has one). A rejected estimate sets the output's ``error``.
 
     ``fov_host`` holds the batch's FoV estimates (degrees) on the host, or is None when
-    the FoV head did not run.
+    the FoV head did not run; a frame without intrinsics then keeps none (models whose
+    depth needs no focal).
     """
     outputs = []
     for i, frame in enumerate(frames):
@@ -127,7 +132,7 @@ def frame_outputs(frames: list[Frame], fov_host: torch.Tensor | None) -> list[Fr
         if frame.intrinsics is not None:
             out.intrinsics = frame.intrinsics.scaled_to(w, h)
             out.focal_source = frame.focal_source
-        else:
+        elif fov_host is not None:
             raw = out.focal_estimate_px
             chosen = frame.focal_filter(raw, w, h) if frame.focal_filter else (
                 Intrinsics.from_focal(raw, w, h) if raw > 0 else None

@@ -82,27 +82,34 @@ def gpu_stage_ms(events: dict[str, torch.cuda.Event]) -> dict[str, float]:
 
 
 class GraphedNetwork:
-    """Replays a network as CUDA graphs, one per input shape, dtype and ``estimate_fov``."""
+    """Replays a network as CUDA graphs, one per input shape, dtype and keyword arguments
+    (tensor arguments, such as a prompt depth, are graph inputs like ``x``)."""
 
     def __init__(self, model: Callable) -> None:
         self.model = model
         self.graphs: dict[tuple, tuple] = {}
 
-    def __call__(self, x: torch.Tensor, estimate_fov: bool):
-        key = (tuple(x.shape), x.dtype, estimate_fov)
+    def __call__(self, x: torch.Tensor, **kwargs):
+        tensors = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
+        key = (tuple(x.shape), x.dtype,
+               *sorted((k, tuple(v.shape), v.dtype) for k, v in tensors.items()),
+               *sorted((k, v) for k, v in kwargs.items() if k not in tensors))
         if key not in self.graphs:
             static_in = x.clone()
+            static_kw = {**kwargs, **{k: v.clone() for k, v in tensors.items()}}
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 for _ in range(2):  # warm up kernels and allocator outside the capture
-                    self.model(static_in, estimate_fov=estimate_fov)
+                    self.model(static_in, **static_kw)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                static_out = self.model(static_in, estimate_fov=estimate_fov)
-            self.graphs[key] = (graph, static_in, static_out)
-        graph, static_in, static_out = self.graphs[key]
+                static_out = self.model(static_in, **static_kw)
+            self.graphs[key] = (graph, static_in, static_kw, static_out)
+        graph, static_in, static_kw, static_out = self.graphs[key]
         static_in.copy_(x)
+        for k, v in tensors.items():
+            static_kw[k].copy_(v)
         graph.replay()
         return static_out

@@ -46,8 +46,9 @@ from depth_pro_ros.engine.cuda_buffers import (
     timing_events,
     to_pinned_host,
 )
+from depth_pro_ros.engine.families import recipe_for
 from depth_pro_ros.engine.pointcloud import depth_to_points, pack_words, words_to_record
-from depth_pro_ros.engine.preprocess import prepare_input, rgb_at_size
+from depth_pro_ros.engine.preprocess import rgb_at_size
 from depth_pro_ros.engine.types import (
     BatchRecord,
     DepthResult,
@@ -55,8 +56,6 @@ from depth_pro_ros.engine.types import (
     EngineStats,
     Frame,
 )
-from depth_pro_ros.model import DepthPro
-from depth_pro_ros.model.inference import metric_depth
 
 _log = logging.getLogger(__name__)
 
@@ -66,14 +65,21 @@ _Queued = tuple[Frame, float, "int | None"]
 
 
 class DepthEngine:
-    """Runs Depth Pro on a stream of frames; see the module docstring for the pipeline."""
+    """Runs a depth network (Depth Pro or Depth Anything) on a stream of frames; see the
+    module docstring for the pipeline and :mod:`~depth_pro_ros.engine.families` for what
+    differs between families.
+
+    Raises:
+        ValueError: a ``config.input_size`` the model's family cannot use.
+    """
 
     def __init__(
         self,
-        model: DepthPro,
+        model: torch.nn.Module,
         config: EngineConfig = EngineConfig(),
         on_result: ResultCallback | None = None,
     ) -> None:
+        self.recipe = recipe_for(model, config.input_size)
         self.config = config
         self.model = model
         param = next(model.parameters())
@@ -189,7 +195,8 @@ class DepthEngine:
         Settings fixed when the engine was built (device, precision, policy, queue,
         compile, CUDA graphs) cannot change. Raises ``ValueError`` for invalid values.
         """
-        fixed = {"device", "precision", "policy", "queue_size", "compile", "cuda_graphs"}
+        fixed = {"device", "precision", "policy", "queue_size", "compile", "cuda_graphs",
+                 "input_size"}
         if fixed & changes.keys():
             raise ValueError(f"cannot change {sorted(fixed & changes.keys())} while running")
         # One reference assignment: the worker reads self.config once per batch.
@@ -289,11 +296,18 @@ class DepthEngine:
     def _stage(self, work: Batch) -> None:
         first = work.frames[0]
         pixels = np.stack([_hwc(f.image) for f in work.frames])
-        size = self.model.config.input_size
+        prompts = None
+        if self.recipe.info.needs_prompt:
+            missing = [f.meta for f in work.frames if f.prompt is None]
+            if missing:
+                raise ValueError("no prompt depth for this frame (Prompt Depth Anything "
+                                 "takes it from the anchor input)")
+            prompts = torch.from_numpy(np.stack([f.prompt for f in work.frames])[:, None])
         if not self._cuda:
             t0 = time.perf_counter()
             work.images = torch.from_numpy(pixels)
-            work.x = prepare_input(work.images, first.channel_order, size, self.dtype)
+            work.x = self.recipe.prepare(work.images, first.channel_order, self.dtype)
+            work.prompt = prompts
             work.cpu_ms["preprocess"] = 1e3 * (time.perf_counter() - t0)
             return
         slot = self._slots.take()
@@ -303,25 +317,31 @@ class DepthEngine:
         with torch.cuda.stream(stream):
             ev["stage0"].record(stream)
             work.images = slot.upload(self.device, stream)
-            work.x = prepare_input(work.images, first.channel_order, size, self.dtype)
+            work.x = self.recipe.prepare(work.images, first.channel_order, self.dtype)
+            if prompts is not None:
+                work.prompt = prompts.to(self.device)
             ev["staged"].record(stream)
         if self._overlap:
             # Tensors made on the copy stream are used on the compute stream.
-            work.images.record_stream(self._compute_stream)
-            work.x.record_stream(self._compute_stream)
+            for t in (work.images, work.x, work.prompt):
+                if t is not None:
+                    t.record_stream(self._compute_stream)
         work.events.update(ev)
 
     def _stream(self):
         return self._compute_stream if self._overlap else torch.cuda.current_stream(self.device)
 
     def _launch(self, work: Batch) -> None:
-        estimate = any(f.intrinsics is None or f.estimate_fov for f in work.frames)
-        if estimate and self.model.fov is None:
+        info = self.recipe.info
+        estimate = info.has_fov_head and any(
+            f.intrinsics is None or f.estimate_fov for f in work.frames)
+        if info.needs_focal and not info.has_fov_head and any(
+                f.intrinsics is None for f in work.frames):
             raise ValueError("the model has no FoV head: frames need known intrinsics")
         if not self._cuda:
             t0 = time.perf_counter()
             with torch.inference_mode():
-                work.inverse_depth, fov = self._network(work.x, estimate_fov=estimate)
+                work.raw, fov = self.recipe.run(self._network, work.x, estimate, work.prompt)
             work.fov_host = None if fov is None else fov.reshape(-1).float()
             work.cpu_ms["inference"] = 1e3 * (time.perf_counter() - t0)
             return
@@ -330,7 +350,7 @@ class DepthEngine:
         with torch.cuda.stream(stream), torch.inference_mode():
             stream.wait_event(work.events["staged"])
             ev["net0"].record(stream)
-            work.inverse_depth, fov = self._network(work.x, estimate_fov=estimate)
+            work.raw, fov = self.recipe.run(self._network, work.x, estimate, work.prompt)
             ev["net1"].record(stream)
             if fov is not None:
                 work.fov_host = to_pinned_host(fov.reshape(-1), dtype=torch.float32)
@@ -352,17 +372,28 @@ class DepthEngine:
                     continue
                 h, w = frame.image.shape[:2]
                 oh, ow = max(1, round(h * cfg.output_scale)), max(1, round(w * cfg.output_scale))
-                f_px = torch.tensor([out.intrinsics.fx], dtype=torch.float32)
-                if self._cuda:
-                    f_px = f_px.pin_memory().to(self.device, non_blocking=True)
-                depth = metric_depth(work.inverse_depth[i : i + 1], w, h, f_px, (oh, ow))[0]
-                out.intrinsics = out.intrinsics.scaled_to(ow, oh)
+                f_px = None
+                if out.intrinsics is not None:
+                    f_px = torch.tensor([out.intrinsics.fx], dtype=torch.float32)
+                    if self._cuda:
+                        f_px = f_px.pin_memory().to(self.device, non_blocking=True)
+                    out.intrinsics = out.intrinsics.scaled_to(ow, oh)
+                value = self.recipe.output(work.raw[i : i + 1], w, h, f_px, (oh, ow))
+                relative = self.recipe.info.kind == "relative"
+                # A relative model's inverse depth as a depth up to an affine map in
+                # inverse depth, which is what a scale_shift anchor fit recovers.
+                depth = torch.where(value > 0, 1.0 / value, torch.nan) if relative else value
+                anchored = False
                 if frame.anchor_filter is not None:
                     out.anchor = frame.anchor_filter(depth, out.intrinsics)
                     if out.anchor.scale is not None:
                         depth = apply_anchor(depth, out.anchor.scale, out.anchor.shift)
+                        anchored = True
+                if relative and not anchored:
+                    out.relative = self._to_host(value)
+                    continue
                 out.depth = self._to_host(depth)
-                if cfg.points:
+                if cfg.points and out.intrinsics is not None:
                     rgb = None
                     if cfg.points_rgb:
                         rgb = rgb_at_size(work.images[i], frame.channel_order, (oh, ow))
@@ -407,7 +438,9 @@ class DepthEngine:
                     "total": 1e3 * (now - submitted),
                 },
             )
-            if result.ok:
+            if result.ok and out.relative is not None:
+                result.relative = out.relative.numpy().copy()
+            elif result.ok:
                 # Copy out of pinned memory so consumers may keep results indefinitely.
                 result.depth = out.depth.numpy().copy()
                 if out.points is not None:

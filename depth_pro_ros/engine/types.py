@@ -37,6 +37,9 @@ class EngineConfig:
     points_rgb: bool = False
     min_depth: float = 0.0  # valid range for point clouds, metres
     max_depth: float = math.inf
+    # Depth Anything: lower bound on the network input's shorter side (a multiple of 14;
+    # larger is sharper and slower); 0 = the family's default. Depth Pro: 0 (fixed 1536).
+    input_size: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -50,6 +53,9 @@ class EngineConfig:
             problems.append(f"output_scale must be in (0, 1], got {self.output_scale}")
         if self.points_decimation < 1:
             problems.append(f"points_decimation must be >= 1, got {self.points_decimation}")
+        if self.input_size < 0:
+            problems.append(f"input_size must be >= 0 (0 = the model's default), got "
+                            f"{self.input_size}")
         if not (0.0 <= self.min_depth < self.max_depth):
             problems.append(f"need 0 <= min_depth < max_depth, got {self.min_depth}, "
                             f"{self.max_depth}")
@@ -95,7 +101,9 @@ class Frame:
     the camera the frame comes from: with policy ``latest`` a new frame replaces only the
     waiting frame of its own source, and sources take turns (see :class:`DepthEngine`).
     ``anchor_filter`` locks the frame's depth scale to a metric sensor (see
-    :data:`AnchorFilter`); points are computed from the anchored depth.
+    :data:`AnchorFilter`); points are computed from the anchored depth. ``prompt`` is the
+    metric prompt depth of a Prompt Depth Anything model: (h, w) float32 metres at any
+    resolution, no holes (see ``stream.anchor.dense_prompt``).
     """
 
     image: np.ndarray
@@ -107,6 +115,7 @@ class Frame:
     focal_source: FocalSource = FocalSource.CAMERA_INFO
     source: Hashable = None
     anchor_filter: AnchorFilter | None = None
+    prompt: np.ndarray | None = None
 
     def validate(self) -> None:
         img = self.image
@@ -122,6 +131,18 @@ class Frame:
         if not shape_ok or min(img.shape[:2]) < 1:
             raise ValueError(f"image shape {img.shape} does not fit channel order "
                              f"{self.channel_order!r}")
+        prompt = self.prompt
+        if prompt is not None and not (
+            isinstance(prompt, np.ndarray) and prompt.dtype == np.float32 and prompt.ndim == 2
+            and min(prompt.shape) >= 1 and np.isfinite(prompt).all() and (prompt > 0).all()
+        ):
+            raise ValueError("prompt must be a (h, w) float32 array of finite depths > 0, got "
+                             f"{getattr(prompt, 'dtype', type(prompt).__name__)} "
+                             f"{getattr(prompt, 'shape', '')}")
+        if prompt is not None and not prompt.max() > prompt.min():
+            # The model normalises the prompt by its range: a constant one has none.
+            raise ValueError(f"prompt depth is constant ({float(prompt.min()):g} m): it "
+                             "needs a range of depths")
 
 
 @dataclass
@@ -129,10 +150,13 @@ class DepthResult:
     """Metric depth of one frame.
 
     ``depth`` is float32 metres at the output size, NaN where invalid; ``intrinsics`` are
-    those of the depth image (the focal actually used, scaled to the output size);
+    those of the depth image (the focal actually used, scaled to the output size; None
+    when a model that needs no focal for its depth had none, and then no points);
     ``focal_source`` is where the focal came from: the frame's own source for known
     intrinsics (``CAMERA_INFO`` / ``FIXED``), else ``FOV_HEAD``. ``points`` is a
     structured (h*w,) x/y/z[/rgb] float32 array ready for a PointCloud2, when asked.
+    A relative-depth model's frame that was not anchored has ``relative`` (unitless
+    affine-invariant inverse depth, 0 = far) instead of ``depth``.
     On failure ``error`` says why and the arrays are None.
     """
 
@@ -148,6 +172,7 @@ class DepthResult:
     error: str | None = None
     batch_size: int = 1  # frames that ran through the network together with this one
     anchor: AnchorOutcome | None = None  # what anchoring did, when the frame asked for it
+    relative: np.ndarray | None = None  # unanchored relative inverse depth (relative models)
 
     @property
     def ok(self) -> bool:

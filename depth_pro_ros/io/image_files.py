@@ -183,3 +183,54 @@ def write_depth_outputs(
     preview = annotate_range(bgr, lo, hi)
     _write_atomically(paths["color_png"], _encode_png(preview, paths["color_png"]))
     return paths
+
+
+def write_relative_outputs(outdir: str | os.PathLike, stem: str,
+                           relative: np.ndarray) -> dict[str, Path]:
+    """Write a relative model's unitless inverse depth (HxW, larger = nearer) and return
+    the paths: ``<stem>_relative.npy`` (float32, as the model gave it; key ``"npy"``) and
+    ``<stem>_relative_color.png`` (a preview without a metric legend; key
+    ``"color_png"``)."""
+    rel = np.asarray(relative, dtype=np.float32)
+    if rel.ndim != 2:
+        raise ValueError(f"relative depth must be a 2-D HxW array, got shape {rel.shape}")
+    if not stem or Path(stem).name != stem:
+        raise ValueError(f"stem must be a plain file name prefix, got {stem!r}")
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"npy": out / f"{stem}_relative.npy", "color_png": out / f"{stem}_relative_color.png"}
+    npy = io.BytesIO()
+    np.save(npy, rel, allow_pickle=False)
+    _write_atomically(paths["npy"], npy.getvalue())
+    with np.errstate(divide="ignore"):
+        pseudo_depth = np.where(rel > 0, 1.0 / rel, np.nan).astype(np.float32)
+    bgr, _ = colorize_depth(pseudo_depth)  # colours evenly spaced in the inverse depth
+    _write_atomically(paths["color_png"], _encode_png(bgr, paths["color_png"]))
+    return paths
+
+
+def read_prompt_depth(path: str | os.PathLike) -> np.ndarray:
+    """A prompt depth file as float32 metres (h, w): ``.npy`` in metres, or a 16-bit PNG
+    in millimetres (0 = no measurement, as LiDAR depth maps are usually stored).
+
+    Raises:
+        ValueError: unreadable, or not a single-channel depth map.
+    """
+    p = Path(path)
+    if p.suffix.lower() == ".npy":
+        try:
+            depth = np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read prompt depth {p}: {exc}") from None
+        if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
+            raise ValueError(f"prompt depth {p}: expected an (h, w) float array in metres, "
+                             f"got {depth.dtype} {depth.shape}")
+        return depth.astype(np.float32)
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot read prompt depth {p} (a .npy in metres or a 16-bit PNG "
+                         "in millimetres)")
+    if img.ndim != 2 or img.dtype != np.uint16:
+        raise ValueError(f"prompt depth {p}: expected a single-channel 16-bit PNG in "
+                         f"millimetres, got {img.dtype} {img.shape}")
+    return np.where(img > 0, img.astype(np.float32) / 1000.0, np.float32(np.nan))

@@ -43,6 +43,7 @@ __all__ = [
     "depth_image_to_array",
     "fill",
     "image_fields",
+    "relative_image_fields",
     "stamp_to_nanoseconds",
     "synthesized_camera_info_fields",
 ]
@@ -189,6 +190,19 @@ def depth_image_fields(depth: np.ndarray, encoding: str = "32FC1") -> dict[str, 
         "step": int(width * bytes_per_pixel),
         "data": values.reshape(-1).view(np.uint8),
     }
+
+
+def relative_image_fields(relative: np.ndarray) -> dict[str, Any]:
+    """32FC1 image fields for a relative inverse depth map (H x W, unitless, 0 = far):
+    the values as they are, NaN where the model gave none."""
+    values = np.ascontiguousarray(relative, dtype=np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"relative depth must be a 2-D H x W array, got shape "
+                         f"{values.shape}")
+    height, width = values.shape
+    return {"height": int(height), "width": int(width), "encoding": "32FC1",
+            "is_bigendian": int(_NATIVE_BIGENDIAN), "step": int(width * 4),
+            "data": values.reshape(-1).view(np.uint8)}
 
 
 def depth_image_to_array(msg: Any) -> np.ndarray:

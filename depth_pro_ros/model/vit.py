@@ -1,7 +1,8 @@
-"""The ViT-L/16 backbone used three times by Depth Pro.
+"""The DINOv2-style ViT: Depth Pro's ViT-L/16 (used three times) and Depth Anything's encoder.
 
-Parameter names follow timm's VisionTransformer (``patch_embed.proj``, ``blocks.N.attn.qkv``,
-``blocks.N.ls1.gamma`` ...) so that Apple's checkpoint loads without renaming.
+Parameter names follow timm's / DINOv2's VisionTransformer (``patch_embed.proj``,
+``blocks.N.attn.qkv``, ``blocks.N.ls1.gamma`` ...) so that Apple's and the Depth Anything
+checkpoints load without renaming.
 """
 
 from __future__ import annotations
@@ -79,10 +80,13 @@ class VisionTransformer(nn.Module):
 
     def __init__(
         self, embed_dim: int, depth: int, num_heads: int, mlp_hidden: int,
-        patch_size: int, image_size: int,
+        patch_size: int, image_size: int, *, mask_token: bool = False,
     ) -> None:
+        """``mask_token`` adds DINOv2's (unused at inference) ``mask_token`` parameter, which
+        the Depth Anything checkpoints store."""
         super().__init__()
         self.grid = image_size // patch_size
+        self.patch_size = patch_size
         self.embed_dim = embed_dim
         self.patch_embed = PatchEmbed(patch_size, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -91,19 +95,59 @@ class VisionTransformer(nn.Module):
             Block(embed_dim, num_heads, mlp_hidden) for _ in range(depth)
         )
         self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+        if mask_token:
+            self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
+
+    def position_embedding(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """The (1, 1 + grid_h*grid_w, C) position embedding for a grid_h x grid_w token grid.
+
+        The stored grid is returned as is; another grid gets the stored one resampled as
+        transformers' DINOv2 does: bicubic, ``size=(grid_h, grid_w)``, ``align_corners=False``,
+        computed in fp32 and cast back (the class token's embedding is kept).
+        """
+        if (grid_h, grid_w) == (self.grid, self.grid):
+            return self.pos_embed
+        cls_pos, patch_pos = self.pos_embed[:, :1], self.pos_embed[:, 1:]
+        g, c = self.grid, self.embed_dim
+        grid = patch_pos.reshape(1, g, g, c).permute(0, 3, 1, 2).float()
+        grid = F.interpolate(grid, size=(grid_h, grid_w), mode="bicubic", align_corners=False)
+        patch_pos = grid.to(self.pos_embed.dtype).permute(0, 2, 3, 1).reshape(1, -1, c)
+        return torch.cat([cls_pos, patch_pos], dim=1)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        grid_h, grid_w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        x = self.patch_embed(x)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return x + self.position_embedding(grid_h, grid_w)
 
     def forward(
         self, x: torch.Tensor, hook_ids: tuple[int, ...] = ()
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Return the normed output tokens (B, 1+g*g, C) and the raw outputs of ``hook_ids``."""
-        x = self.patch_embed(x)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        x = self._embed(x)
         hooks: dict[int, torch.Tensor] = {}
         for i, block in enumerate(self.blocks):
             x = block(x)
             if i in hook_ids:
                 hooks[i] = x
         return self.norm(x), [hooks[i] for i in hook_ids]
+
+    def intermediate_layers(
+        self, x: torch.Tensor, hook_ids: tuple[int, ...]
+    ) -> list[torch.Tensor]:
+        """The outputs of blocks ``hook_ids`` (B, 1+h*w, C), each through the final norm.
+
+        This is DINOv2's ``get_intermediate_layers(norm=True)``; blocks after the last hook
+        are not run. The input's sides must be multiples of the patch size.
+        """
+        x = self._embed(x)
+        last = max(hook_ids)
+        hooks: dict[int, torch.Tensor] = {}
+        for i, block in enumerate(self.blocks[: last + 1]):
+            x = block(x)
+            if i in hook_ids:
+                hooks[i] = self.norm(x)
+        return [hooks[i] for i in hook_ids]
 
 
 def tokens_to_grid(tokens: torch.Tensor) -> torch.Tensor:

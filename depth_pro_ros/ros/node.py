@@ -37,6 +37,7 @@ from depth_pro_ros.ros.parameters import PARAMETERS, NodeSettings, descriptor, s
 from depth_pro_ros.stream import CameraStream, FrameSkipped, build_outputs
 from depth_pro_ros.stream.anchor import AnchorStream
 from depth_pro_ros.stream.health import CameraHealth, anchor_values, engine_values
+from depth_pro_ros.stream.model_use import check_model_use
 from depth_pro_ros.stream.throttle import ErrorThrottle
 
 __all__ = ["DepthProNode", "main"]
@@ -46,7 +47,7 @@ ERROR_THROTTLE_S = 5.0
 _LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
            "ERROR": DiagnosticStatus.ERROR}
 _MESSAGE_CLASSES = {"depth": Image, "depth/camera_info": CameraInfo, "points": PointCloud2,
-                    "depth/colorized": Image}
+                    "depth/colorized": Image, "depth/relative": Image}
 
 
 class StartupError(RuntimeError):
@@ -58,11 +59,13 @@ class _Camera:
     publishers and health."""
 
     def __init__(self, node: Node, name: str, stream: CameraStream,
-                 anchor: AnchorStream | None) -> None:
+                 anchor: AnchorStream | None, relative: bool) -> None:
         self.name, self.stream, self.anchor, self.health = name, stream, anchor, CameraHealth()
+        self.told_no_focal = False
         out_qos = QoSProfile(depth=5)
         self.pubs = {rel: node.create_publisher(cls, self.topic(rel), out_qos)
-                     for rel, cls in _MESSAGE_CLASSES.items()}
+                     for rel, cls in _MESSAGE_CLASSES.items()
+                     if relative or rel != "depth/relative"}
 
     def topic(self, relative: str) -> str:
         """The camera's relative topic name for ``relative`` (``NAME/relative``)."""
@@ -91,11 +94,13 @@ class DepthProNode(Node):
         self._throttle = ErrorThrottle(ERROR_THROTTLE_S)
         values = self._settings.values
         anchor = self._settings.anchor
+        self._model = self._engine.recipe.info
         self._cameras = [
             _Camera(self, name, CameraStream(self._settings.focal, history=64,
                                              hold_unpaired=True,
                                              max_input_pixels=values["max_input_pixels"]),
-                    AnchorStream(anchor) if anchor.enabled else None)
+                    AnchorStream(anchor) if anchor.enabled else None,
+                    relative=self._model.kind == "relative")
             for name in self._settings.cameras
         ]
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -131,8 +136,9 @@ class DepthProNode(Node):
         batching = (f", {len(self._cameras)} cameras, batches of up to "
                     f"{self._engine.config.batch_size}") if len(self._cameras) > 1 else ""
         self.get_logger().info(
-            f"Depth Pro ready on {self._device} ({self._precision}){batching}; subscribed to "
-            f"{inputs}, focal source {self._settings.focal.focal_source}"
+            f"{self._model.description} ready on {self._device} ({self._precision})"
+            f"{batching}; subscribed to {inputs}, focal source "
+            f"{self._settings.focal.focal_source}"
         )
 
     # ------------------------------------------------------------------ start-up
@@ -171,9 +177,19 @@ class DepthProNode(Node):
             resolve_device(cfg.device)
         except ValueError as exc:
             raise StartupError(f"parameter 'device': {exc}") from None
+        values = self._settings.values
         try:
-            self._engine = create_engine(checkpoint, cfg, on_result=self._on_result)
+            self._engine = create_engine(checkpoint, cfg, on_result=self._on_result,
+                                         model_type=values["model_type"])
         except (CheckpointError, ValueError) as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            check_model_use(self._engine.recipe.info, anchored=self._settings.anchor.enabled,
+                            anchor_fit=self._settings.anchor.settings.fit,
+                            allow_relative=values["allow_relative"],
+                            focal_source=self._settings.focal.focal_source)
+        except ValueError as exc:
+            self._engine.close()
             raise StartupError(str(exc)) from None
         return self._engine.config.device, self._engine.config.precision
 
@@ -225,10 +241,17 @@ class DepthProNode(Node):
     def _submit(self, cam: _Camera, frame) -> None:
         frame.estimate_fov = bool(self._settings.values["estimate_fov"])
         frame.source = cam.name
-        if cam.anchor is not None:
-            meta = frame.meta
-            frame.anchor_filter = cam.anchor.filter_for(
-                str(getattr(meta.header, "frame_id", "")), meta.stamp_ns, meta.received)
+        meta = frame.meta
+        frame_id = str(getattr(meta.header, "frame_id", ""))
+        if self._model.needs_prompt:
+            try:
+                frame.prompt = cam.anchor.prompt_for(frame_id, meta.stamp_ns, meta.received,
+                                                     frame.intrinsics, frame.image.shape[:2])
+            except ValueError as exc:
+                self._skipped(cam, FrameSkipped(str(exc), "no_prompt"))
+                return
+        elif cam.anchor is not None:
+            frame.anchor_filter = cam.anchor.filter_for(frame_id, meta.stamp_ns, meta.received)
         try:
             self._engine.submit(frame)
         except (ValueError, RuntimeError) as exc:
@@ -257,6 +280,17 @@ class DepthProNode(Node):
             self._report(cam, "inference", f"depth failed for the image stamped "
                          f"{meta.stamp_ns * 1e-9:.3f}: {result.error}")
             return
+        if result.relative is not None and not self._settings.values["allow_relative"]:
+            cam.health.skipped("unanchored")
+            self._report(cam, "unanchored", "depth not published: no accepted anchor fit "
+                         "for this frame, and a relative model's depth has no metric scale "
+                         "without one (allow_relative publishes it on depth/relative)")
+            return
+        if result.depth is not None and result.intrinsics is None and not cam.told_no_focal:
+            cam.told_no_focal = True
+            self.get_logger().warning(cam.label(
+                "no focal length (no CameraInfo, and focal_source is not fixed): publishing "
+                "depth only, without depth/camera_info and points"))
         options = self._settings.outputs
         if options.colorized and not cam.pubs["depth/colorized"].get_subscription_count():
             options = dataclasses.replace(options, colorized=False)
@@ -319,6 +353,7 @@ class DepthProNode(Node):
             values = {**({"camera": cam.name} if cam.name else {}),
                       **cam.health.values(dropped, ema),
                       **(anchor_values(cam.anchor.state(self._now())) if cam.anchor else {}),
+                      "model": self._model.description,
                       "device": self._device, "precision": self._precision}
             level, message = cam.health.health(self._settings.values["stall_timeout"])
             statuses.append(self._status(f"depth {cam.name}" if cam.name else "depth",
@@ -327,7 +362,8 @@ class DepthProNode(Node):
         statuses.append(self._status(
             "engine", "OK", f"{len(self._cameras)} camera(s) on {self._device}",
             {"cameras": " ".join(cam.name for cam in self._cameras if cam.name),
-             **batches, "device": self._device, "precision": self._precision}))
+             **batches, "model": self._model.description, "device": self._device,
+             "precision": self._precision}))
         return statuses
 
     def _status(self, what: str, level: str, message: str,

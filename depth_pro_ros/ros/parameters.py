@@ -22,6 +22,7 @@ from depth_pro_ros.engine.anchor import ANCHOR_FITS, AnchorSettings
 from depth_pro_ros.engine.focal import FOCAL_SOURCES
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
+from depth_pro_ros.model import MODEL_TYPES
 from depth_pro_ros.stream import CAMERA_INFO_SYNC, FocalSettings, OutputOptions
 from depth_pro_ros.stream.anchor import ANCHOR_SOURCES, AnchorOptions
 
@@ -57,8 +58,24 @@ _ANCHOR = AnchorSettings()
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("checkpoint", "", "Depth Pro weights: Apple depth_pro.pt, a Hugging Face "
-              "apple/DepthPro-hf folder or .safetensors file (required)", read_only=True),
+    ParamSpec("checkpoint", "", "Network weights (required): Depth Pro (Apple depth_pro.pt, "
+              "a Hugging Face apple/DepthPro-hf folder or .safetensors file), Depth Anything "
+              "V2 (depth_anything_v2_*.pth or a Hugging Face folder) or Prompt Depth "
+              "Anything (.ckpt or a Hugging Face folder); the family is read from the file",
+              read_only=True),
+    ParamSpec("model_type", "auto", "Model family and head; auto reads them from the "
+              "checkpoint. Settles what a file cannot say (an original Depth Anything V2 "
+              ".pth renamed without 'metric_hypersim' / 'metric_vkitti'); a contradiction "
+              "with the file is an error", choices=MODEL_TYPES, read_only=True),
+    ParamSpec("input_size", 0, "Depth Anything: lower bound on the network input's shorter "
+              "side, a multiple of 14 (larger: sharper and slower); 0 = the model's default "
+              "(518). Depth Pro: must be 0 (its input is fixed at 1536)", low=0, high=8190,
+              read_only=True),
+    ParamSpec("allow_relative", False, "Relative-depth models (Depth Anything V2 relative) "
+              "without a scale_shift anchor fit: publish their unitless relative inverse "
+              "depth on 'depth/relative' (otherwise they refuse to start; while anchored "
+              "but without a fit yet, frames go there instead of being dropped)",
+              read_only=True),
     ParamSpec("device", "", "Torch device: cuda, cuda:N or cpu; empty picks cuda when "
               "available, else cpu", read_only=True),
     ParamSpec("precision", "auto", "Network precision; auto = fp16 on CUDA, fp32 on CPU "
@@ -213,7 +230,10 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
     _check(v)
     if not str(v["checkpoint"]).strip():
         raise ValueError("parameter 'checkpoint' is required: the path of depth_pro.pt "
-                         "(or an apple/DepthPro-hf folder)")
+                         "(or an apple/DepthPro-hf folder, or a Depth Anything checkpoint)")
+    if v["input_size"] % 14:
+        raise ValueError(f"parameter 'input_size' must be a multiple of 14 (0 = the model's "
+                         f"default), got {v['input_size']}")
     if not v["max_depth"] > v["min_depth"]:
         raise ValueError(f"parameter 'max_depth' ({v['max_depth']}) must exceed "
                          f"'min_depth' ({v['min_depth']})")
@@ -238,6 +258,7 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
             points=bool(v["publish_points"]),
             points_decimation=int(v["points_decimation"]), points_rgb=bool(v["points_rgb"]),
             min_depth=float(v["min_depth"]), max_depth=float(v["max_depth"]),
+            input_size=int(v["input_size"]),
         )
         transform = v["anchor_transform"]
         if transform and v["anchor_source"] != "points":

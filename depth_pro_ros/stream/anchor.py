@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -30,11 +31,14 @@ from depth_pro_ros.io.messages import depth_image_to_array, stamp_to_nanoseconds
 from depth_pro_ros.io.pointcloud_msg import pointcloud2_to_array
 from depth_pro_ros.stream.pairing import SYNC_MODES, StampedHistory
 
-__all__ = ["ANCHOR_SOURCES", "AnchorOptions", "AnchorStream", "project_points",
-           "resize_nearest"]
+__all__ = ["ANCHOR_SOURCES", "PROMPT_CLOUD_SIDE", "AnchorOptions", "AnchorStream",
+           "dense_prompt", "project_points", "resize_nearest"]
 
 #: Where anchors come from: nowhere, a registered depth image, or a point cloud.
 ANCHOR_SOURCES = ("none", "depth", "points")
+#: Longer side of the grid a point-cloud prompt is projected on (Prompt Depth Anything
+#: was trained with 192x256 LiDAR depth).
+PROMPT_CLOUD_SIDE = 256
 # Problems kept for pop_problems() when nobody collects them.
 _MAX_PROBLEMS = 100
 
@@ -155,21 +159,66 @@ class AnchorStream:
     def filter_for(self, frame_id: str, stamp_ns: int, received: float) -> AnchorFilter:
         """The anchoring step of the image stamped ``stamp_ns``, in frame ``frame_id``,
         taken in at ``received`` (the clock of the anchors' ``received``)."""
+        anchor, problem = self._pair(frame_id, stamp_ns, received)
+        return lambda depth, intrinsics: self._apply(anchor, problem, depth, intrinsics,
+                                                     received)
+
+    def prompt_for(self, frame_id: str, stamp_ns: int, received: float,
+                   intrinsics: Intrinsics | None,
+                   image_size: tuple[int, int]) -> np.ndarray:
+        """The prompt depth of a Prompt Depth Anything frame: the anchor paired with the
+        image (as :meth:`filter_for` pairs it) as a dense (h, w) float32 depth in metres.
+
+        A depth anchor keeps its own resolution; a cloud is projected with the image's
+        ``intrinsics`` onto a grid of the image's aspect (longer side at most
+        :data:`PROMPT_CLOUD_SIDE`). Holes take the nearest measured depth.
+
+        Raises:
+            ValueError: no usable anchor for this image; the text says why.
+        """
+        anchor, problem = self._pair(frame_id, stamp_ns, received)
+        if problem is None and anchor is None:
+            problem = (f"no anchor paired with the image (anchor_sync "
+                       f"{self._options.sync}); Prompt Depth Anything needs one per frame")
+        if problem is None:
+            opts = self._options
+            if anchor.depth is not None:
+                depth = anchor.depth
+            elif intrinsics is None:
+                problem = ("a point-cloud prompt needs the camera's focal (CameraInfo or "
+                           "fixed_focal_px) to project the cloud")
+            else:
+                h, w = image_size
+                scale = min(1.0, PROMPT_CLOUD_SIDE / max(h, w))
+                gh, gw = max(1, round(h * scale)), max(1, round(w * scale))
+                points = torch.from_numpy(anchor.points)
+                if opts.transform is not None:
+                    points = _transformed(points, opts.transform)
+                depth = project_points(points, intrinsics.scaled_to(gw, gh), (gh, gw)).numpy()
+            if problem is None:
+                try:
+                    return dense_prompt(depth, opts.settings.min_points,
+                                        opts.settings.min_depth, opts.settings.max_depth)
+                except ValueError as exc:
+                    problem = f"prompt depth unusable: {exc}"
+        raise ValueError(problem)
+
+    def _pair(self, frame_id: str, stamp_ns: int,
+              received: float) -> tuple[_Anchor | None, str | None]:
+        """The anchor paired with an image, or why a paired one cannot be used."""
         with self._lock:
             opts = self._options
             anchor = self._anchors.pair(opts.sync, stamp_ns, received, opts.slop)
             if anchor is not None and opts.sync == "latest" and \
                     received - anchor.received > opts.settings.timeout:
                 anchor = None  # the sensor stopped: its last anchor is not this frame's
-            problem = None
             if anchor is not None and anchor.points is not None and opts.transform is None \
                     and anchor.frame_id != frame_id:
-                problem = (f"anchor cloud in frame '{anchor.frame_id}' but the image is in "
-                           f"'{frame_id}': set anchor_transform (the cloud frame -> camera "
-                           "frame transform) or publish the cloud in the camera's frame")
-                anchor = None
-        return lambda depth, intrinsics: self._apply(anchor, problem, depth, intrinsics,
-                                                     received)
+                return None, (f"anchor cloud in frame '{anchor.frame_id}' but the image is "
+                              f"in '{frame_id}': set anchor_transform (the cloud frame -> "
+                              "camera frame transform) or publish the cloud in the camera's "
+                              "frame")
+            return anchor, None
 
     def state(self, now: float) -> dict[str, Any]:
         """The camera's anchoring for /diagnostics and summaries."""
@@ -205,6 +254,39 @@ class AnchorStream:
             age = tracker.age(now)
         scale, shift = applied if applied is not None else (None, 0.0)
         return AnchorOutcome(scale=scale, shift=shift, fit=fit, age_s=age, problem=problem)
+
+
+def dense_prompt(depth: np.ndarray, min_points: int = 1, min_depth: float = 0.0,
+                 max_depth: float = math.inf) -> np.ndarray:
+    """A sparse or holed metric depth (h, w) -> a dense float32 prompt: every pixel that is
+    not a measurement (not finite, <= 0 or outside ``[min_depth, max_depth]``) takes the
+    depth of the nearest measured pixel (Euclidean distance).
+
+    Raises:
+        ValueError: fewer than ``min_points`` measured pixels, or all of one depth (the
+            model normalises the prompt by its range).
+    """
+    d = np.asarray(depth, dtype=np.float32)
+    if d.ndim != 2 or min(d.shape) < 1:
+        raise ValueError(f"prompt depth must be a 2-D image, got shape {d.shape}")
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(d) & (d > 0) & (d >= min_depth) & (d <= max_depth)
+    count = int(valid.sum())
+    if count < max(1, min_points):
+        raise ValueError(f"{count} measured pixels < anchor_min_points {min_points}")
+    if count < d.size:
+        # Labels of the nearest zero pixel of the mask = the nearest measurement.
+        _, labels = cv2.distanceTransformWithLabels(
+            (~valid).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE,
+            labelType=cv2.DIST_LABEL_PIXEL)
+        values = np.zeros(count + 1, dtype=np.float32)
+        values[labels[valid]] = d[valid]
+        d = values[labels]
+    d = np.ascontiguousarray(d, dtype=np.float32)
+    if not d.max() > d.min():
+        raise ValueError(f"all measured depths are {float(d.min()):g} m; the prompt needs a "
+                         "range of depths")
+    return d
 
 
 def cloud_xyz(msg: Any) -> np.ndarray:

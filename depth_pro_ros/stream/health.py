@@ -97,10 +97,12 @@ class CameraHealth:
         with self._lock:
             self._counts["frames_out"] += 1
             self._waiting_since = None
-            self._last = {"focal_source": result.focal_source.value,
-                          "focal_px": result.intrinsics.fx,
+            image = result.depth if result.depth is not None else result.relative
+            known = result.intrinsics is not None
+            self._last = {"focal_source": result.focal_source.value if known else "none",
+                          "focal_px": result.intrinsics.fx if known else None,
                           "focal_estimate_px": result.focal_estimate_px,
-                          "width": result.depth.shape[1]}
+                          "width": image.shape[1]}
 
     @property
     def last_width(self) -> int:
@@ -130,7 +132,7 @@ class CameraHealth:
             "camera_info_errors": counts["camera_info_errors"],
             "lazy_skipped": counts["lazy_skipped"],
             "focal_source": last.get("focal_source", ""),
-            "focal_px": f"{last['focal_px']:.2f}" if last else "",
+            "focal_px": f"{last['focal_px']:.2f}" if last.get("focal_px") else "",
             "focal_estimate_px": f"{last['focal_estimate_px']:.2f}"
             if last.get("focal_estimate_px") is not None else "",
             "focal_ema_px": f"{focal_ema_px:.2f}" if focal_ema_px else "",

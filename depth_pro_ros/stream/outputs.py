@@ -1,9 +1,10 @@
 """A depth result -> the messages published beside it (node) or written with it (bag tool).
 
 Both front ends publish exactly these topics, relative to the camera namespace:
-``depth``, ``depth/camera_info``, and optionally ``points`` and ``depth/colorized``. The
-messages are returned as field dicts (see :mod:`depth_pro_ros.io.messages`); the caller
-builds rclpy or rosbags messages from them and copies the source image's header.
+``depth``, ``depth/camera_info``, and optionally ``points`` and ``depth/colorized``; a
+relative-depth model's unanchored frames go to ``depth/relative`` instead. The messages
+are returned as field dicts (see :mod:`depth_pro_ros.io.messages`); the caller builds
+rclpy or rosbags messages from them and copies the source image's header.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from depth_pro_ros.io.messages import (
     camera_info_fields_scaled,
     colorized_image_fields,
     depth_image_fields,
+    relative_image_fields,
     synthesized_camera_info_fields,
 )
 from depth_pro_ros.io.pointcloud_msg import pointcloud2_fields
@@ -30,6 +32,7 @@ OUTPUT_TOPICS = {
     "depth/camera_info": "sensor_msgs/msg/CameraInfo",
     "points": "sensor_msgs/msg/PointCloud2",
     "depth/colorized": "sensor_msgs/msg/Image",
+    "depth/relative": "sensor_msgs/msg/Image",
 }
 
 
@@ -74,22 +77,32 @@ def build_outputs(
 
     ``camera_info`` is the CameraInfo message whose focal was used; it is passed through
     (rescaled to the depth's size). Otherwise a pinhole CameraInfo is synthesized from
-    the intrinsics the depth was computed with (estimated or fixed focal).
+    the intrinsics the depth was computed with (estimated or fixed focal). A result
+    without intrinsics (a model that needs no focal, and none was known) gives the depth
+    and its preview only; an unanchored relative result gives ``depth/relative`` only
+    (32FC1, unitless inverse depth).
     """
-    if not result.ok or result.depth is None or result.intrinsics is None:
+    if not result.ok:
         raise ValueError(f"no outputs for a failed result: {result.error}")
+    if result.relative is not None:
+        return [OutputMessage("depth/relative", OUTPUT_TOPICS["depth/relative"],
+                              relative_image_fields(result.relative))]
+    if result.depth is None:
+        raise ValueError("no outputs for a result without depth")
     depth = result.depth
     height, width = depth.shape
+    out = [OutputMessage("depth", OUTPUT_TOPICS["depth"],
+                         depth_image_fields(depth, options.depth_encoding))]
     if camera_info is not None:
         info = camera_info_fields_scaled(camera_info, width, height)
-    else:
+    elif result.intrinsics is not None:
         k = result.intrinsics
         info = synthesized_camera_info_fields(k.fx, k.fy, k.cx, k.cy, width, height)
-    out = [
-        OutputMessage("depth", OUTPUT_TOPICS["depth"],
-                      depth_image_fields(depth, options.depth_encoding)),
-        OutputMessage("depth/camera_info", OUTPUT_TOPICS["depth/camera_info"], info),
-    ]
+    else:
+        info = None
+    if info is not None:
+        out.append(OutputMessage("depth/camera_info", OUTPUT_TOPICS["depth/camera_info"],
+                                 info))
     if options.points and result.points is not None and result.points_shape is not None:
         out.append(OutputMessage("points", OUTPUT_TOPICS["points"],
                                  pointcloud2_fields(result.points, *result.points_shape)))

@@ -107,7 +107,7 @@ class Probe:
             CompressedImage, f"{ns}/image/compressed", qos)
         self.info_pub = self.node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
         types = {"depth": Image, "depth/camera_info": CameraInfo, "points": PointCloud2,
-                 "depth/colorized": Image}
+                 "depth/colorized": Image, "depth/relative": Image}
         self.received: dict[str, list[Any]] = {topic: [] for topic in outputs}
         self.diagnostics: list[Any] = []
         self._subs = [

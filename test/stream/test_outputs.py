@@ -325,8 +325,23 @@ def test_valid_output_options_are_kept_and_applied(runs):
 def test_failed_results_have_no_outputs(runs):
     with pytest.raises(ValueError, match="failed result: focal estimate rejected"):
         build_outputs(DepthResult(meta=None, error="focal estimate rejected"), OutputOptions())
-    good = runs[0]
-    for broken in (dataclasses.replace(good, depth=None),
-                   dataclasses.replace(good, intrinsics=None)):
-        with pytest.raises(ValueError, match="no outputs for a failed result"):
-            build_outputs(broken, OutputOptions())
+    with pytest.raises(ValueError, match="no outputs for a result without depth"):
+        build_outputs(dataclasses.replace(runs[0], depth=None), OutputOptions())
+
+
+def test_a_result_without_intrinsics_gives_the_depth_and_its_preview_only(runs):
+    """A model whose depth needs no focal (Depth Anything), with no focal known."""
+    result = dataclasses.replace(runs[0], intrinsics=None, points=None, points_shape=None)
+    out = _by_topic(build_outputs(result, OutputOptions(points=True, colorized=True)))
+    assert set(out) == {"depth", "depth/colorized"}
+    np.testing.assert_array_equal(depth_image_to_array(_rclpy(out["depth"])), result.depth)
+
+
+def test_an_unanchored_relative_result_goes_to_depth_relative_as_it_is():
+    relative = np.array([[0.0, 0.5, 2.0], [np.nan, 1.0, 3.0]], np.float32)
+    result = DepthResult(meta=None, relative=relative)
+    (out,) = build_outputs(result, OutputOptions(points=True, colorized=True))
+    assert (out.topic, out.msgtype, out.fields["encoding"]) == (
+        "depth/relative", "sensor_msgs/msg/Image", "32FC1")
+    values = np.frombuffer(out.fields["data"].tobytes(), np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(values, relative)  # 0 (far) kept, not made invalid

@@ -1,0 +1,195 @@
+"""Translation of Hugging Face Depth Anything files to the original release's layout.
+
+``DepthAnythingForDepthEstimation`` and ``PromptDepthAnythingForDepthEstimation`` store
+``backbone.*`` (transformers' DINOv2, both generations of its attention naming),
+``neck.*`` and ``head.*``; the original releases (and :class:`DepthAnything`) use
+``pretrained.*`` and ``depth_head.*``. The rules are listed in docs/depth_anything.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from .depth_anything import DepthAnythingConfig
+from .hf_layout import _QKV, _QKV_ORDER, _VIT_RULES
+
+HF_MODEL_TYPES = ("depth_anything", "prompt_depth_anything")
+_BACKBONE = "backbone."
+
+_RULES = [
+    (r"neck\.reassemble_stage\.layers\.(\d+)\.projection\.", r"depth_head.projects.\1."),
+    (r"neck\.reassemble_stage\.layers\.(\d+)\.resize\.", r"depth_head.resize_layers.\1."),
+    (r"head\.conv1\.", "depth_head.scratch.output_conv1."),
+    (r"head\.conv2\.", "depth_head.scratch.output_conv2.0."),
+    (r"head\.conv3\.", "depth_head.scratch.output_conv2.2."),
+]
+_NECK_CONV = re.compile(r"neck\.convs\.(\d+)\.(.+)")
+_FUSION = re.compile(r"neck\.fusion_stage\.layers\.(\d+)\.(.+)")
+_FUSION_INNER = [
+    (r"projection\.", "out_conv."),
+    (r"residual_layer([12])\.convolution([12])\.", r"resConfUnit\1.conv\2."),
+    (r"prompt_depth_layer\.convolution1\.", "resConfUnit_depth.0."),
+    (r"prompt_depth_layer\.convolution2\.", "resConfUnit_depth.2."),
+    (r"prompt_depth_layer\.convolution3\.", "resConfUnit_depth.4."),
+]
+
+
+def _rename(key: str) -> str | None:
+    if key.startswith(_BACKBONE):
+        rest = key[len(_BACKBONE):]
+        if rest == "embeddings.mask_token":
+            return "pretrained.mask_token"
+        for pattern, repl in _VIT_RULES:
+            new, n = re.subn("^" + pattern, repl, rest)
+            if n:
+                return "pretrained." + new
+        return None
+    m = _NECK_CONV.fullmatch(key)
+    if m:
+        return f"depth_head.scratch.layer{int(m.group(1)) + 1}_rn.{m.group(2)}"
+    m = _FUSION.fullmatch(key)
+    if m:
+        # HF orders the fusion layers coarse to fine: layers.j is refinenet{4 - j}.
+        inner = m.group(2)
+        for pattern, repl in _FUSION_INNER:
+            new, n = re.subn("^" + pattern, repl, inner)
+            if n:
+                return f"depth_head.scratch.refinenet{4 - int(m.group(1))}.{new}"
+        return None
+    for pattern, repl in _RULES:
+        new, n = re.subn("^" + pattern, repl, key)
+        if n:
+            return new
+    return None
+
+
+def hf_to_original_state_dict(
+    hf_state: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename a transformers Depth Anything / Prompt Depth Anything state dict to the
+    original names (q, k, v concatenated into ``qkv``). Returns the new state dict and the
+    keys that no rule knows (reported by the caller)."""
+    out: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    qkv_parts: dict[str, dict[int, torch.Tensor]] = {}
+    for key, tensor in hf_state.items():
+        if key.startswith(_BACKBONE):
+            m = _QKV.fullmatch(key[len(_BACKBONE):])
+            if m:
+                name = f"pretrained.blocks.{m.group(1)}.attn.qkv.{m.group(4)}"
+                qkv_parts.setdefault(name, {})[_QKV_ORDER[m.group(2) or m.group(3)]] = tensor
+                continue
+        new = _rename(key)
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = tensor
+    for name, parts in qkv_parts.items():
+        if sorted(parts) != [0, 1, 2]:
+            unknown.append(f"{name} (incomplete q/k/v)")
+            continue
+        out[name] = torch.cat([parts[0], parts[1], parts[2]], dim=0)
+    return out, unknown
+
+
+# transformers' defaults for what a config.json may leave out (saved configs omit them).
+_DINOV2_DEFAULTS = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                    "mlp_ratio": 4, "patch_size": 14, "image_size": 224}
+_DA_DEFAULT_BACKBONE = {"model_type": "dinov2", "image_size": 518, "hidden_size": 384,
+                        "num_attention_heads": 6, "out_indices": [9, 10, 11, 12]}
+# Settings the architecture (and the original layout) has fixed.
+_FIXED_BACKBONE = {"hidden_act": "gelu", "qkv_bias": True, "use_swiglu_ffn": False,
+                   "apply_layernorm": True, "layer_norm_eps": 1e-6, "use_mask_token": True,
+                   "num_channels": 3}
+_FIXED_TOP = {"reassemble_factors": [4, 2, 1, 0.5], "head_in_index": -1}
+
+
+def config_from_hf(hf_config: Mapping[str, Any]) -> DepthAnythingConfig:
+    """Build a :class:`DepthAnythingConfig` from a transformers ``config.json`` dict of
+    model type ``depth_anything`` or ``prompt_depth_anything``.
+
+    Raises:
+        ValueError: another model type, a missing or malformed entry, or a setting this
+            architecture cannot represent (the message names it).
+    """
+    model_type = hf_config.get("model_type")
+    if model_type not in HF_MODEL_TYPES:
+        raise ValueError(f"model_type {model_type!r} is not one of {HF_MODEL_TYPES}")
+    prompt = model_type == "prompt_depth_anything"
+    try:
+        if hf_config.get("use_timm_backbone") or (
+                hf_config.get("backbone") and not hf_config.get("backbone_config")):
+            raise ValueError("a named (timm / hub) backbone is not supported; the "
+                             "backbone must be a DINOv2 backbone_config")
+        backbone = dict(hf_config.get("backbone_config") or _DA_DEFAULT_BACKBONE)
+        if backbone.get("model_type", "dinov2") != "dinov2":
+            raise ValueError(f"backbone model_type {backbone.get('model_type')!r} is not "
+                             "supported (only dinov2, without register tokens)")
+        vit = {k: backbone.get(k, v) for k, v in _DINOV2_DEFAULTS.items()}
+        for k, expected in _FIXED_BACKBONE.items():
+            if k in backbone and backbone[k] != expected:
+                raise ValueError(f"backbone_config.{k}={backbone[k]!r} is not supported "
+                                 f"(the architecture has {expected!r})")
+        for k, expected in _FIXED_TOP.items():
+            value = hf_config.get(k, expected)
+            if (list(value) if isinstance(expected, list) else value) != expected:
+                raise ValueError(f"{k}={value!r} is not supported (the architecture has "
+                                 f"{expected!r})")
+        hidden = int(vit["hidden_size"])
+        if int(hf_config.get("reassemble_hidden_size", hidden)) != hidden:
+            raise ValueError(f"reassemble_hidden_size={hf_config['reassemble_hidden_size']} "
+                             f"differs from the backbone's hidden_size {hidden}")
+        patch = vit["patch_size"]
+        if "patch_size" in hf_config and hf_config["patch_size"] != patch:
+            raise ValueError(f"patch_size={hf_config['patch_size']} differs from the "
+                             f"backbone's patch_size {patch}")
+        image_size = vit["image_size"]
+        if not isinstance(patch, int) or not isinstance(image_size, int):
+            raise ValueError("non-square patch_size / image_size are not supported")
+        hooks = _hook_ids(backbone, int(vit["num_hidden_layers"]))
+        head = hf_config.get("depth_estimation_type", "relative")
+        max_depth = hf_config.get("max_depth", 1)
+        if prompt or max_depth is None:
+            # transformers' prompt head ignores max_depth; a relative head with None fails.
+            max_depth = 1.0
+        return DepthAnythingConfig(
+            embed_dim=hidden,
+            depth=int(vit["num_hidden_layers"]),
+            num_heads=int(vit["num_attention_heads"]),
+            mlp_ratio=float(vit["mlp_ratio"]),
+            patch_size=patch,
+            pos_grid=image_size // patch,
+            hook_block_ids=hooks,
+            neck_dims=tuple(hf_config.get("neck_hidden_sizes", (48, 96, 192, 384))),
+            fusion_features=int(hf_config.get("fusion_hidden_size", 64)),
+            head_features=int(hf_config.get("head_hidden_size", 32)),
+            head=head,
+            max_depth=float(max_depth),
+            prompt=prompt,
+        )
+    except (KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"missing or malformed entry {exc}") from None
+
+
+def _hook_ids(backbone: Mapping[str, Any], depth: int) -> tuple[int, ...]:
+    """Backbone ``out_indices`` (1-based stages; 0 is the embeddings) -> 0-based blocks."""
+    indices = backbone.get("out_indices")
+    if indices is None and backbone.get("out_features") is not None:
+        indices = []
+        for name in backbone["out_features"]:
+            m = re.fullmatch(r"stage(\d+)", str(name))
+            if not m:
+                raise ValueError(f"backbone out_features entry {name!r} is not a stageN name")
+            indices.append(int(m.group(1)))
+    if indices is None:
+        raise ValueError("backbone_config has no out_indices / out_features (the 4 hooked "
+                         "stages)")
+    indices = [int(i) + (depth + 1 if int(i) < 0 else 0) for i in indices]
+    if len(indices) != 4 or any(i < 1 or i > depth for i in indices):
+        raise ValueError(f"backbone out_indices must be 4 transformer stages in 1..{depth} "
+                         f"(stage 0 is the embeddings), got {indices}")
+    return tuple(i - 1 for i in indices)

@@ -1,0 +1,169 @@
+"""depth_pro_node with Depth Anything V2 (metric, relative) and Prompt Depth Anything
+checkpoints, over DDS: the published depth is the reference recipe's
+(``model.infer_depth_anything``), computed in this process (tolerance as in
+test/engine/test_families.py), and the node refuses settings with which a model gives no output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+from message_factories import rclpy_message
+from model_factories import tiny_depth_anything
+from ros_harness import (
+    CONFIG,
+    NAMESPACE,
+    REPO,
+    ROS_ENV,
+    Probe,
+    camera_info_message,
+    image_message,
+    running_node,
+)
+from sensor_msgs.msg import Image
+
+from depth_pro_ros.io.messages import depth_image_fields, depth_image_to_array
+from depth_pro_ros.model import infer_depth_anything
+from depth_pro_ros.stream.anchor import dense_prompt
+
+RTOL = 1e-4
+INPUT = 56
+H, W = 42, 70
+NEXT_SEC = iter(range(200, 10_000))
+
+
+def _rgb(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 200, W, dtype=np.float32)[None, :, None]
+    return (ramp + rng.integers(0, 55, (H, W, 3))).clip(0, 255).astype(np.uint8)
+
+
+def _params(checkpoint, *extra: str) -> tuple[str, ...]:
+    return (f"checkpoint:={checkpoint}", "device:=cpu", f"input_size:={INPUT}",
+            "publish_colorized:=false", *extra)
+
+
+def _start_failure(checkpoint, *extra: str) -> str:
+    """Run the node with settings it must refuse; return its log (exit status 2)."""
+    args = [sys.executable, "-m", "depth_pro_ros.ros.node", "--ros-args", "--params-file",
+            str(CONFIG)] + [a for p in _params(checkpoint, *extra) for a in ("-p", p)]
+    done = subprocess.run(args, cwd=REPO, env={**os.environ, **ROS_ENV},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def test_metric_model_publishes_depth_without_a_focal_then_all_outputs_with_one(
+        da_checkpoints, tmp_path):
+    model = tiny_depth_anything("metric")
+    warm = image_message(_rgb(0), 1)
+    with running_node(tmp_path / "node.log", *_params(da_checkpoints["metric"]),
+                      warm_up=warm, outputs=("depth", "depth/camera_info", "points")) as (
+            proc, probe):
+        rgb = _rgb(1)
+        image = image_message(rgb, next(NEXT_SEC))
+        probe.image_pub.publish(image)
+        probe.spin_until(lambda: any(m.header.stamp == image.header.stamp
+                                     for m in probe.received["depth"]), what="depth")
+        depth = depth_image_to_array(
+            [m for m in probe.received["depth"] if m.header.stamp == image.header.stamp][0])
+        np.testing.assert_allclose(depth, infer_depth_anything(model, rgb, INPUT).numpy(),
+                                   rtol=RTOL)
+        # Without a focal: depth only, said once.
+        assert not probe.received["depth/camera_info"] and not probe.received["points"]
+        log = proc.log()
+        assert log.count("no focal length") == 1
+        assert "Depth Anything V2 (custom, metric up to 20 m, input 56) ready" in log
+        diag = probe.latest_diagnostics()
+        assert diag["model"].startswith("Depth Anything V2 (custom, metric")
+        assert diag["focal_source"] == "none"
+
+        # A CameraInfo brings depth/camera_info and points, and the same depth.
+        out = probe.exchange(image_message(rgb, next(NEXT_SEC)),
+                             camera_info_message(60.0, W, H, 0))
+        np.testing.assert_allclose(depth_image_to_array(out["depth"]), depth, rtol=1e-6)
+        assert list(out["depth/camera_info"].k)[0] == 60.0
+        assert out["points"].width * out["points"].height == H * W
+
+
+def test_relative_model_refuses_to_start_without_anchor_or_allow_relative(da_checkpoints):
+    log = _start_failure(da_checkpoints["relative"])
+    assert "gives relative depth only: set anchor_source (depth or points) with anchor_fit " \
+        "scale_shift for metric depth, or allow_relative: true" in log
+    log = _start_failure(da_checkpoints["relative"], "anchor_source:=depth")
+    assert "set anchor_fit scale_shift" in log
+    log = _start_failure(da_checkpoints["metric"], "focal_source:=fov_head")
+    assert "has none: use auto, camera_info or fixed" in log
+
+
+def test_relative_model_with_allow_relative_publishes_depth_relative(da_checkpoints, tmp_path):
+    model = tiny_depth_anything("relative")
+    with running_node(tmp_path / "node.log",
+                      *_params(da_checkpoints["relative"], "allow_relative:=true")) as (proc, _):
+        probe = Probe(outputs=("depth/relative", "depth"))
+        try:
+            probe.wait_connected()
+            rgb = _rgb(2)
+            image = image_message(rgb, next(NEXT_SEC))
+            stamp = image.header.stamp
+            probe.spin_until(lambda: probe.image_pub.publish(image) or any(
+                m.header.stamp == stamp for m in probe.received["depth/relative"]),
+                120.0, "depth/relative", period=3.0)
+            msg = [m for m in probe.received["depth/relative"] if m.header.stamp == stamp][0]
+            assert msg.encoding == "32FC1"
+            relative = np.frombuffer(bytes(msg.data), np.float32).reshape(H, W)
+            np.testing.assert_allclose(relative,
+                                       infer_depth_anything(model, rgb, INPUT).numpy(),
+                                       rtol=RTOL, atol=1e-6)
+            assert not probe.received["depth"]
+        finally:
+            probe.close()
+
+
+def test_prompt_model_takes_its_prompt_from_the_anchor_depth(da_checkpoints, tmp_path):
+    model = tiny_depth_anything("metric", prompt=True)
+    rng = np.random.default_rng(4)
+    with running_node(tmp_path / "node.log",
+                      *_params(da_checkpoints["prompt"], "anchor_source:=depth",
+                               "anchor_min_points:=3")) as (proc, _):
+        probe = Probe(outputs=("depth",))
+        pub = probe.node.create_publisher(Image, f"{NAMESPACE}/anchor/depth", 10)
+        try:
+            probe.wait_connected()
+            probe.spin_until(lambda: pub.get_subscription_count() > 0, 30.0, "anchor discovery")
+            rgb = _rgb(3)
+            prompt = (1.0 + 5.0 * rng.random((6, 10))).astype(np.float32)
+            prompt[2, 3] = np.nan  # a hole: filled from the nearest measurement
+            image = image_message(rgb, next(NEXT_SEC))
+            stamp = image.header.stamp
+            anchor = rclpy_message(Image, depth_image_fields(prompt, "32FC1"))
+            anchor.header = image.header
+
+            def send() -> None:
+                pub.publish(anchor)
+                pause = time.monotonic() + 0.2
+                probe.spin_until(lambda: time.monotonic() > pause, what="a pause")
+                probe.image_pub.publish(image)
+
+            probe.spin_until(lambda: send() or any(
+                m.header.stamp == stamp for m in probe.received["depth"]),
+                120.0, "prompted depth", period=3.0)
+            depth = depth_image_to_array(
+                [m for m in probe.received["depth"] if m.header.stamp == stamp][0])
+            reference = infer_depth_anything(model, rgb, INPUT, dense_prompt(prompt)).numpy()
+            np.testing.assert_allclose(depth, reference, rtol=RTOL)
+
+            # An image with no anchor (another stamp, exact pairing not needed: the anchor
+            # is older than anchor_timeout) is skipped with a reason, and counted.
+            pause = time.monotonic() + 1.5
+            probe.spin_until(lambda: time.monotonic() > pause, what="the anchor timeout")
+            probe.image_pub.publish(image_message(rgb, next(NEXT_SEC)))
+            log = proc.wait_for_log("Prompt Depth Anything needs one per frame")
+            assert "image skipped: no anchor paired with the image" in log
+        finally:
+            probe.close()
+
