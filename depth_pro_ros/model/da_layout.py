@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .depth_anything import DepthAnythingConfig
-from .hf_layout import _QKV, _QKV_ORDER, _VIT_RULES
+from .hf_layout import _VIT_RULES, join_qkv, qkv_part
 
 HF_MODEL_TYPES = ("depth_anything", "prompt_depth_anything")
 _BACKBONE = "backbone."
@@ -77,22 +77,17 @@ def hf_to_original_state_dict(
     unknown: list[str] = []
     qkv_parts: dict[str, dict[int, torch.Tensor]] = {}
     for key, tensor in hf_state.items():
-        if key.startswith(_BACKBONE):
-            m = _QKV.fullmatch(key[len(_BACKBONE):])
-            if m:
-                name = f"pretrained.blocks.{m.group(1)}.attn.qkv.{m.group(4)}"
-                qkv_parts.setdefault(name, {})[_QKV_ORDER[m.group(2) or m.group(3)]] = tensor
-                continue
+        part = qkv_part(key[len(_BACKBONE):]) if key.startswith(_BACKBONE) else None
+        if part is not None:
+            name, index = part
+            qkv_parts.setdefault("pretrained." + name, {})[index] = tensor
+            continue
         new = _rename(key)
         if new is None:
             unknown.append(key)
         else:
             out[new] = tensor
-    for name, parts in qkv_parts.items():
-        if sorted(parts) != [0, 1, 2]:
-            unknown.append(f"{name} (incomplete q/k/v)")
-            continue
-        out[name] = torch.cat([parts[0], parts[1], parts[2]], dim=0)
+    join_qkv(qkv_parts, out, unknown)
     return out, unknown
 
 

@@ -64,6 +64,27 @@ _FUSION_INNER = [
 ]
 
 
+def qkv_part(key: str) -> tuple[str, int] | None:
+    """For a transformers ViT key of a query, key or value projection (relative to the ViT,
+    either naming generation): the fused name ``blocks.N.attn.qkv.weight|bias`` and the
+    part's index (0 q, 1 k, 2 v); None for any other key."""
+    m = _QKV.fullmatch(key)
+    if m is None:
+        return None
+    return f"blocks.{m.group(1)}.attn.qkv.{m.group(4)}", _QKV_ORDER[m.group(2) or m.group(3)]
+
+
+def join_qkv(parts: Mapping[str, Mapping[int, torch.Tensor]], out: dict[str, torch.Tensor],
+             unknown: list[str]) -> None:
+    """Concatenate each fused name's q, k, v parts into ``out``; an incomplete set goes to
+    ``unknown``."""
+    for name, by_index in parts.items():
+        if sorted(by_index) != [0, 1, 2]:
+            unknown.append(f"{name} (incomplete q/k/v)")
+            continue
+        out[name] = torch.cat([by_index[0], by_index[1], by_index[2]], dim=0)
+
+
 def _rename(key: str) -> str | None:
     for prefix, target in _VIT_PREFIXES.items():
         if key.startswith(prefix):
@@ -113,21 +134,17 @@ def hf_to_apple_state_dict(
             rest = key[len(prefix):]
             if _UNUSED.match(rest):
                 continue
-            m = _QKV.fullmatch(rest)
-            if m:
-                name = f"{_VIT_PREFIXES[prefix]}blocks.{m.group(1)}.attn.qkv.{m.group(4)}"
-                qkv_parts.setdefault(name, {})[_QKV_ORDER[m.group(2) or m.group(3)]] = tensor
+            part = qkv_part(rest)
+            if part is not None:
+                name, index = part
+                qkv_parts.setdefault(_VIT_PREFIXES[prefix] + name, {})[index] = tensor
                 continue
         new = _rename(key)
         if new is None:
             unknown.append(key)
         else:
             out[new] = tensor
-    for name, parts in qkv_parts.items():
-        if sorted(parts) != [0, 1, 2]:
-            unknown.append(f"{name} (incomplete q/k/v)")
-            continue
-        out[name] = torch.cat([parts[0], parts[1], parts[2]], dim=0)
+    join_qkv(qkv_parts, out, unknown)
     return out, unknown
 
 

@@ -192,3 +192,27 @@ def test_larger_input_size_gives_a_larger_network_input(models):
     np.testing.assert_allclose(result.depth,
                                infer_depth_anything(models["metric"], rgb, 112).numpy(),
                                rtol=RTOL)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("name", ["metric", "prompt"])
+@pytest.mark.parametrize("graphs", [False, True])
+def test_cuda_overlap_and_graphs_match_the_cpu_recipe(models, name, graphs):
+    """On the GPU (fp32, copy/compute streams, optionally CUDA graphs with the prompt as a
+    graph input): the same depth as the recipe on the CPU; cuDNN's kernels differ from
+    the CPU's in the last bits, hence 1e-3."""
+    import copy
+
+    cuda = copy.deepcopy(models[name]).to("cuda")
+    rgbs = [_rgb(20 + i) for i in range(4)]
+    prompts = [_prompt(20 + i) if name == "prompt" else None for i in range(4)]
+    config = EngineConfig(device="cuda", precision="fp32", policy="all", input_size=INPUT,
+                          cuda_graphs=graphs)
+    with DepthEngine(cuda, config) as engine:
+        for i, (rgb, prompt) in enumerate(zip(rgbs, prompts)):
+            engine.submit(Frame(rgb, prompt=prompt, meta=i))
+        results = sorted((engine.get(120) for _ in rgbs), key=lambda r: r.meta)
+    for result, rgb, prompt in zip(results, rgbs, prompts):
+        assert result.ok, result.error
+        np.testing.assert_allclose(result.depth, _reference(models[name], rgb, prompt),
+                                   rtol=1e-3)

@@ -6,7 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_pro_ros.io.image_files import depth_to_millimetres, read_rgb, write_depth_outputs
+from depth_pro_ros.io.image_files import (
+    depth_to_millimetres,
+    read_prompt_depth,
+    read_rgb,
+    write_depth_outputs,
+    write_relative_outputs,
+)
 
 
 def _pattern(h: int = 24, w: int = 32) -> np.ndarray:
@@ -214,3 +220,34 @@ def test_write_depth_outputs_rejects_bad_stem(tmp_path, stem):
 def test_write_depth_outputs_rejects_bad_shape(tmp_path):
     with pytest.raises(ValueError, match="2-D"):
         write_depth_outputs(tmp_path, "d", np.ones((2, 2, 3), np.float32))
+
+
+def test_relative_outputs_keep_the_values_and_draw_a_preview(tmp_path):
+    relative = np.array([[0.0, 0.5, 2.0], [np.nan, 1.0, 4.0]], np.float32)
+    paths = write_relative_outputs(tmp_path, "r", relative)
+    back = np.load(paths["npy"])
+    assert back.dtype == np.float32
+    np.testing.assert_array_equal(back, relative)  # 0 = far and NaN kept as they are
+    preview = cv2.imread(str(paths["color_png"]))
+    assert preview.shape == (2, 3, 3)
+    assert (preview[0, 0] == 0).all() and (preview[1, 0] == 0).all()  # no depth: black
+    with pytest.raises(ValueError, match="2-D"):
+        write_relative_outputs(tmp_path, "r", relative[None])
+
+
+def test_prompt_depth_files_npy_metres_and_png_millimetres(tmp_path):
+    metres = np.array([[1.5, np.nan], [2.25, 4.0]], np.float32)
+    np.save(tmp_path / "p.npy", metres)
+    np.testing.assert_array_equal(read_prompt_depth(tmp_path / "p.npy"), metres)
+    mm = np.array([[1500, 0], [2250, 4000]], np.uint16)
+    cv2.imwrite(str(tmp_path / "p.png"), mm)
+    back = read_prompt_depth(tmp_path / "p.png")
+    np.testing.assert_array_equal(back, np.where(mm > 0, mm / 1000.0, np.nan).astype(np.float32))
+    cv2.imwrite(str(tmp_path / "colour.png"), np.zeros((2, 2, 3), np.uint8))
+    np.save(tmp_path / "ints.npy", mm)
+    (tmp_path / "garbage.png").write_bytes(b"not a png")
+    for name, message in (("colour.png", "single-channel 16-bit PNG"),
+                          ("ints.npy", "float array in metres"),
+                          ("garbage.png", "cannot read prompt depth")):
+        with pytest.raises(ValueError, match=message):
+            read_prompt_depth(tmp_path / name)

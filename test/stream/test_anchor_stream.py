@@ -17,6 +17,7 @@ from depth_pro_ros.io.pointcloud_msg import point_fields, pointcloud2_fields
 from depth_pro_ros.stream.anchor import (
     AnchorOptions,
     AnchorStream,
+    dense_prompt,
     project_points,
     resize_nearest,
 )
@@ -231,3 +232,55 @@ def test_a_dense_anchor_works_like_a_sparse_one(typestore):
     assert outcome.fit.ok and outcome.scale == pytest.approx(SCALE, rel=1e-4)
     assert outcome.fit.points == int(np.isfinite(dense).sum())
     assert outcome.fit.inliers <= outcome.fit.points - int((wrong & np.isfinite(dense)).sum())
+
+
+def test_dense_prompt_fills_holes_from_the_nearest_measurement():
+    d = np.full((5, 6), np.nan, np.float32)
+    d[0, 0], d[4, 5], d[2, 2] = 1.0, 3.0, 2.0
+    d[1, 4] = 0.0  # 0: no measurement
+    filled = dense_prompt(d)
+    assert filled.dtype == np.float32 and np.isfinite(filled).all()
+    v, u = np.mgrid[0:5, 0:6]
+    points = [(0, 0, 1.0), (4, 5, 3.0), (2, 2, 2.0)]
+    dist = np.stack([np.hypot(v - pv, u - pu) for pv, pu, _ in points])
+    nearest = np.array([value for *_, value in points], np.float32)[dist.argmin(0)]
+    ties = np.sort(dist, axis=0)[1] - dist.min(0) < 1e-9  # equidistant: either is right
+    assert (filled == nearest)[~ties].all()
+    assert np.array_equal(dense_prompt(filled), filled)  # a dense prompt is kept as is
+
+
+@pytest.mark.parametrize(("depth", "kw", "message"), [
+    (np.full((4, 4), np.nan, np.float32), {}, "0 measured pixels"),
+    (np.where(np.eye(4) > 0, 2.0, np.nan).astype(np.float32), {}, "all measured depths are 2"),
+    (np.arange(1, 17, dtype=np.float32).reshape(4, 4), {"min_points": 20}, "16 measured"),
+    (np.arange(1, 17, dtype=np.float32).reshape(4, 4), {"min_depth": 16.0, "min_points": 2},
+     "1 measured"),
+])
+def test_dense_prompt_refuses_prompts_without_information(depth, kw, message):
+    with pytest.raises(ValueError, match=message):
+        dense_prompt(depth, **kw)
+
+
+def test_prompt_for_pairs_the_anchor_and_projects_clouds(typestore):
+    depth = _depth().numpy()
+    stream = AnchorStream(_options("depth", sync="exact"))
+    low = depth[::4, ::4].copy()
+    low[0, :3] = np.nan
+    stream.add(_image_msg(typestore, low, 30), received=30.0)
+    prompt = stream.prompt_for("cam", 30 * S, 30.0, None, (H, W))
+    assert prompt.shape == low.shape and np.array_equal(prompt, dense_prompt(low))
+    with pytest.raises(ValueError, match="no anchor paired with the image"):
+        stream.prompt_for("cam", 31 * S, 31.0, K, (H, W))
+
+    clouds = AnchorStream(_options("points", sync="exact"))
+    points = _back_project(depth, np.ones((H, W), bool), K)
+    clouds.add(_cloud_msg(typestore, points, 32), received=32.0)
+    with pytest.raises(ValueError, match="needs the camera's focal"):
+        clouds.prompt_for("cam", 32 * S, 32.0, None, (H, W))
+    projected = clouds.prompt_for("cam", 32 * S, 32.0, K, (H, W))
+    # Small images keep their size (the grid's longer side is at most 256).
+    assert projected.shape == (H, W)
+    np.testing.assert_allclose(projected, depth, rtol=1e-5)
+    with pytest.raises(ValueError, match="frame 'cam' but the image is in 'other'"):
+        clouds.prompt_for("other", 32 * S, 32.0, K, (H, W))
+    assert clouds.pop_problems() == []  # the caller reports prompt problems with the frame
