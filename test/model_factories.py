@@ -1,7 +1,9 @@
-"""A small random-weight Depth Pro for tests (shared by the node, bag and CLI tests)."""
+"""Small random-weight models for tests (shared by the engine, node, bag and CLI tests),
+and the reference recipe with its forward passes cached."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from depth_pro_ros.model import DepthProConfig, create_model
@@ -43,3 +45,46 @@ def tiny_depth_anything(head: str = "metric", prompt: bool = False,
         last.weight.mul_(8.0)
         last.bias.fill_(0.5 if head == "metric" else 2.0)
     return model
+
+
+class ReferenceRecipe:
+    """``model.infer`` with each (model, image) run through the network once.
+
+    The first call for an image estimates its focal (the FoV head runs) and keeps the
+    network's canonical inverse depth; depth at any focal is then ``infer``'s own metric
+    conversion of it, with no other forward pass (the depth branch does not depend on
+    whether the FoV branch runs, so this equals ``infer(model, rgb, f_px)``).
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple, tuple] = {}
+
+    def _run(self, model, rgb):
+        import hashlib
+
+        from depth_pro_ros.model import infer
+
+        rgb = np.ascontiguousarray(rgb)
+        key = (id(model), rgb.shape, hashlib.sha1(rgb.tobytes()).hexdigest())
+        if key not in self._runs:
+            captured = []
+            hook = model.register_forward_hook(lambda _m, _a, out: captured.append(out[0]))
+            try:
+                prediction = infer(model, rgb)
+            finally:
+                hook.remove()
+            self._runs[key] = (model, prediction, captured[0])  # model: keeps its id valid
+        return self._runs[key][1:]
+
+    def focal(self, model, rgb) -> float:
+        """The FoV head's focal estimate for ``rgb`` (px)."""
+        return self._run(model, rgb)[0].focal_px
+
+    def depth(self, model, rgb, f_px: float) -> np.ndarray:
+        """Depth of ``rgb`` with focal ``f_px``."""
+        from depth_pro_ros.model import metric_depth
+
+        _, inverse_depth = self._run(model, rgb)
+        height, width = rgb.shape[:2]
+        return metric_depth(inverse_depth, width, height,
+                            torch.tensor([float(f_px)]))[0].numpy()

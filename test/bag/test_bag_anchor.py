@@ -24,12 +24,11 @@ from bag_builders import (
     write_bag,
 )
 from message_factories import sparse_anchor
-from model_factories import tiny_model
+from model_factories import ReferenceRecipe, tiny_model
 
 from depth_pro_ros.bag import BagInputError, BagOptions, process_bag
 from depth_pro_ros.io.messages import depth_image_fields, depth_image_to_array
 from depth_pro_ros.io.pointcloud_msg import point_fields, pointcloud2_fields
-from depth_pro_ros.model import infer
 from depth_pro_ros.stream import FocalSettings
 
 S = 1_000_000_000
@@ -46,8 +45,12 @@ ANCHORS = ["/cam/anchor/depth", "/cam2/anchor/points"]
 RTOL = 1e-4
 
 
+MODEL = tiny_model()
+REFERENCE = ReferenceRecipe()
+
+
 def _reference(rgb: np.ndarray) -> np.ndarray:
-    return infer(tiny_model(), rgb, f_px=FX).depth.numpy()
+    return REFERENCE.depth(MODEL, rgb, FX)
 
 
 def _cloud_fields(anchor: np.ndarray) -> dict:

@@ -135,6 +135,22 @@ class Probe:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
             rclpy.spin_once(self.node, timeout_sec=0.05)
 
+    def resend_until(self, send, done, timeout: float = WAIT, what: str = "",
+                     period: float = 3.0) -> None:
+        """Call ``send()`` now and again every ``period`` s (best effort may lose a
+        message) until ``done()``, which is checked on every spin so that an answer is
+        seen as soon as it comes."""
+        next_send = 0.0
+
+        def check() -> bool:
+            nonlocal next_send
+            if time.monotonic() >= next_send:
+                send()
+                next_send = time.monotonic() + period
+            return done()
+
+        self.spin_until(check, timeout, what)
+
     def wait_connected(self, compressed: bool = False, timeout: float = WAIT) -> None:
         """Wait until the node subscribes to our inputs and we to its outputs."""
         pub = self.compressed_pub if compressed else self.image_pub
@@ -160,9 +176,9 @@ class Probe:
         A best-effort subscription can miss the first messages after discovery.
         """
         stamp = image.header.stamp
-        self.spin_until(lambda: self.send(image, compressed=compressed) or any(
-            m.header.stamp == stamp for m in self.received["depth"]),
-            timeout, "a depth image", period=period)
+        self.resend_until(lambda: self.send(image, compressed=compressed),
+                          lambda: any(m.header.stamp == stamp for m in self.received["depth"]),
+                          timeout, "a depth image", period=period)
 
     def outputs_for(self, stamp: Any, timeout: float = WAIT) -> dict[str, Any]:
         """Wait for one message per recorded output topic with header stamp ``stamp``."""
@@ -280,9 +296,10 @@ class CameraProbe(Probe):
         """Publish ``message`` to ``camera`` every 3 s until its depth comes (best effort
         may lose the first messages after discovery)."""
         stamp = message.header.stamp
-        self.spin_until(lambda: self.image_pubs[camera].publish(message) or any(
-            m.header.stamp == stamp for m in self.got[camera]["depth"]),
-            600.0, f"{camera} warm-up depth", period=3.0)
+        self.resend_until(lambda: self.image_pubs[camera].publish(message),
+                          lambda: any(m.header.stamp == stamp
+                                      for m in self.got[camera]["depth"]),
+                          600.0, f"{camera} warm-up depth", period=3.0)
 
 
 @contextlib.contextmanager

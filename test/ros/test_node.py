@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 from message_factories import smooth_rgb
-from model_factories import tiny_model
+from model_factories import ReferenceRecipe, tiny_model
 from ros_harness import (
     CONFIG,
     camera_info_message,
@@ -26,7 +26,6 @@ from ros_harness import (
 
 from depth_pro_ros.io.messages import depth_image_to_array
 from depth_pro_ros.io.pointcloud_msg import pointcloud2_to_array
-from depth_pro_ros.model import infer
 from depth_pro_ros.ros.parameters import PARAMETERS
 
 NODE = "/cam/depth_pro_node"
@@ -68,14 +67,17 @@ def _send(probe, rgb, info=None, **kwargs):
     return image, probe.exchange(image, info)
 
 
+REFERENCE = ReferenceRecipe()
+
+
 def _raw_focal(model, rgb) -> float:
     """The FoV head's focal estimate for ``rgb`` by the reference recipe."""
-    return infer(model, rgb).focal_px
+    return REFERENCE.focal(model, rgb)
 
 
 def _reference(model, rgb, fx: float) -> np.ndarray:
     """Depth of ``rgb`` with focal ``fx`` by the reference recipe."""
-    return infer(model, rgb, f_px=fx).depth.numpy()
+    return REFERENCE.depth(model, rgb, fx)
 
 
 def _check_points(cloud, depth, k, decimation=1):

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 from message_factories import smooth_rgb
-from model_factories import tiny_model
+from model_factories import ReferenceRecipe, tiny_model
 from ros_harness import (
     NAMESPACE,
     WAIT,
@@ -25,7 +25,6 @@ from ros_harness import (
 )
 
 from depth_pro_ros.io.messages import depth_image_to_array
-from depth_pro_ros.model import infer
 
 NODE = f"{NAMESPACE}/depth_pro_node"
 CAMERAS = ("front", "left", "rear")
@@ -38,6 +37,9 @@ EMA_ALPHA = 0.3
 # (test/engine/test_sources.py measures the difference).
 BATCH_RTOL = 1e-4
 _next_sec = iter(range(100, 100_000))
+
+
+REFERENCE = ReferenceRecipe()
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def _check_front(model, rgb, out, image) -> None:
     assert out["depth"].header == image.header
     info = out["depth/camera_info"]
     assert info.header == image.header and info.k[0] == FRONT_FX
-    expected = infer(model, rgb, f_px=FRONT_FX).depth.numpy()
+    expected = REFERENCE.depth(model, rgb, FRONT_FX)
     np.testing.assert_allclose(_depth(out), expected, rtol=BATCH_RTOL)
 
 
@@ -108,12 +110,12 @@ def _check_estimated(model, rgb, out, image, focal: float) -> None:
     assert out["depth"].header == image.header
     k = out["depth/camera_info"].k
     assert k[0] == pytest.approx(focal, rel=BATCH_RTOL)
-    expected = infer(model, rgb, f_px=k[0]).depth.numpy()
+    expected = REFERENCE.depth(model, rgb, k[0])
     np.testing.assert_allclose(_depth(out), expected, rtol=BATCH_RTOL)
 
 
 def _raw_focal(model, rgb) -> float:
-    return infer(model, rgb).focal_px
+    return REFERENCE.focal(model, rgb)
 
 
 # ------------------------------------------------------------------ outputs
@@ -173,7 +175,7 @@ def test_frames_of_equal_size_from_two_cameras_run_as_one_batch(node, model):
         _check_front(model, pictures["front"], outs["front"], images["front"])
         left_k = outs["left"]["depth/camera_info"].k[0]
         np.testing.assert_allclose(
-            _depth(outs["left"]), infer(model, pictures["left"], f_px=left_k).depth.numpy(),
+            _depth(outs["left"]), REFERENCE.depth(model, pictures["left"], left_k),
             rtol=BATCH_RTOL)
         sizes = probe.statuses()["depth_pro_node: engine"]["batch_sizes"]
         if any(entry.split("x")[0] != "1" for entry in sizes.split()):
@@ -266,11 +268,11 @@ def test_a_parameter_change_applies_to_every_camera(node):
     try:
         for camera in ("left", "rear"):
             image = _image(camera, _picture(40, camera))
-            probe.spin_until(lambda camera=camera, image=image: (
-                _send(probe, camera, image)
-                or any(m.header.stamp == image.header.stamp
-                       for m in probe.got[camera]["depth"])), WAIT, f"{camera} depth",
-                period=5.0)
+            probe.resend_until(lambda camera=camera, image=image: _send(probe, camera, image),
+                               lambda camera=camera, image=image: any(
+                                   m.header.stamp == image.header.stamp
+                                   for m in probe.got[camera]["depth"]),
+                               WAIT, f"{camera} depth", period=5.0)
             assert probe.output(camera, image)["depth"].encoding == "16UC1"
     finally:
         probe.set_parameters(NODE, depth_encoding="32FC1")

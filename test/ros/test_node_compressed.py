@@ -40,11 +40,11 @@ def test_lazy_node_skips_inference_without_subscribers(node):
     try:
         watcher.wait_connected(compressed=True)
         frame = _compressed(smooth_rgb(48, 64), "png", sec=1)
-        watcher.spin_until(
-            lambda: watcher.send(frame, compressed=True) or (
-                watcher.diagnostics
-                and dict((kv.key, kv.value) for kv in watcher.diagnostics[-1].status[0].values)
-                ["lazy_skipped"] != "0"), 60.0, "a lazily skipped frame", period=1.0)
+        watcher.resend_until(
+            lambda: watcher.send(frame, compressed=True),
+            lambda: watcher.diagnostics and dict(
+                (kv.key, kv.value) for kv in watcher.diagnostics[-1].status[0].values)
+            ["lazy_skipped"] != "0", 60.0, "a lazily skipped frame", period=1.0)
         diag = watcher.latest_diagnostics()
         assert int(diag["lazy_skipped"]) >= 1 and diag["frames_out"] == "0"
     finally:
@@ -79,9 +79,9 @@ def test_undecodable_jpeg_is_skipped_and_good_frames_continue(node):
         bad = CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0 not a jpeg")
         bad.header.stamp.sec = 20
         # Resent until logged: the first message after discovery may be lost (best effort).
-        probe.spin_until(lambda: probe.send(bad, compressed=True)
-                         or "could not be decoded" in node.log(), 60.0, "the decode error",
-                         period=2.0)
+        probe.resend_until(lambda: probe.send(bad, compressed=True),
+                           lambda: "could not be decoded" in node.log(), 60.0,
+                           "the decode error", period=2.0)
         good = _compressed(smooth_rgb(48, 64), "png", sec=21)
         probe.resend_until_depth(good, compressed=True)
         assert all(m.header.stamp.sec != 20 for m in probe.received["depth"])
@@ -120,9 +120,9 @@ def test_codec_complaints_and_bombs_reach_the_log_not_the_console(node):
         # Until its depth arrives: on a busy machine the latest-frame policy may drop a copy.
         probe.resend_until_depth(damaged, compressed=True, period=2.0)  # it decoded
         assert "image decoder: Corrupt JPEG data" in node.log()
-        probe.spin_until(lambda: probe.send(bomb, compressed=True)
-                         or "declares 8000 x 8000" in node.log(), 60.0,
-                         "the too_large error", period=2.0)
+        probe.resend_until(lambda: probe.send(bomb, compressed=True),
+                           lambda: "declares 8000 x 8000" in node.log(), 60.0,
+                           "the too_large error", period=2.0)
         good = _compressed(smooth_rgb(48, 64), "png", sec=32)
         probe.resend_until_depth(good, compressed=True)
         assert all(m.header.stamp.sec != 31 for m in probe.received["depth"])

@@ -110,9 +110,9 @@ def test_relative_model_with_allow_relative_publishes_depth_relative(da_checkpoi
             rgb = _rgb(2)
             image = image_message(rgb, next(NEXT_SEC))
             stamp = image.header.stamp
-            probe.spin_until(lambda: probe.image_pub.publish(image) or any(
+            probe.resend_until(lambda: probe.image_pub.publish(image), lambda: any(
                 m.header.stamp == stamp for m in probe.received["depth/relative"]),
-                120.0, "depth/relative", period=3.0)
+                120.0, "depth/relative")
             msg = [m for m in probe.received["depth/relative"] if m.header.stamp == stamp][0]
             assert msg.encoding == "32FC1"
             relative = np.frombuffer(bytes(msg.data), np.float32).reshape(H, W)
@@ -149,9 +149,9 @@ def test_prompt_model_takes_its_prompt_from_the_anchor_depth(da_checkpoints, tmp
                 probe.spin_until(lambda: time.monotonic() > pause, what="a pause")
                 probe.image_pub.publish(image)
 
-            probe.spin_until(lambda: send() or any(
+            probe.resend_until(send, lambda: any(
                 m.header.stamp == stamp for m in probe.received["depth"]),
-                120.0, "prompted depth", period=3.0)
+                120.0, "prompted depth")
             depth = depth_image_to_array(
                 [m for m in probe.received["depth"] if m.header.stamp == stamp][0])
             reference = infer_depth_anything(model, rgb, INPUT, dense_prompt(prompt)).numpy()

@@ -76,9 +76,9 @@ def test_node_survives_every_kind_of_malformed_message(tiny_checkpoint, tmp_path
         # skipped as camera_info_mismatch (this once killed the node), then good frames
         # are served again.
         tiny = gen.camera_info_then_image(transport, 128, 96, 5e-324, "tiny_focal")
-        probe.spin_until(lambda: _publish(probe, tiny.messages, 0.3)
-                         or "unusable at the image size" in node.log(),
-                         60.0, "the camera_info_mismatch skip", period=2.0)
+        probe.resend_until(lambda: _publish(probe, tiny.messages, 0.3),
+                           lambda: "unusable at the image size" in node.log(),
+                           60.0, "the camera_info_mismatch skip", period=2.0)
         first = gen.valid(transport)
         _publish(probe, first.messages, 0.3)
         _served(probe, node, first)

@@ -75,8 +75,9 @@ def test_max_input_pixels_refuses_larger_images_and_changes_at_runtime(node):
     assert all(r.successful for r in results), [r.reason for r in results]
     try:
         big = _good()  # 64 x 48 = 3,072 pixels
-        probe.spin_until(lambda: probe.send(big) or "more than the limit of 1,000 pixels"
-                         in proc.log(), 60.0, "the too_large error", period=2.0)
+        probe.resend_until(lambda: probe.send(big),
+                           lambda: "more than the limit of 1,000 pixels" in proc.log(), 60.0,
+                           "the too_large error", period=2.0)
     finally:
         probe.set_parameters("/cam/depth_pro_node", max_input_pixels=50_000_000)
     probe.resend_until_depth(_good(), period=5.0)

@@ -13,17 +13,19 @@ import cv2
 import numpy as np
 import pytest
 from message_factories import smooth_rgb
-from model_factories import tiny_model
+from model_factories import ReferenceRecipe, tiny_model
 from ros_harness import CameraProbe, camera_info_message, running_node
 from sensor_msgs.msg import CompressedImage
 
 from depth_pro_ros.io.messages import depth_image_to_array
-from depth_pro_ros.model import infer
 
 CAMERAS = ("port", "starboard")
 PORT_FX = 45.0
 # Both frames may run in one batch or one after the other (see test_node_cameras.py).
 BATCH_RTOL = 1e-4
+
+
+REFERENCE = ReferenceRecipe()
 
 
 def _compressed(rgb: np.ndarray, fmt: str, sec: int, frame_id: str) -> CompressedImage:
@@ -71,11 +73,11 @@ def test_two_compressed_cameras_each_with_its_own_focal(probe):
     assert out["port"]["depth"].header == port.header
     assert out["starboard"]["depth"].header == starboard.header
     assert list(out["port"]["depth/camera_info"].k) == list(info.k)  # passed through
-    star_fx = infer(model, _decoded(starboard)).focal_px  # its first estimate at this size
+    star_fx = REFERENCE.focal(model, _decoded(starboard))  # its first estimate at this size
     star_k = out["starboard"]["depth/camera_info"].k
     assert star_k[0] == pytest.approx(star_fx, rel=BATCH_RTOL) and star_k[2] == 40.0
     for camera, msg, fx in (("port", port, PORT_FX), ("starboard", starboard, star_k[0])):
-        expected = infer(model, _decoded(msg), f_px=fx).depth.numpy()
+        expected = REFERENCE.depth(model, _decoded(msg), fx)
         np.testing.assert_allclose(depth_image_to_array(out[camera]["depth"]), expected,
                                    rtol=BATCH_RTOL)
     statuses = probe.statuses()
