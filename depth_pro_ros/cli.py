@@ -140,9 +140,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
              "/ 'metric_vkitti'; a contradiction with the file is an error")
     p.add_argument(
         "--input-size", type=_number(int, 0), default=0, metavar="N",
-        help="Depth Anything: lower bound on the network input's shorter side, a multiple "
-             "of 14 (larger: sharper and slower; default 0 = the model's, 518); Depth Pro's "
-             "input is fixed")
+        help="Depth Anything V2: lower bound on the network input's shorter side, a "
+             "multiple of 14 (larger: sharper and slower; default 0 = 518); Prompt Depth "
+             "Anything: upper bound on the longer side (0 = 1008); Depth Pro's input is fixed")
     p.add_argument(
         "--allow-relative", action="store_true",
         help="relative-depth models (Depth Anything V2 relative) without a scale_shift "

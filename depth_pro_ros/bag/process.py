@@ -100,7 +100,7 @@ class BagOptions:
     anchor_topics: list[str] | None = None
     anchor: AnchorOptions = field(default_factory=lambda: AnchorOptions(sync="approximate"))
     model_type: str | None = None  # None / "auto": read from the checkpoint
-    input_size: int = 0  # Depth Anything's shorter-side bound; 0: the model's default
+    input_size: int = 0  # Depth Anything's size parameter (EngineConfig); 0: the default
     allow_relative: bool = False  # relative models: write unanchored frames to depth/relative
     overwrite: bool = False
     strict: bool = False

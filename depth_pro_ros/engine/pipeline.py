@@ -298,8 +298,7 @@ class DepthEngine:
         pixels = np.stack([_hwc(f.image) for f in work.frames])
         prompts = None
         if self.recipe.info.needs_prompt:
-            missing = [f.meta for f in work.frames if f.prompt is None]
-            if missing:
+            if any(f.prompt is None for f in work.frames):
                 raise ValueError("no prompt depth for this frame (Prompt Depth Anything "
                                  "takes it from the anchor input)")
             prompts = torch.from_numpy(np.stack([f.prompt for f in work.frames])[:, None])

@@ -37,8 +37,9 @@ class EngineConfig:
     points_rgb: bool = False
     min_depth: float = 0.0  # valid range for point clouds, metres
     max_depth: float = math.inf
-    # Depth Anything: lower bound on the network input's shorter side (a multiple of 14;
-    # larger is sharper and slower); 0 = the family's default. Depth Pro: 0 (fixed 1536).
+    # Depth Anything V2: lower bound on the network input's shorter side (a multiple of 14;
+    # larger is sharper and slower; 0 = 518); Prompt Depth Anything: upper bound on the
+    # longer side (0 = 1008). Depth Pro: 0 (its input is fixed).
     input_size: int = 0
 
     def __post_init__(self) -> None:

@@ -67,10 +67,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "checkpoint. Settles what a file cannot say (an original Depth Anything V2 "
               ".pth renamed without 'metric_hypersim' / 'metric_vkitti'); a contradiction "
               "with the file is an error", choices=MODEL_TYPES, read_only=True),
-    ParamSpec("input_size", 0, "Depth Anything: lower bound on the network input's shorter "
-              "side, a multiple of 14 (larger: sharper and slower); 0 = the model's default "
-              "(518). Depth Pro: must be 0 (its input is fixed at 1536)", low=0, high=8190,
-              read_only=True),
+    ParamSpec("input_size", 0, "Depth Anything V2: lower bound on the network input's "
+              "shorter side, a multiple of 14 (larger: sharper and slower; 0 = 518); Prompt "
+              "Depth Anything: upper bound on the longer side (0 = 1008). Depth Pro: must be "
+              "0 (its input is fixed at 1536)", low=0, high=8190, read_only=True),
     ParamSpec("allow_relative", False, "Relative-depth models (Depth Anything V2 relative) "
               "without a scale_shift anchor fit: publish their unitless relative inverse "
               "depth on 'depth/relative' (otherwise they refuse to start; while anchored "
