@@ -97,14 +97,15 @@ def test_distinct_unknown_encodings_are_one_kind_of_problem(node):
     log = proc.log()
     assert log.count("unsupported image encoding") - before == 1, log
     # After the throttle period one more report carries the count of those held back
-    # (best-effort delivery may lose some of the 60, not all of them).
+    # (best-effort delivery of a burst loses some of the 60, on a loaded machine most of
+    # them: 9 of 60 arrived once, so only "some were held back" is certain).
     time.sleep(5.2)
     probe.send(_unknown_encoding(1000))
     proc.wait_for_log("more like it since the last report")
     lines = [line for line in proc.log().splitlines() if "unsupported image encoding" in line]
     assert len(lines) - before == 2, lines
     held = int(lines[-1].rsplit("(", 1)[1].split()[0])
-    assert 10 <= held <= 59, lines[-1]
+    assert 1 <= held <= 59, lines[-1]
 
 
 def test_diagnostics_warn_when_input_stops(node):
