@@ -284,7 +284,8 @@ class DepthProNode(Node):
             cam.health.skipped("unanchored")
             self._report(cam, "unanchored", "depth not published: no accepted anchor fit "
                          "for this frame, and a relative model's depth has no metric scale "
-                         "without one (allow_relative publishes it on depth/relative)")
+                         "without one (allow_relative publishes it on depth/relative)",
+                         warning=True)
             return
         if result.depth is not None and result.intrinsics is None and not cam.told_no_focal:
             cam.told_no_focal = True
