@@ -167,3 +167,49 @@ def test_prompt_model_takes_its_prompt_from_the_anchor_depth(da_checkpoints, tmp
         finally:
             probe.close()
 
+
+
+def test_relative_model_anchored_by_scale_shift_publishes_metric_depth(da_checkpoints,
+                                                                       tmp_path):
+    """An image before any anchor: not published (a warning says why); with its anchor (the
+    relative output under a known affine map in inverse depth): the metric depth."""
+    from depth_pro_ros.engine.anchor import apply_anchor
+
+    model = tiny_depth_anything("relative")
+    params = _params(da_checkpoints["relative"], "anchor_source:=depth",
+                     "anchor_fit:=scale_shift", "anchor_ema_alpha:=1.0", "anchor_sync:=exact")
+    with running_node(tmp_path / "node.log", *params) as (proc, _):
+        probe = Probe(outputs=("depth",))
+        pub = probe.node.create_publisher(Image, f"{NAMESPACE}/anchor/depth", 10)
+        try:
+            probe.wait_connected()
+            probe.spin_until(lambda: pub.get_subscription_count() > 0, 30.0, "anchor discovery")
+            lonely = image_message(_rgb(5), next(NEXT_SEC))
+            probe.resend_until(lambda: probe.image_pub.publish(lonely),
+                               lambda: "depth not published: no accepted anchor fit"
+                               in proc.log(), 120.0, "the unanchored warning")
+            rgb = _rgb(6)
+            relative = infer_depth_anything(model, rgb, INPUT).numpy()
+            truth = apply_anchor(np.where(relative > 0, 1.0 / relative, np.nan), 0.8, 0.05)
+            anchor_depth = np.full_like(truth, np.nan)
+            anchor_depth[::3, ::3] = truth[::3, ::3]
+            image = image_message(rgb, next(NEXT_SEC))
+            anchor = rclpy_message(Image, depth_image_fields(anchor_depth, "32FC1"))
+            anchor.header = image.header
+
+            def send() -> None:
+                pub.publish(anchor)
+                pause = time.monotonic() + 0.2
+                probe.spin_until(lambda: time.monotonic() > pause, what="a pause")
+                probe.image_pub.publish(image)
+
+            stamp = image.header.stamp
+            probe.resend_until(send, lambda: any(
+                m.header.stamp == stamp for m in probe.received["depth"]),
+                120.0, "anchored depth")
+            depth = depth_image_to_array(
+                [m for m in probe.received["depth"] if m.header.stamp == stamp][0])
+            np.testing.assert_allclose(depth, truth, rtol=1e-3)
+            assert all(m.header.stamp == stamp for m in probe.received["depth"])
+        finally:
+            probe.close()
