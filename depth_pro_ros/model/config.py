@@ -32,8 +32,27 @@ def parse_precision(name: str | torch.dtype) -> torch.dtype:
         ) from None
 
 
+class DictConfig:
+    """JSON round trip of a config dataclass (the project's checkpoint files store it)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Build from a dict, rejecting unknown keys (a typo must not pass silently)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"config must be a dict, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
+        return cls(**data)
+
+
 @dataclass(frozen=True)
-class DepthProConfig:
+class DepthProConfig(DictConfig):
     """Size of every part of the network.
 
     ``encoder_dims`` is Apple's ``dims_encoder``: channels of the latent1, x0, x1 and
@@ -120,20 +139,3 @@ class DepthProConfig:
             hook_block_ids=(1, 3), encoder_dims=(24, 32, 48, 64), decoder_features=24,
             use_fov_head=use_fov_head,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hook_block_ids"] = list(self.hook_block_ids)
-        d["encoder_dims"] = list(self.encoder_dims)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DepthProConfig:
-        """Build from a dict, rejecting unknown keys (a typo must not pass silently)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"config must be a dict, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
-        return cls(**data)

@@ -18,14 +18,13 @@ engine runs on batches; the host-side reference recipe is :mod:`.depth_anything_
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import parse_precision
+from .config import DictConfig, parse_precision
 from .vit import VisionTransformer
 
 HEADS = ("relative", "metric")
@@ -50,7 +49,7 @@ MAX_DEPTH_OUTDOOR = 80.0
 
 
 @dataclass(frozen=True)
-class DepthAnythingConfig:
+class DepthAnythingConfig(DictConfig):
     """Size and output of a Depth Anything network.
 
     ``pos_grid`` is the side of the stored position-embedding grid (518 / 14 = 37 for the
@@ -178,23 +177,6 @@ class DepthAnythingConfig:
             head=head or ("metric" if prompt else "relative"), max_depth=max_depth,
             prompt=prompt,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hook_block_ids"] = list(self.hook_block_ids)
-        d["neck_dims"] = list(self.neck_dims)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DepthAnythingConfig:
-        """Build from a dict, rejecting unknown keys (a typo must not pass silently)."""
-        if not isinstance(data, dict):
-            raise ValueError(f"config must be a dict, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys are {sorted(known)}")
-        return cls(**data)
 
 
 class ResidualConvUnit(nn.Module):
