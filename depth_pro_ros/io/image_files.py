@@ -118,6 +118,22 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def _output_folder(outdir: str | os.PathLike, stem: str) -> Path:
+    """``outdir`` (created if missing) for files named ``<stem>_...``; ``stem`` must be a
+    plain file name prefix."""
+    if not stem or Path(stem).name != stem:
+        raise ValueError(f"stem must be a plain file name prefix, got {stem!r}")
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    npy = io.BytesIO()
+    np.save(npy, array, allow_pickle=False)
+    _write_atomically(path, npy.getvalue())
+
+
 def _encode_png(img: np.ndarray, path: Path) -> bytes:
     ok, encoded = cv2.imencode(".png", img)
     if not ok:
@@ -161,11 +177,7 @@ def write_depth_outputs(
         depth = depth[:, :, 0]
     if depth.ndim != 2:
         raise ValueError(f"depth must be a 2-D HxW array, got shape {depth.shape}")
-    if not stem or Path(stem).name != stem:
-        raise ValueError(f"stem must be a plain file name prefix, got {stem!r}")
-
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(outdir, stem)
     paths = {
         "npy": out / f"{stem}_depth.npy",
         "mm_png": out / f"{stem}_depth_mm.png",
@@ -173,9 +185,7 @@ def write_depth_outputs(
     }
 
     stored = np.where(valid_depth_mask(depth), depth, np.float32(np.nan)).astype(np.float32)
-    npy = io.BytesIO()
-    np.save(npy, stored, allow_pickle=False)
-    _write_atomically(paths["npy"], npy.getvalue())
+    _write_npy(paths["npy"], stored)
 
     _write_atomically(paths["mm_png"], _encode_png(depth_to_millimetres(depth), paths["mm_png"]))
 
@@ -194,14 +204,9 @@ def write_relative_outputs(outdir: str | os.PathLike, stem: str,
     rel = np.asarray(relative, dtype=np.float32)
     if rel.ndim != 2:
         raise ValueError(f"relative depth must be a 2-D HxW array, got shape {rel.shape}")
-    if not stem or Path(stem).name != stem:
-        raise ValueError(f"stem must be a plain file name prefix, got {stem!r}")
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_folder(outdir, stem)
     paths = {"npy": out / f"{stem}_relative.npy", "color_png": out / f"{stem}_relative_color.png"}
-    npy = io.BytesIO()
-    np.save(npy, rel, allow_pickle=False)
-    _write_atomically(paths["npy"], npy.getvalue())
+    _write_npy(paths["npy"], rel)
     with np.errstate(divide="ignore"):
         pseudo_depth = np.where(rel > 0, 1.0 / rel, np.nan).astype(np.float32)
     bgr, _ = colorize_depth(pseudo_depth)  # colours evenly spaced in the inverse depth
