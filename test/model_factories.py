@@ -59,7 +59,9 @@ class ReferenceRecipe:
     def __init__(self) -> None:
         self._runs: dict[tuple, tuple] = {}
 
-    def _run(self, model, rgb):
+    def run(self, model, rgb):
+        """``(infer(model, rgb), the network's canonical inverse depth (1, 1, S, S))``,
+        computed once per model and image."""
         import hashlib
 
         from depth_pro_ros.model import infer
@@ -78,13 +80,13 @@ class ReferenceRecipe:
 
     def focal(self, model, rgb) -> float:
         """The FoV head's focal estimate for ``rgb`` (px)."""
-        return self._run(model, rgb)[0].focal_px
+        return self.run(model, rgb)[0].focal_px
 
     def depth(self, model, rgb, f_px: float) -> np.ndarray:
         """Depth of ``rgb`` with focal ``f_px``."""
         from depth_pro_ros.model import metric_depth
 
-        _, inverse_depth = self._run(model, rgb)
+        _, inverse_depth = self.run(model, rgb)
         height, width = rgb.shape[:2]
         return metric_depth(inverse_depth, width, height,
                             torch.tensor([float(f_px)]))[0].numpy()

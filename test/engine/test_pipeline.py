@@ -7,7 +7,6 @@ cores), so frames are few and reference results are computed once and shared.
 from __future__ import annotations
 
 import gc
-import hashlib
 import math
 import threading
 import time
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from model_factories import ReferenceRecipe
 
 from depth_pro_ros.engine import (
     DepthEngine,
@@ -31,8 +31,6 @@ from depth_pro_ros.engine import (
 from depth_pro_ros.model import (
     DepthProConfig,
     create_model,
-    infer,
-    metric_depth,
     save_checkpoint,
 )
 
@@ -81,30 +79,16 @@ K_2X = Intrinsics(fx=140.0, fy=138.0, cx=64.0, cy=48.0, width=128, height=96)
 
 
 class _Reference:
-    """Reference results: ``model.infer`` on the frame's RGB pixels.
-
-    Each distinct image runs through ``infer`` once (estimating the focal); a hook keeps
-    the network output of that call, which ``infer``'s own metric conversion turns into
-    depth for a known focal without another forward pass (the depth branch does not
-    depend on whether the FoV branch runs).
-    """
+    """Reference results: ``model.infer`` on the frame's RGB pixels, one forward pass per
+    distinct image (``ReferenceRecipe``), whose network output gives the depth for a
+    known focal by ``infer``'s own metric conversion."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple, tuple] = {}
+        self._recipe = ReferenceRecipe()
 
     def __call__(self, model, image: np.ndarray, channel_order: str, f_px: float | None):
         rgb = _as_rgb(image, channel_order)
-        key = (id(model), hashlib.sha1(rgb.tobytes()).hexdigest(), rgb.shape)
-        if key not in self._cache:
-            captured = []
-            hook = model.register_forward_hook(lambda _m, _a, out: captured.append(out))
-            try:
-                pred = infer(model, rgb)
-            finally:
-                hook.remove()
-            assert len(captured) == 1
-            self._cache[key] = (pred, captured[0][0])
-        pred, cid = self._cache[key]
+        pred, cid = self._recipe.run(model, rgb)
         out = {
             "canonical_inverse_depth": cid,
             "estimate_px": pred.focal_px,
@@ -114,10 +98,8 @@ class _Reference:
             out.update(depth=pred.depth.numpy(), focal_px=pred.focal_px, fov_deg=pred.fov_deg,
                        focal_source=pred.focal_source)
         else:
-            height, width = rgb.shape[:2]
-            depth = metric_depth(cid, width, height, torch.tensor([float(f_px)]))[0]
-            out.update(depth=depth.numpy(), focal_px=float(f_px), fov_deg=None,
-                       focal_source="camera_info")
+            out.update(depth=self._recipe.depth(model, rgb, f_px), focal_px=float(f_px),
+                       fov_deg=None, focal_source="camera_info")
         return out
 
 
