@@ -6,10 +6,12 @@ test/engine/test_families.py), and the node refuses settings with which a model 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 from message_factories import rclpy_message
@@ -55,6 +57,41 @@ def _start_failure(checkpoint, *extra: str) -> str:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     return done.stdout + done.stderr
+
+
+@contextlib.contextmanager
+def _anchor_probe() -> Iterator[tuple[Probe, object]]:
+    """A Probe recording ``depth`` with a publisher on the node's ``anchor/depth``, both
+    connected."""
+    probe = Probe(outputs=("depth",))
+    pub = probe.node.create_publisher(Image, f"{NAMESPACE}/anchor/depth", 10)
+    try:
+        probe.wait_connected()
+        probe.spin_until(lambda: pub.get_subscription_count() > 0, 30.0, "anchor discovery")
+        yield probe, pub
+    finally:
+        probe.close()
+
+
+def _anchored_depth(probe: Probe, pub, rgb: np.ndarray, anchor_depth: np.ndarray,
+                    what: str) -> np.ndarray:
+    """Publish the anchor, then an image of ``rgb`` with the same stamp, until that image's
+    depth comes; return it."""
+    image = image_message(rgb, next(NEXT_SEC))
+    anchor = rclpy_message(Image, depth_image_fields(anchor_depth, "32FC1"))
+    anchor.header = image.header
+
+    def send() -> None:
+        pub.publish(anchor)
+        pause = time.monotonic() + 0.2
+        probe.spin_until(lambda: time.monotonic() > pause, what="a pause")
+        probe.image_pub.publish(image)
+
+    def mine() -> list:
+        return [m for m in probe.received["depth"] if m.header.stamp == image.header.stamp]
+
+    probe.resend_until(send, mine, 120.0, what)
+    return depth_image_to_array(mine()[0])
 
 
 def test_metric_model_publishes_depth_without_a_focal_then_all_outputs_with_one(
@@ -130,30 +167,11 @@ def test_prompt_model_takes_its_prompt_from_the_anchor_depth(da_checkpoints, tmp
     with running_node(tmp_path / "node.log",
                       *_params(da_checkpoints["prompt"], "anchor_source:=depth",
                                "anchor_min_points:=3")) as (proc, _):
-        probe = Probe(outputs=("depth",))
-        pub = probe.node.create_publisher(Image, f"{NAMESPACE}/anchor/depth", 10)
-        try:
-            probe.wait_connected()
-            probe.spin_until(lambda: pub.get_subscription_count() > 0, 30.0, "anchor discovery")
+        with _anchor_probe() as (probe, pub):
             rgb = _rgb(3)
             prompt = (1.0 + 5.0 * rng.random((6, 10))).astype(np.float32)
             prompt[2, 3] = np.nan  # a hole: filled from the nearest measurement
-            image = image_message(rgb, next(NEXT_SEC))
-            stamp = image.header.stamp
-            anchor = rclpy_message(Image, depth_image_fields(prompt, "32FC1"))
-            anchor.header = image.header
-
-            def send() -> None:
-                pub.publish(anchor)
-                pause = time.monotonic() + 0.2
-                probe.spin_until(lambda: time.monotonic() > pause, what="a pause")
-                probe.image_pub.publish(image)
-
-            probe.resend_until(send, lambda: any(
-                m.header.stamp == stamp for m in probe.received["depth"]),
-                120.0, "prompted depth")
-            depth = depth_image_to_array(
-                [m for m in probe.received["depth"] if m.header.stamp == stamp][0])
+            depth = _anchored_depth(probe, pub, rgb, prompt, "prompted depth")
             reference = infer_depth_anything(model, rgb, INPUT, dense_prompt(prompt)).numpy()
             np.testing.assert_allclose(depth, reference, rtol=RTOL)
 
@@ -164,9 +182,6 @@ def test_prompt_model_takes_its_prompt_from_the_anchor_depth(da_checkpoints, tmp
             probe.image_pub.publish(image_message(rgb, next(NEXT_SEC)))
             log = proc.wait_for_log("Prompt Depth Anything needs one per frame")
             assert "image skipped: no anchor paired with the image" in log
-        finally:
-            probe.close()
-
 
 
 def test_relative_model_anchored_by_scale_shift_publishes_metric_depth(da_checkpoints,
@@ -179,11 +194,7 @@ def test_relative_model_anchored_by_scale_shift_publishes_metric_depth(da_checkp
     params = _params(da_checkpoints["relative"], "anchor_source:=depth",
                      "anchor_fit:=scale_shift", "anchor_ema_alpha:=1.0", "anchor_sync:=exact")
     with running_node(tmp_path / "node.log", *params) as (proc, _):
-        probe = Probe(outputs=("depth",))
-        pub = probe.node.create_publisher(Image, f"{NAMESPACE}/anchor/depth", 10)
-        try:
-            probe.wait_connected()
-            probe.spin_until(lambda: pub.get_subscription_count() > 0, 30.0, "anchor discovery")
+        with _anchor_probe() as (probe, pub):
             lonely = image_message(_rgb(5), next(NEXT_SEC))
             probe.resend_until(lambda: probe.image_pub.publish(lonely),
                                lambda: "depth not published: no accepted anchor fit"
@@ -193,23 +204,9 @@ def test_relative_model_anchored_by_scale_shift_publishes_metric_depth(da_checkp
             truth = apply_anchor(np.where(relative > 0, 1.0 / relative, np.nan), 0.8, 0.05)
             anchor_depth = np.full_like(truth, np.nan)
             anchor_depth[::3, ::3] = truth[::3, ::3]
-            image = image_message(rgb, next(NEXT_SEC))
-            anchor = rclpy_message(Image, depth_image_fields(anchor_depth, "32FC1"))
-            anchor.header = image.header
-
-            def send() -> None:
-                pub.publish(anchor)
-                pause = time.monotonic() + 0.2
-                probe.spin_until(lambda: time.monotonic() > pause, what="a pause")
-                probe.image_pub.publish(image)
-
-            stamp = image.header.stamp
-            probe.resend_until(send, lambda: any(
-                m.header.stamp == stamp for m in probe.received["depth"]),
-                120.0, "anchored depth")
-            depth = depth_image_to_array(
-                [m for m in probe.received["depth"] if m.header.stamp == stamp][0])
+            depth = _anchored_depth(probe, pub, rgb, anchor_depth, "anchored depth")
             np.testing.assert_allclose(depth, truth, rtol=1e-3)
-            assert all(m.header.stamp == stamp for m in probe.received["depth"])
-        finally:
-            probe.close()
+            # The anchored image's depth is the only one: none for the image before it.
+            assert len({(m.header.stamp.sec, m.header.stamp.nanosec)
+                        for m in probe.received["depth"]}) == 1
+            assert all(m.header.stamp != lonely.header.stamp for m in probe.received["depth"])
