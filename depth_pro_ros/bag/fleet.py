@@ -8,6 +8,14 @@ Every bag is written exactly as ``depth-pro-ros bag`` writes it (``process_bag``
 output), plus a small ``depth_pro_ros.json`` inside the output -- the options and the
 checkpoint's hash -- written before the output is moved into place, so that ``--resume``
 can tell a complete output made with the same options from anything else.
+
+``OUTDIR/summary.json`` describes OUTDIR across runs (:data:`SUMMARY_FORMAT`): every run
+is listed in ``runs``, and ``bags`` holds one record per output, the latest attempt on
+it; a bag this run did not touch keeps its earlier record, and a bag whose latest attempt
+did not produce its output (failed, interrupted, or skipped by ``--resume``) keeps the
+record of the run that did as ``last_success``. The files are strict JSON: non-finite
+numbers (``--max-depth``'s default, no limit) are written as the strings ``"Infinity"``,
+``"-Infinity"`` and ``"NaN"`` (:func:`strict_json`).
 """
 
 from __future__ import annotations
@@ -15,14 +23,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +45,18 @@ from depth_pro_ros.bag.process import (
     process_bag,
 )
 
-__all__ = ["BagOutcome", "FleetSettings", "checkpoint_sha256", "find_bags", "run_fleet"]
+__all__ = ["SUMMARY", "SUMMARY_FORMAT", "BagOutcome", "FleetSettings", "checkpoint_sha256",
+           "find_bags", "run_fleet", "strict_json"]
 
 #: Test-only: a marker file path; the first Ray actor to start a bag while the file does
 #: not exist creates it and exits abruptly mid-bag (a crashed worker). Never set it else.
 TEST_CRASH_ENV = "DEPTH_PRO_ROS_TEST_CRASH_MARKER"
 _BAG_SUFFIXES = (".bag", ".mcap", ".db3")
 _NOTES_KEPT = 20  # warnings of a bag returned by a Ray worker
+#: The fleet summary in OUTDIR, and the version of its layout (1: one run, non-strict).
+SUMMARY = "summary.json"
+SUMMARY_FORMAT = 2
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
 @dataclass
@@ -144,6 +159,27 @@ def checkpoint_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by the string ``"Infinity"``,
+    ``"-Infinity"`` or ``"NaN"`` (in nested dicts, lists and tuples), so that
+    ``json.dumps(..., allow_nan=False)`` writes it: strict parsers refuse the bare
+    ``Infinity`` / ``NaN`` tokens Python writes by default. The strings are the ones
+    Python's ``float()``, JavaScript's ``Number()`` and Go's ``ParseFloat`` read back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return _NON_FINITE.get(value, "NaN")
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def dumps_strict(value: Any) -> str:
+    """Indented, key-sorted strict JSON of ``value`` (see :func:`strict_json`)."""
+    return json.dumps(strict_json(value), indent=2, sort_keys=True, default=str,
+                      allow_nan=False) + "\n"
+
+
 def options_key(opts: BagOptions) -> dict[str, Any]:
     """The processing options as canonical JSON values (paths, overwrite and progress
     excluded), with the engine configuration they resolve to on this machine."""
@@ -151,7 +187,7 @@ def options_key(opts: BagOptions) -> dict[str, Any]:
     for name in ("input", "output", "checkpoint", "overwrite", "progress"):
         values.pop(name)
     values["engine"] = dataclasses.asdict(engine_config(opts))
-    return json.loads(json.dumps(values, sort_keys=True, default=str))
+    return json.loads(dumps_strict(values))
 
 
 def run_record(opts: BagOptions, sha256: str) -> dict[str, Any]:
@@ -167,7 +203,8 @@ def complete_output(output: Path, record: dict[str, Any], bag: Path) -> dict | N
         saved = json.loads((output / RUN_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    same = all(saved.get(k) == v for k, v in record.items() if k != "tool")
+    # strict_json: a record written before records were strict JSON held Infinity.
+    same = all(strict_json(saved.get(k)) == v for k, v in record.items() if k != "tool")
     return saved if same and saved.get("input") == str(bag.resolve()) else None
 
 
@@ -323,6 +360,7 @@ def run_fleet(template: BagOptions, inputs: list[Path], settings: FleetSettings)
     except BagError as exc:
         say(f"depth-pro-ros: error: {exc}")
         return 2
+    started = datetime.now(timezone.utc).isoformat(timespec="microseconds")
     fleet = _Fleet(template, settings, len(pairs))
     todo: list[tuple[Path, Path, bool]] = []
     for bag, output in pairs:
@@ -352,16 +390,24 @@ def run_fleet(template: BagOptions, inputs: list[Path], settings: FleetSettings)
         if bag not in done:
             fleet.outcomes.append(BagOutcome(bag, output, "interrupted" if code == 130
                                              else "failed", "not processed"))
-    _write_summary(fleet, record, outdir, checkpoint)
-    print(format_table(fleet.outcomes))
-    if code:
-        if code == 130:
-            say("depth-pro-ros: error: interrupted; bags not finished were not written")
-        return code
     failed = sum(o.status != "ok" and o.status != "skipped" for o in fleet.outcomes)
-    if failed:
+    code = code or (1 if failed else 0)
+    run = {"started": started, "checkpoint": str(checkpoint), **record,
+           "inputs": [str(p) for p in inputs], "resume": settings.resume,
+           "ray": settings.ray, "wall_seconds": time.perf_counter() - fleet.t0,
+           "exit_status": code,
+           "statuses": dict(sorted(Counter(o.status for o in fleet.outcomes).items()))}
+    try:
+        write_summary(outdir, run, fleet.outcomes, say)
+    except OSError as exc:
+        say(f"depth-pro-ros: error: cannot write {outdir / SUMMARY}: {exc}")
+        code = code or 1
+    print(format_table(fleet.outcomes))
+    if code == 130:
+        say("depth-pro-ros: error: interrupted; bags not finished were not written")
+    elif code == 1 and failed:
         say(f"depth-pro-ros: error: {failed} of {len(fleet.outcomes)} bag(s) failed")
-    return 1 if failed else 0
+    return code
 
 
 def _run_local(fleet: _Fleet, todo: list, record: dict) -> int:
@@ -503,14 +549,77 @@ def _run_ray(fleet: _Fleet, todo: list, record: dict, settings: FleetSettings) -
             ray.shutdown()
 
 
-def _write_summary(fleet: _Fleet, record: dict, outdir: Path, checkpoint: Path) -> None:
+def _read_summary(path: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """An earlier run's summary (either format; Python reads its Infinity), or an empty
+    one. An unreadable file is moved aside to ``summary.json.unreadable``, not lost."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"runs": [], "bags": []}
+    except (OSError, ValueError) as exc:
+        data, problem = None, str(exc)
+    else:
+        problem = "not a summary"
+    if not isinstance(data, dict) or not isinstance(data.get("bags"), list):
+        aside = path.with_name(f"{path.name}.unreadable")
+        say(f"depth-pro-ros: warning: {path} is unreadable ({problem}); moved to {aside}, "
+            "a new summary is started")
+        os.replace(path, aside)
+        return {"runs": [], "bags": []}
+    if "runs" not in data:  # format 1: one run, its options at the top level
+        keys = ("checkpoint", "tool", "options", "checkpoint_sha256", "wall_seconds")
+        data["runs"] = [{"started": None, **{k: data[k] for k in keys if k in data}}]
+    return data
+
+
+def merge_bag_records(old: list[dict[str, Any]], new: list[dict[str, Any]],
+                      outdir: Path) -> list[dict[str, Any]]:
+    """One record per output (keyed by its folder name in OUTDIR), sorted by it.
+
+    A record of ``new`` replaces the earlier one of its output; when it is not ``ok``
+    (failed, interrupted, or skipped: the output in place, if any, comes from an earlier
+    run) the last ``ok`` record of that output is kept in it as ``last_success``.
+    ``output_complete`` says whether the output exists now with its ``RUN_RECORD``.
+    """
+    by_name = {Path(r["output"]).name: r for r in old
+               if isinstance(r, dict) and isinstance(r.get("output"), str)}
+    for rec in new:
+        name = Path(rec["output"]).name
+        earlier = by_name.get(name)
+        if rec["status"] != "ok" and earlier is not None:
+            success = earlier if earlier.get("status") == "ok" else earlier.get("last_success")
+            if success:
+                rec["last_success"] = {k: v for k, v in success.items()
+                                       if k not in ("last_success", "output_complete")}
+        by_name[name] = rec
+    for name, rec in by_name.items():
+        rec["output_complete"] = (outdir / name / RUN_RECORD).is_file()
+    return [by_name[name] for name in sorted(by_name)]
+
+
+def write_summary(outdir: Path, run: dict[str, Any], outcomes: list[BagOutcome],
+                  say: Callable[[str], None] = lambda line: None) -> None:
+    """Add this run and its bags to ``OUTDIR/summary.json`` (strict JSON, replaced
+    atomically; concurrent runs on one OUTDIR take turns through a lock file)."""
     outdir.mkdir(parents=True, exist_ok=True)
-    data = {"checkpoint": str(checkpoint), **record,
-            "wall_seconds": time.perf_counter() - fleet.t0,
-            "bags": [o.as_dict() for o in fleet.outcomes]}
-    tmp = outdir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, outdir / "summary.json")
+    path = outdir / SUMMARY
+    with open(outdir / f".{SUMMARY}.lock", "a+") as lock:
+        try:
+            import fcntl
+
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except (ImportError, OSError):  # no flock here (Windows, some network mounts)
+            pass
+        data = _read_summary(path, say)
+        new = [{**o.as_dict(), "run": run["started"]} for o in outcomes]
+        summary = {"format": SUMMARY_FORMAT, "runs": [*data["runs"], run],
+                   "bags": merge_bag_records(data["bags"], new, outdir)}
+        tmp = outdir / f".{SUMMARY}.{os.getpid()}.tmp"
+        try:
+            tmp.write_text(dumps_strict(summary), encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def format_table(outcomes: list[BagOutcome]) -> str:

@@ -136,6 +136,9 @@ class _Run:
         batch = engine.config.batch_size
         self.grouper = BatchGrouper(batch, max_wait=batch * len(cameras))
         self.progress: Callable[[], None] = lambda: None
+        # Per camera, the CameraInfo messages whose intrinsics went into a written frame
+        # (by identity: the streams keep every CameraInfo of the bag, history=None).
+        self.infos_used: list[dict[int, Any]] = [{} for _ in cameras]
         self.connections: list[dict[str, Any]] = []
         wanted = ["depth", "depth/camera_info"]
         wanted += ["points"] * opts.outputs.points + ["depth/colorized"] * opts.outputs.colorized
@@ -281,6 +284,10 @@ class _Run:
         stats = self.summary.cameras[cam_index]
         stats.frames_out += 1
         stats.focal[result.focal_source.value if result.focal_source else "none"] += 1
+        if meta.camera_info is not None:
+            used = self.infos_used[cam_index]
+            used[id(meta.camera_info)] = meta.camera_info
+            stats.camera_info["used"] = len(used)
         self.progress()
 
     def anchor_outcome(self, cam_index: int, outcome: Any) -> None:
@@ -308,13 +315,18 @@ class _Run:
 
 def _load_camera_info(opts: BagOptions, reader: Any, cameras: list[Camera],
                       streams: list[CameraStream], summary: BagSummary,
-                      report: Callable[[str], None]) -> None:
-    """The pre-pass: every CameraInfo of each camera, received at its log time."""
+                      report: Callable[[str], None], start: int | None = None,
+                      stop: int | None = None) -> None:
+    """The pre-pass: every CameraInfo of each camera, received at its log time (those
+    logged outside the window too: a frame near its edge may pair with one of them).
+    Only the problems of those logged inside the window [start, stop) are counted and
+    reported; ``used`` is counted as frames are written (``_Run.write_result``)."""
     for cam, stream, stats in zip(cameras, streams, summary.cameras):
         counters: Counter = Counter()
         for index, (conn, log_time, raw) in enumerate(
                 reader.messages(connections=cam.info_connections) if cam.info_connections
                 else ()):
+            inside = (start is None or log_time >= start) and (stop is None or log_time < stop)
             where = f"{cam.info_topic} message #{index} (log time {log_time * 1e-9:.9f} s)"
             try:
                 msg = reader.deserialize(raw, conn.msgtype)
@@ -322,20 +334,19 @@ def _load_camera_info(opts: BagOptions, reader: Any, cameras: list[Camera],
                 if opts.strict:
                     raise BagDataError(f"{where}: cannot deserialize: {exc} (--strict)") \
                         from None
-                counters["undecodable"] += 1
+                counters["undecodable"] += inside
                 continue
             try:
                 stream.add_camera_info(msg, log_time * 1e-9)
-                counters["used"] += 1
             except Exception as exc:  # noqa: BLE001 -- ValueError: unusable K; others: bugs
                 text = str(exc) if isinstance(exc, ValueError) else \
                     f"unusable ({describe_exception(exc)})"
                 if opts.strict and not isinstance(exc, ValueError):
                     raise BagDataError(f"{where}: {text} (--strict)") from None
-                if counters["unusable"] == 0:
+                if inside and counters["unusable"] == 0:
                     report(f"{where}: {text}")
-                counters["unusable"] += 1
-        stats.camera_info = dict(counters)
+                counters["unusable"] += inside
+        stats.camera_info = {k: v for k, v in counters.items() if v}
         if counters["undecodable"]:
             report(f"{cam.info_topic}: {counters['undecodable']} undecodable CameraInfo "
                    "message(s) skipped")
@@ -397,7 +408,7 @@ def process_bag(
         anchor_conns = _resolve_anchors(reader, opts, cameras, summary)
         anchors = [None if not conns else AnchorStream(dataclasses.replace(
             opts.anchor, source=_ANCHOR_TYPES[conns[0].msgtype])) for conns in anchor_conns]
-        _load_camera_info(opts, reader, cameras, streams, summary, say)
+        _load_camera_info(opts, reader, cameras, streams, summary, say, start, stop)
 
         t_load = time.perf_counter()
         if owned:

@@ -21,7 +21,9 @@ class CameraSummary:
     skipped: Counter = field(default_factory=Counter)  # reason -> frames
     decoder_warnings: int = 0  # frames decoded despite the codec's complaints
     focal: Counter = field(default_factory=Counter)  # camera_info / fov_head / fixed -> frames
-    camera_info: dict[str, int] = field(default_factory=dict)  # used / unusable / undecodable
+    # used: distinct CameraInfo messages whose intrinsics went into a written frame (one
+    # logged before --start can be); unusable / undecodable: those logged in the window.
+    camera_info: dict[str, int] = field(default_factory=dict)
     last_width: int = 0
     focal_state: dict[str, Any] | None = None  # CameraStream.focal_state at the end
     anchor_topic: str | None = None
@@ -131,7 +133,8 @@ class BagSummary:
             if c.info_topic is None:
                 text = "no camera_info topic"
             else:
-                text = f"{c.info_topic}: {info.get('used', 0)} CameraInfo used"
+                text = (f"{c.info_topic}: {info.get('used', 0)} CameraInfo used by the "
+                        "written frames")
                 bad = {k: v for k, v in info.items() if k != "used" and v}
                 if bad:
                     text += " (" + ", ".join(f"{v} {k}" for k, v in sorted(bad.items())) + ")"

@@ -15,7 +15,13 @@ import pytest
 from bag_builders import IMAGE, Msg, image_fields, picture, read_bag, run_cli, write_bag
 
 from depth_pro_ros.bag import BagOptions, BagSetupError, process_bag
-from depth_pro_ros.bag.fleet import RUN_RECORD, TEST_CRASH_ENV, find_bags
+from depth_pro_ros.bag.fleet import (
+    RUN_RECORD,
+    TEST_CRASH_ENV,
+    BagOutcome,
+    find_bags,
+    write_summary,
+)
 from depth_pro_ros.bag.process import engine_config
 
 S = 1_000_000_000
@@ -32,6 +38,18 @@ needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed "
 
 def _depth(bag: Path) -> list[bytes]:
     return [bytes(raw) for _, _, raw in read_bag(bag)["/cam/depth"]]
+
+
+def _strict(path: Path) -> dict:
+    """A JSON file read as a strict parser reads it: Infinity / NaN are refused."""
+    def refuse(token: str):
+        raise ValueError(f"{path} is not strict JSON: {token}")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def _summary(outdir: Path) -> dict:
+    return _strict(outdir / "summary.json")
 
 
 def _torn(folder: Path) -> list[str]:
@@ -66,7 +84,10 @@ def _args(inputs, outdir, checkpoint, *extra):
 
 def _check_outputs(outdir: Path, refs: dict, code: int, stdout: str) -> dict:
     assert code == 1  # the corrupt bag
-    summary = json.loads((outdir / "summary.json").read_text())
+    summary = _summary(outdir)
+    assert summary["format"] == 2 and summary["runs"][-1]["exit_status"] == 1
+    # --max-depth's default (no limit) is the string "Infinity" in strict JSON.
+    assert summary["runs"][-1]["options"]["max_depth"] == "Infinity"
     status = {Path(b["input"]).name: b for b in summary["bags"]}
     assert status["broken.bag"]["status"] == "failed"
     assert "broken.bag" in status["broken.bag"]["reason"]
@@ -74,8 +95,10 @@ def _check_outputs(outdir: Path, refs: dict, code: int, stdout: str) -> dict:
         assert status[name]["status"] in ("ok", "skipped"), status[name]
         assert status[name]["frames_in"] == status[name]["frames_out"] == 1
         assert _depth(outdir / f"{name}_depth") == refs[name]
-        record = json.loads((outdir / f"{name}_depth" / RUN_RECORD).read_text())
+        assert status[name]["output_complete"] is True
+        record = _strict(outdir / f"{name}_depth" / RUN_RECORD)
         assert len(record["checkpoint_sha256"]) == 64 and record["frames_out"] == 1
+        assert record["options"]["max_depth"] == "Infinity"
     assert re.search(r"^failed +broken\.bag ", stdout, re.M) and not _torn(outdir)
     assert not (outdir / "broken_depth").exists()
     return status
@@ -109,10 +132,21 @@ def test_local_one_model_identical_resume_and_option_change(fleet, tmp_path,
     assert len(loads) == 1  # one model for every bag
     assert len({status[name]["worker"] for name in GOOD}) == 1
 
-    # Without --resume an existing output is not replaced.
+    # Without --resume an existing output is not replaced. The failed rerun's summary
+    # keeps what the first run did: alpha's success as its last_success, the other bags'
+    # records as they were.
+    first = _summary(outdir)
     code, _, _ = run_cli(*_args(inputs / "alpha", outdir, tiny_checkpoint))
-    assert code == 1 and "exists" in json.loads((outdir / "summary.json").read_text())[
-        "bags"][0]["reason"]
+    summary = _summary(outdir)
+    alpha = summary["bags"][0]
+    assert code == 1 and alpha["status"] == "failed" and "exists" in alpha["reason"]
+    assert alpha["last_success"] == {k: v for k, v in first["bags"][0].items()
+                                     if k != "output_complete"}
+    assert alpha["last_success"]["status"] == "ok" and alpha["output_complete"] is True
+    assert summary["bags"][1:] == first["bags"][1:]  # bravo, broken, charlie
+    assert [r["exit_status"] for r in summary["runs"]] == [1, 1]
+    assert summary["runs"][0] == first["runs"][0]
+    assert alpha["run"] == summary["runs"][1]["started"] != first["bags"][0]["run"]
 
     # --resume: alpha complete (skipped), bravo missing, charlie interrupted (a partial
     # folder left behind by a killed run, no output).
@@ -124,22 +158,60 @@ def test_local_one_model_identical_resume_and_option_change(fleet, tmp_path,
     code, stdout, _ = run_cli(*_args(inputs, outdir, tiny_checkpoint, "--resume"))
     status = _check_outputs(outdir, refs, code, stdout)
     assert status["alpha"]["status"] == "skipped"
+    assert status["alpha"]["last_success"] == alpha["last_success"]  # the run that made it
     assert (outdir / "alpha_depth" / RUN_RECORD).stat().st_mtime_ns == before
     assert status["bravo"]["status"] == status["charlie"]["status"] == "ok"
 
     # A changed option re-processes (and replaces) the output; resume then skips it.
     code, _, _ = run_cli(*_args(inputs / "alpha", outdir, tiny_checkpoint, "--resume",
                              "--depth-encoding", "16UC1"))
-    bag = json.loads((outdir / "summary.json").read_text())["bags"][0]
-    assert code == 0 and bag["status"] == "ok"
-    record = json.loads((outdir / "alpha_depth" / RUN_RECORD).read_text())
+    bag = _summary(outdir)["bags"][0]
+    assert code == 0 and bag["status"] == "ok" and "last_success" not in bag
+    record = _strict(outdir / "alpha_depth" / RUN_RECORD)
     assert record["options"]["outputs"]["depth_encoding"] == "16UC1"
     assert _depth(outdir / "alpha_depth") != refs["alpha"]
+    # An output recorded by an earlier version, whose record held the non-standard
+    # Infinity, is still recognised as made with the same options.
+    record["options"]["max_depth"] = float("inf")
+    (outdir / "alpha_depth" / RUN_RECORD).write_text(json.dumps(record))
     code, _, _ = run_cli(*_args(inputs / "alpha", outdir, tiny_checkpoint, "--resume",
                              "--depth-encoding", "16UC1"))
     assert code == 0
-    assert json.loads((outdir / "summary.json").read_text())["bags"][0]["status"] == "skipped"
-    assert not _torn(outdir)
+    summary = _summary(outdir)
+    assert summary["bags"][0]["status"] == "skipped"
+    assert summary["bags"][0]["last_success"]["run"] == bag["run"]
+    assert len(summary["runs"]) == 5 and not _torn(outdir)
+
+
+def test_summary_of_an_earlier_version_is_merged_and_an_unreadable_one_kept(tmp_path):
+    """A format 1 summary (one run, Infinity in its options, as earlier versions wrote
+    it) becomes the first run of the merged one; a file that is not JSON is moved aside."""
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    old_ok = {"input": "/in/alpha", "output": str(outdir / "alpha_depth"), "status": "ok",
+              "reason": "", "frames_in": 3, "frames_out": 3, "skipped": {},
+              "wall_seconds": 1.5, "worker": "host:1", "attempts": 0}
+    old_bravo = {**old_ok, "input": "/in/bravo", "output": str(outdir / "bravo_depth")}
+    (outdir / "summary.json").write_text(json.dumps(
+        {"checkpoint": "/w.pt", "tool": "depth-pro-ros 0.1", "checkpoint_sha256": "ab",
+         "options": {"max_depth": float("inf")}, "wall_seconds": 3.0,
+         "bags": [old_ok, old_bravo]}))
+    run = {"started": "2030-01-01T00:00:00.000000+00:00", "options": {"min_depth": 0.0},
+           "exit_status": 1, "wall_seconds": float("nan")}
+    failed = BagOutcome(Path("/in/alpha"), outdir / "alpha_depth", "failed", "broken")
+    write_summary(outdir, run, [failed])
+    summary = _summary(outdir)
+    assert summary["runs"][0]["options"] == {"max_depth": "Infinity"}
+    assert summary["runs"][0]["started"] is None and summary["runs"][1]["wall_seconds"] == "NaN"
+    alpha, bravo = summary["bags"]
+    assert alpha["status"] == "failed" and alpha["last_success"] == old_ok
+    assert alpha["output_complete"] is False  # no output folder here
+    assert bravo == {**old_bravo, "output_complete": False}
+
+    (outdir / "summary.json").write_text("{ torn")
+    write_summary(outdir, run, [failed])
+    assert (outdir / "summary.json.unreadable").read_text() == "{ torn"
+    assert [b["status"] for b in _summary(outdir)["bags"]] == ["failed"]
 
 
 def test_given_engine_must_match_and_stays_open(fleet, tmp_path, tiny_checkpoint):
@@ -198,7 +270,7 @@ def test_ray_dead_worker_retried(fleet, ray_local, tmp_path, tiny_checkpoint, mo
                                "--workers", "1"))
     assert code == 0, err
     assert marker.exists() and "died on" in err  # the first worker did die mid-bag
-    bag = json.loads((outdir / "summary.json").read_text())["bags"][0]
+    bag = _summary(outdir)["bags"][0]
     assert bag["status"] == "ok" and bag["attempts"] == 2
     assert bag["worker"] != marker.read_text()
     assert _depth(outdir / "bravo_depth") == refs["bravo"]
@@ -244,5 +316,5 @@ def test_ctrl_c_leaves_only_complete_outputs(tiny_checkpoint, tmp_path, mode):
     assert proc.returncode in (130, -signal.SIGINT), err
     assert "interrupted" in err and not _torn(outdir), (err, list(outdir.iterdir()))
     assert not (outdir / "long_depth").exists(), err
-    bag = json.loads((outdir / "summary.json").read_text())["bags"][0]
+    bag = _summary(outdir)["bags"][0]
     assert bag["status"] == "interrupted", (bag, err)

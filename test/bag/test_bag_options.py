@@ -16,6 +16,7 @@ from bag_builders import (
     image_fields,
     picture,
     read_bag,
+    run_cli,
     write_bag,
 )
 
@@ -111,3 +112,35 @@ def test_max_input_pixels_and_decoder_complaints(tiny_checkpoint, tmp_path, caps
     res = read_bag(tmp_path / "out")
     assert "/big/depth" not in res or not res["/big/depth"]
     assert len(res["/small/depth"]) == 1 and len(res["/jpg/depth"]) == 1
+
+
+def test_camera_info_count_is_that_of_the_processed_window(tiny_checkpoint, tmp_path):
+    """--start / --end: the summary counts the CameraInfo used by the written frames (one
+    logged just before --start included: its frame pairs with it), not every CameraInfo
+    of the bag, and only the unusable ones logged inside the window."""
+    t0, step = 70 * S, S // 10
+    msgs = []
+    for i in range(6):  # images at 0.0, 0.1, ... 0.5 s; each with its own focal length
+        t = t0 + i * step
+        msgs.append(Msg("/cam/image_raw", IMAGE, t, image_fields(picture(i, 24, 32))))
+        info_log = t - 2_000_000 if i == 1 else t + 1000  # #1's is logged before --start
+        msgs.append(Msg("/cam/camera_info", CAMERA_INFO, info_log,
+                        camera_info_fields(40 + i, 40 + i, 16, 12, 32, 24), stamp=t))
+    uncalibrated = camera_info_fields(0, 0, 0, 0, 32, 24)  # K all zero: unusable
+    msgs.append(Msg("/cam/camera_info", CAMERA_INFO, t0 + 2 * step + 5_000, uncalibrated,
+                    stamp=t0 + 2 * step + 5_000))  # inside the window
+    msgs.append(Msg("/cam/camera_info", CAMERA_INFO, t0 + 5 * step + 5_000, uncalibrated,
+                    stamp=t0 + 5 * step + 5_000))  # after --end
+    src = write_bag(tmp_path / "in", "mcap", msgs)
+    # Window [0.1 s, 0.45 s): images #1-#4.
+    code, stdout, err = run_cli("bag", str(src), "-o", str(tmp_path / "out"), "--image-topic",
+                                "/cam/image_raw", "--checkpoint", str(tiny_checkpoint),
+                                "--device", "cpu", "--no-progress", "--start", "0.1",
+                                "--end", "0.45")
+    assert code == 0, err
+    assert "frames out:   4" in stdout
+    assert "focal source: camera_info 4" in stdout
+    assert "/cam/camera_info: 4 CameraInfo used by the written frames (1 unusable)" in stdout
+    res = read_bag(tmp_path / "out")
+    # Each written frame carries its own CameraInfo's focal length (exact in float64).
+    assert [m.k[0] for _, m, _ in res["/cam/depth/camera_info"]] == [41.0, 42.0, 43.0, 44.0]
