@@ -19,7 +19,9 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", sorted(glob("launch/*.py"))),
-        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml"))),
+        # Parameters, and ready views for RViz2 (.rviz) and Foxglove (.foxglove.json).
+        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml") + glob("config/*.rviz")
+                                           + glob("config/*.json"))),
     ],
     install_requires=[
         "numpy",
