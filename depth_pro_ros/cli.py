@@ -10,9 +10,10 @@ Subcommands:
   (``depth_pro_ros.bag.fleet``).
 * ``demo`` -- the bag tool on the bundled sample, with a contact sheet and a .ply.
 
-Exit status: 0 on success, 1 when some inputs failed, 2 for usage, device or checkpoint
-errors (``bag``: 1 for input and data errors, 130 when interrupted). The command is a
-thin layer: the work is done by ``model``, ``io`` and ``bag``.
+Exit status: 0 on success, 1 when some inputs failed (``image``: also when outputs exist
+and ``--overwrite`` is not given), 2 for usage, device or checkpoint errors (``bag``: 1
+for input and data errors, an existing OUTPUT among them, 130 when interrupted). The
+command is a thin layer: the work is done by ``model``, ``io`` and ``bag``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ from depth_pro_ros.model.weights import (
 from depth_pro_ros.stream import CAMERA_INFO_SYNC, RECORDED_FOCAL, OutputOptions
 
 _PRECISION_HELP = "fp32, fp16, bf16, or auto: fp16 on CUDA, fp32 on the CPU (default: auto)"
+_CHECKPOINT_HELP = (
+    "network weights of any family, which is read from the file: Depth Pro (Apple's "
+    "depth_pro.pt or a Hugging Face folder / .safetensors), Depth Anything V2 relative or "
+    "metric (indoor / outdoor; an original .pth or Hugging Face), Prompt Depth Anything "
+    f"(.ckpt or Hugging Face), or this project's .pt (default: ${CHECKPOINT_ENV} or "
+    f"{DEFAULT_CHECKPOINT})")
 
 
 def _number(cast: type, minimum: float | None, inclusive: bool = True):
@@ -80,19 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Estimate metric depth for each PHOTO and write <stem>_depth.npy (float32 "
             "metres, NaN = invalid), <stem>_depth_mm.png (uint16 millimetres, 0 = invalid) "
-            "and <stem>_depth_color.png (preview) to OUTDIR."
+            "and <stem>_depth_color.png (preview, its colour legend spanning the 2nd to "
+            "98th percentile of the depth, as printed) to OUTDIR. Existing outputs are "
+            "refused before any photo is processed unless --overwrite. Exit status: 0 "
+            "done, 1 some photos failed or outputs exist, 2 usage, checkpoint or device "
+            "error."
         ),
     )
     image.add_argument("photos", nargs="+", metavar="PHOTO", type=Path, help="image files")
-    image.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help=(
-            "Apple depth_pro.pt, Hugging Face safetensors file or folder, or project .pt "
-            f"(default: ${CHECKPOINT_ENV} or {DEFAULT_CHECKPOINT})"
-        ),
-    )
+    image.add_argument("--checkpoint", type=Path, default=None, help=_CHECKPOINT_HELP)
     image.add_argument(
         "--focal-px",
         type=_positive_float,
@@ -116,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--outdir", type=Path, default=Path("depth_output"), help="default: depth_output"
     )
     _add_max_input_pixels(image)
+    image.add_argument("--overwrite", action="store_true",
+                       help="replace existing output files in OUTDIR (without it, a run "
+                            "that would replace any is refused before it starts)")
+    image.add_argument("--no-progress", action="store_false", dest="progress", default=None,
+                       help="no progress bar (shown for several photos on a terminal)")
     image.set_defaults(func=run_image)
     _add_bag_parser(sub)
     _add_bags_parser(sub)
@@ -151,11 +159,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--checkpoint", type=Path, default=None,
-        help=f"network weights: Depth Pro, Depth Anything V2 or Prompt Depth Anything "
-             f"(default: ${CHECKPOINT_ENV} or {DEFAULT_CHECKPOINT})",
-    )
+    p.add_argument("--checkpoint", type=Path, default=None, help=_CHECKPOINT_HELP)
     _add_model_options(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
@@ -300,8 +304,10 @@ def _add_bags_parser(sub) -> None:
             "Run `depth-pro-ros bag` on every bag among INPUT (bag files and folders, and "
             "the bags found below other folders), each into OUTDIR/<input name>_depth/, "
             "with one loaded model: in this process, or on a pool of Ray workers (--ray). "
-            "Writes OUTDIR/summary.json. Exit status: 0 every bag done (or skipped by "
-            "--resume), 1 some failed, 2 setup error, 130 interrupted."
+            "Adds the run to OUTDIR/summary.json (strict JSON: every run, and the latest "
+            "record of every output bag, earlier successes kept). Exit status: 0 every "
+            "bag done (or skipped by --resume), 1 some failed, 2 setup error, 130 "
+            "interrupted."
         ),
     )
     bags.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
@@ -358,8 +364,47 @@ def _unique_stem(photo: Path, used: set[str]) -> str:
     return candidate
 
 
-def run_image(args: argparse.Namespace) -> int:
+def _existing_outputs(args: argparse.Namespace, stems: list[str], relative: bool) -> int:
+    """0, or 1 after saying which output files exist (``image`` without --overwrite)."""
+    from depth_pro_ros.io.image_files import depth_output_paths, relative_output_paths
+
+    paths = relative_output_paths if relative else depth_output_paths
+    existing = [path for stem in stems for path in paths(args.outdir, stem).values()
+                if path.exists() or path.is_symlink()]
+    if not existing:
+        return 0
+    more = f" (and {len(existing) - 1} more output file(s))" if len(existing) > 1 else ""
+    _error(f"{existing[0]} exists{more}; pass --overwrite to replace the outputs, or "
+           "choose another --outdir; no photo was processed")
+    return 1
+
+
+def _depth_text(depth) -> tuple[str, tuple[float, float] | None]:
+    """The printed depth statistics and the preview's colour range (None: no valid
+    pixel). The range is the one the preview's legend shows: the same numbers, in the
+    same format."""
     import numpy as np
+
+    from depth_pro_ros.io.colorize import (
+        AUTO_RANGE_PERCENTILES,
+        depth_range,
+        format_metres,
+        valid_depth_mask,
+    )
+
+    valid = depth[valid_depth_mask(depth)]  # what <stem>_depth.npy keeps (finite, > 0)
+    if not valid.size:
+        return "no valid depth", None
+    lo, hi = depth_range(depth)
+    p_lo, p_hi = AUTO_RANGE_PERCENTILES
+    text = (f"depth {format_metres(float(valid.min()))} to {format_metres(float(valid.max()))}"
+            f" (median {format_metres(float(np.median(valid)))}), colour legend "
+            f"{format_metres(lo)} to {format_metres(hi)} (percentiles {p_lo:g}-{p_hi:g}; "
+            "outside it colours saturate)")
+    return text, (lo, hi)
+
+
+def run_image(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
@@ -403,7 +448,17 @@ def run_image(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     photos: list[Path] = args.photos
-    show_bar = len(photos) > 1
+    # Output names are fixed before anything runs (a photo that fails keeps its name), so
+    # that existing outputs are refused before any photo is processed.
+    used_stems: set[str] = set()
+    stems = [_unique_stem(photo, used_stems) for photo in photos]
+    relative = info.kind == "relative"
+    if not args.overwrite and (code := _existing_outputs(args, stems, relative)):
+        return code
+
+    # A bar for several photos on a terminal (as `bag`); --no-progress: never.
+    show_bar = len(photos) > 1 and (
+        args.progress if args.progress is not None else sys.stderr.isatty())
     bar = tqdm(photos, unit="photo", disable=not show_bar, file=sys.stderr)
 
     def say(message: str) -> None:
@@ -413,7 +468,6 @@ def run_image(args: argparse.Namespace) -> int:
         line = f"depth-pro-ros: error: {message}"
         (tqdm.write if show_bar else print)(line, file=sys.stderr)
 
-    used_stems: set[str] = set()
     failures = 0
     for i, photo in enumerate(bar):
         warnings: list[str] = []
@@ -444,29 +498,22 @@ def run_image(args: argparse.Namespace) -> int:
             failures += 1
             fail(f"{photo}: inference failed: {exc}")
             continue
-        stem = _unique_stem(photo, used_stems)
         try:
-            if info.kind == "relative":
-                paths = write_relative_outputs(args.outdir, stem, out)
+            if relative:
+                paths = write_relative_outputs(args.outdir, stems[i], out)
             else:
-                paths = write_depth_outputs(args.outdir, stem, out)
+                depth_text, colour_range = _depth_text(out)
+                # The legend is drawn for exactly the range printed.
+                paths = write_depth_outputs(args.outdir, stems[i], out,
+                                            *(colour_range or (None, None)))
         except (OSError, ValueError) as exc:
             failures += 1
             fail(f"{photo}: could not write outputs: {exc}")
             continue
-        if info.kind == "relative":
+        if relative:
             say(f"{photo}: {rgb.shape[1]}x{rgb.shape[0]}, relative inverse depth (unitless) "
                 f"-> {paths['npy']}")
             continue
-        depth = out
-
-        finite = depth[np.isfinite(depth)]
-        depth_text = (
-            f"depth {float(finite.min()):.2f}-{float(finite.max()):.2f} m "
-            f"(median {float(np.median(finite)):.2f} m)"
-            if finite.size
-            else "no valid depth"
-        )
         focal_text = ""
         if pred is not None:
             fov_text = f", fov {pred.fov_deg:.1f} deg" if pred.fov_deg is not None else ""

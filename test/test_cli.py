@@ -64,6 +64,7 @@ def test_image_command_writes_depth(checkpoint, tmp_path):
     color = cv2.imread(str(out / "a_depth_color.png"))
     assert color.shape == (120, 160, 3)
     assert (out / "b_depth.npy").exists() and not (out / "c_depth.npy").exists()
+    assert "\r" not in result.stderr  # stderr is a pipe: no progress bar
 
 
 def test_image_command_estimates_focal(checkpoint, tmp_path):
@@ -141,7 +142,8 @@ def test_image_command_with_depth_anything_models(da_checkpoints, tmp_path):
     mm = np.zeros((6, 10), np.uint16)
     mm[::2, ::3] = np.arange(1000, 1000 + mm[::2, ::3].size * 100, 100).reshape(3, 4)
     cv2.imwrite(str(tmp_path / "prompt.png"), mm)
-    prompted = ("image", str(photo), "--checkpoint", str(da_checkpoints["prompt"]), *common)
+    prompted = ("image", str(photo), "--checkpoint", str(da_checkpoints["prompt"]), *common,
+                "--overwrite")  # p_depth.* of the metric run above
     code, _, err = _main(*prompted)
     assert code == 2 and "needs a prompt depth per photo" in err
     code, _, err = _main(*prompted, "--prompt-depth", str(tmp_path / "prompt.png"))
@@ -151,3 +153,115 @@ def test_image_command_with_depth_anything_models(da_checkpoints, tmp_path):
         np.load(out / "p_depth.npy"),
         infer_depth_anything(tiny_depth_anything("metric", prompt=True), rgb, 56,
                              prompt).numpy(), rtol=1e-5)
+
+
+def test_image_command_refuses_existing_outputs_before_starting(tiny_checkpoint, tmp_path):
+    """Without --overwrite a run that would replace an output processes no photo (exit 1,
+    as `bag` for an existing OUTPUT); with it, every output is written."""
+    a, _ = _photo(tmp_path, 1, "a.png")
+    b, _ = _photo(tmp_path, 2, "b.png")
+    out = tmp_path / "out"
+    common = ("--checkpoint", str(tiny_checkpoint), "--device", "cpu", "-o", str(out))
+    code, _, err = _main("image", str(a), *common)
+    assert code == 0, err
+    # Each output is written to a new file renamed into place: a new inode when replaced.
+    before = {p.name: (p.read_bytes(), p.stat().st_ino) for p in out.iterdir()}
+    assert sorted(before) == ["a_depth.npy", "a_depth_color.png", "a_depth_mm.png"]
+
+    code, stdout, err = _main("image", str(b), str(a), *common)
+    assert code == 1 and stdout == ""
+    assert f"{out / 'a_depth.npy'} exists (and 2 more output file(s)); pass --overwrite" in err
+    assert {p.name: (p.read_bytes(), p.stat().st_ino) for p in out.iterdir()} == before
+
+    code, _, err = _main("image", str(b), str(a), *common, "--overwrite")
+    assert code == 0, err
+    after = {p.name: p.stat().st_ino for p in out.iterdir()}
+    assert sorted(after) == sorted([*before, "b_depth.npy", "b_depth_color.png",
+                                    "b_depth_mm.png"])
+    assert all(after[name] != inode for name, (_, inode) in before.items())
+
+
+def test_image_command_progress_bar_only_on_a_terminal(tiny_checkpoint, tmp_path):
+    """Several photos with stderr on a terminal: a bar (\\r redraws); --no-progress: none.
+    (Not a terminal: test_image_command_writes_depth.)"""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    photos = [str(_photo(tmp_path, i, f"p{i}.png")[0]) for i in range(2)]
+
+    def on_terminal(*extra: str) -> str:
+        master, slave = pty.openpty()
+        # A terminal of 24 x 100 characters (a new pty has none: no room for a bar).
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "depth_pro_ros.cli", "image", *photos, "--checkpoint",
+                 str(tiny_checkpoint), "--device", "cpu", "-o", str(tmp_path / "out"),
+                 "--overwrite", *extra],
+                cwd=REPO, stdout=subprocess.PIPE, stderr=slave, timeout=300)
+        finally:
+            os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(master)
+        assert proc.returncode == 0, b"".join(chunks)
+        return b"".join(chunks).decode(errors="replace")
+
+    shown = on_terminal()
+    assert "\r" in shown and "2/2" in shown, shown
+    quiet = on_terminal("--no-progress")
+    assert "\r" not in quiet and "2/2" not in quiet
+
+
+def test_image_command_prints_the_legend_range(tiny_checkpoint, tmp_path):
+    """The printed line gives the depth's min / median / max and the colour legend's
+    range (the 2nd-98th percentile); the preview is coloured and labelled with that range."""
+    import re
+
+    from depth_pro_ros.io.colorize import annotate_range, colorize_depth, format_metres
+
+    photo, _ = _photo(tmp_path, 4)
+    out = tmp_path / "out"
+    code, stdout, err = _main("image", str(photo), "--checkpoint", str(tiny_checkpoint),
+                              "--device", "cpu", "-o", str(out))
+    assert code == 0, err
+    m = re.search(r"depth (\S+) m to (\S+) m \(median (\S+) m\), colour legend (\S+) m to "
+                  r"(\S+) m \(percentiles 2-98; outside it colours saturate\)", stdout)
+    assert m, stdout
+    depth = np.load(out / "p_depth.npy")
+    valid = depth[np.isfinite(depth)]
+    lo, hi = np.percentile(valid.astype(np.float64), [2, 98])
+    assert lo < hi and valid.min() < lo  # a range that percentile clipping changes
+    # Printed as the legend writes them (format_metres: 2 decimals below 10 m).
+    expected = [valid.min(), valid.max(), np.median(valid), lo, hi]
+    assert list(m.groups()) == [format_metres(float(v))[:-2] for v in expected]
+    # The preview is exactly the percentile-range colouring with its legend...
+    bgr, used = colorize_depth(depth)
+    np.testing.assert_allclose(used, (lo, hi), rtol=1e-12)
+    preview = cv2.imread(str(out / "p_depth_color.png"))
+    np.testing.assert_array_equal(preview, annotate_range(bgr, *used))
+    # ...whose ends saturate: nearer than the legend's start is the map's warm end.
+    top = slice(0, depth.shape[0] // 2)  # clear of the legend (bottom left)
+    warm = cv2.applyColorMap(np.full((1, 1), 255, np.uint8), cv2.COLORMAP_TURBO)[0, 0]
+    near = depth[top] < lo
+    assert near.any() and (preview[top][near] == warm).all()
+
+
+def test_checkpoint_help_names_every_family():
+    for command in ("image", "bag", "bags", "demo"):
+        code, stdout, _ = _main(command, "--help")
+        assert code == 0
+        text = " ".join(stdout.split())
+        for family in ("Depth Pro (", "Depth Anything V2 relative or metric",
+                       "Prompt Depth Anything ("):
+            assert family in text, (command, family)

@@ -119,7 +119,8 @@ def colorize_depth(
     return bgr, (lo, hi)
 
 
-def _format_metres(value: float) -> str:
+def format_metres(value: float) -> str:
+    """A depth as the colour legend writes it: ``2.43 m``, ``12.4 m``, ``153 m``."""
     if value >= 100:
         return f"{value:.0f} m"
     if value >= 10:
@@ -164,8 +165,8 @@ def annotate_range(
     if math.isnan(lo) or math.isnan(hi):
         labels = [("no valid depth", x0)]
     else:
-        left = _format_metres(lo)
-        right = _format_metres(hi)
+        left = format_metres(lo)
+        right = format_metres(hi)
         (right_w, _), _ = cv2.getTextSize(right, font, font_scale, thickness)
         labels = [(left, x0), (right, max(x0, x0 + bar_w - right_w))]
 

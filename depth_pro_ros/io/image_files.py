@@ -154,6 +154,19 @@ def depth_to_millimetres(depth_m: np.ndarray) -> np.ndarray:
     return np.where(valid, mm, 0).astype(np.uint16)
 
 
+def depth_output_paths(outdir: str | os.PathLike, stem: str) -> dict[str, Path]:
+    """The files :func:`write_depth_outputs` writes for ``stem`` (keys as it returns)."""
+    out = Path(outdir)
+    return {"npy": out / f"{stem}_depth.npy", "mm_png": out / f"{stem}_depth_mm.png",
+            "color_png": out / f"{stem}_depth_color.png"}
+
+
+def relative_output_paths(outdir: str | os.PathLike, stem: str) -> dict[str, Path]:
+    """The files :func:`write_relative_outputs` writes for ``stem``."""
+    out = Path(outdir)
+    return {"npy": out / f"{stem}_relative.npy", "color_png": out / f"{stem}_relative_color.png"}
+
+
 def write_depth_outputs(
     outdir: str | os.PathLike,
     stem: str,
@@ -177,12 +190,7 @@ def write_depth_outputs(
         depth = depth[:, :, 0]
     if depth.ndim != 2:
         raise ValueError(f"depth must be a 2-D HxW array, got shape {depth.shape}")
-    out = _output_folder(outdir, stem)
-    paths = {
-        "npy": out / f"{stem}_depth.npy",
-        "mm_png": out / f"{stem}_depth_mm.png",
-        "color_png": out / f"{stem}_depth_color.png",
-    }
+    paths = depth_output_paths(_output_folder(outdir, stem), stem)
 
     stored = np.where(valid_depth_mask(depth), depth, np.float32(np.nan)).astype(np.float32)
     _write_npy(paths["npy"], stored)
@@ -204,8 +212,7 @@ def write_relative_outputs(outdir: str | os.PathLike, stem: str,
     rel = np.asarray(relative, dtype=np.float32)
     if rel.ndim != 2:
         raise ValueError(f"relative depth must be a 2-D HxW array, got shape {rel.shape}")
-    out = _output_folder(outdir, stem)
-    paths = {"npy": out / f"{stem}_relative.npy", "color_png": out / f"{stem}_relative_color.png"}
+    paths = relative_output_paths(_output_folder(outdir, stem), stem)
     _write_npy(paths["npy"], rel)
     with np.errstate(divide="ignore"):
         pseudo_depth = np.where(rel > 0, 1.0 / rel, np.nan).astype(np.float32)
