@@ -8,12 +8,15 @@ deterministic and testable.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 __all__ = [
+    "CAMERA_INFO_PERIODS",
+    "CameraInfoFreshness",
     "DEFAULT_CAMERA_INFO_TIMEOUT_S",
     "DEFAULT_EMA_ALPHA",
     "FOCAL_SOURCES",
@@ -136,9 +139,97 @@ class FocalSource(str, Enum):
 FOCAL_SOURCES: tuple[str, ...] = tuple(s.value for s in FocalSource)
 #: Weight of each new FoV estimate in the EMA on f/W.
 DEFAULT_EMA_ALPHA = 0.1
-#: Seconds after which ``auto`` stops trusting the last CameraInfo. Live streams measure
-#: it in receive time, where a best-effort CameraInfo may be lost or delayed now and then.
+#: Seconds a CameraInfo may be older than the image before ``auto`` stops trusting it
+#: (see :class:`CameraInfoFreshness` for how the age is measured).
 DEFAULT_CAMERA_INFO_TIMEOUT_S = 2.0
+#: ``auto`` trusts a CameraInfo for at least this many of its observed periods, so that a
+#: slow CameraInfo (1 Hz) stays in use when one message is lost and the next one is late.
+CAMERA_INFO_PERIODS = 3
+# Intervals between CameraInfo messages the period is the median of, and how many are
+# needed first (a median of one or two would take a single long gap for the period).
+_PERIOD_INTERVALS = 8
+_MIN_PERIOD_INTERVALS = 3
+
+
+class CameraInfoFreshness:
+    """How old a CameraInfo is for an image, and how old it may be for ``auto``.
+
+    The age has two measures, and the CameraInfo is stale only when both exceed the limit:
+
+    - by header stamps: the image's stamp minus the CameraInfo's. It does not grow when
+      the node is busy (callbacks run late, messages wait in the middleware), but is
+      unusable when a stamp is zero or the CameraInfo is stamped more than the limit
+      after the image (another clock);
+    - by arrival: the time the image was taken in minus the time the CameraInfo was
+      (both the caller's clock). It works whatever the stamps are, but grows when the
+      node takes messages in late.
+
+    The limit is ``timeout``, or :data:`CAMERA_INFO_PERIODS` times the observed CameraInfo
+    period when that is longer: a CameraInfo that keeps arriving, however slowly, is not
+    stale between two messages. The period is the median of the last 8 intervals between
+    consecutive CameraInfo messages (:meth:`arrived`), by stamp where the stamp advanced,
+    else by arrival; it is known from the fourth message on. Pure bookkeeping: times are
+    passed in (seconds; stamps in ns).
+    """
+
+    def __init__(self, timeout: float = DEFAULT_CAMERA_INFO_TIMEOUT_S) -> None:
+        if math.isnan(timeout) or timeout <= 0.0:
+            raise ValueError(f"camera_info_timeout must be > 0 s, got {timeout}")
+        self._timeout = float(timeout)
+        self._last: tuple[int, float] | None = None
+        self._intervals: deque[float] = deque(maxlen=_PERIOD_INTERVALS)
+        self._period: float | None = None
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @property
+    def period(self) -> float | None:
+        """The observed CameraInfo period in seconds (None before four have arrived)."""
+        return self._period
+
+    @property
+    def limit(self) -> float:
+        """The largest age at which a CameraInfo is still fresh, in seconds."""
+        if self._period is None:
+            return self._timeout
+        return max(self._timeout, CAMERA_INFO_PERIODS * self._period)
+
+    def arrived(self, stamp_ns: int, received: float) -> None:
+        """Note one CameraInfo message (header stamp, time taken in) for the period."""
+        stamp_ns, received = int(stamp_ns), float(received)
+        if self._last is not None:
+            last_stamp, last_received = self._last
+            if last_stamp > 0 and stamp_ns > last_stamp:
+                interval = (stamp_ns - last_stamp) * 1e-9
+            else:
+                interval = received - last_received
+            if math.isfinite(interval) and interval > 0.0:
+                self._intervals.append(interval)
+                if len(self._intervals) >= _MIN_PERIOD_INTERVALS:
+                    self._period = statistics.median(self._intervals)
+        self._last = (stamp_ns, received)
+
+    def age(self, info_stamp_ns: int | None, info_received: float,
+            image_stamp_ns: int | None, image_received: float) -> float:
+        """Seconds the CameraInfo is older than the image: the smaller of the two
+        measures (by arrival alone when the stamps cannot be compared). Negative when the
+        CameraInfo is newer than the image."""
+        age = image_received - info_received
+        if info_stamp_ns is not None and image_stamp_ns is not None \
+                and info_stamp_ns > 0 and image_stamp_ns > 0:
+            by_stamp = (image_stamp_ns - info_stamp_ns) * 1e-9
+            if by_stamp >= -self.limit:  # else stamped far after the image: another clock
+                age = min(age, by_stamp)
+        return age
+
+    def describe_limit(self) -> str:
+        """The limit in words, for log lines."""
+        text = f"timeout {self.limit:.1f} s"
+        if self._period is not None and self.limit > self._timeout:
+            text += f": {CAMERA_INFO_PERIODS} CameraInfo periods of {self._period:.2f} s"
+        return text
 
 
 def parse_focal_source(source: FocalSource | str) -> FocalSource:
@@ -230,8 +321,10 @@ class FocalTracker:
     no CameraInfo received yet, both say no: the caller must skip (or hold) the frame.
 
     ``CAMERA_INFO`` uses the latest CameraInfo whatever its age (calibrations are static);
-    only ``AUTO`` applies ``camera_info_timeout``. A CameraInfo stamped in the future
-    relative to ``now`` counts as fresh.
+    only ``AUTO`` judges freshness (:class:`CameraInfoFreshness`: ``camera_info_timeout``,
+    or 3 observed CameraInfo periods when longer; age by header stamps or by arrival,
+    whichever is smaller). Feed every CameraInfo message to :meth:`camera_info_arrived`
+    so that its period is known. A CameraInfo newer than the image counts as fresh.
     """
 
     def __init__(
@@ -247,13 +340,12 @@ class FocalTracker:
         ):
             raise ValueError(f"focal_source 'fixed' needs fixed_focal_px > 0, "
                              f"got {fixed_focal_px}")
-        if math.isnan(camera_info_timeout) or camera_info_timeout <= 0.0:
-            raise ValueError(f"camera_info_timeout must be > 0 s, got {camera_info_timeout}")
+        self._freshness = CameraInfoFreshness(camera_info_timeout)
         self._fixed = None if fixed_focal_px is None else float(fixed_focal_px)
-        self._timeout = float(camera_info_timeout)
         self._ema = FocalEMA(ema_alpha)
         self._camera_info: Intrinsics | None = None
-        self._camera_info_stamp: float | None = None
+        self._camera_info_received: float | None = None
+        self._camera_info_stamp_ns: int | None = None
         self._current: FocalSource | None = None
         # Effective AUTO choice, tracked separately from _current so that a switch is
         # reported when it is decided, not only once a focal has been produced.
@@ -277,33 +369,57 @@ class FocalTracker:
     def camera_info(self) -> Intrinsics | None:
         return self._camera_info
 
-    def set_camera_info(self, intrinsics: Intrinsics, stamp: float) -> None:
-        """Record the latest CameraInfo intrinsics and the time it was received."""
+    @property
+    def freshness(self) -> CameraInfoFreshness:
+        return self._freshness
+
+    def camera_info_arrived(self, stamp_ns: int, received: float) -> None:
+        """Note a CameraInfo message as it arrives (every one, paired or not): its header
+        stamp in ns and the time it was taken in. Gives ``auto`` the CameraInfo period."""
+        self._freshness.arrived(stamp_ns, received)
+
+    def set_camera_info(self, intrinsics: Intrinsics, received: float,
+                        stamp_ns: int | None = None) -> None:
+        """Record the CameraInfo for the next frame: its intrinsics, the time it was
+        received and its header stamp in ns (None: judged by arrival only)."""
         self._camera_info = intrinsics.validate()
-        self._camera_info_stamp = float(stamp)
+        self._camera_info_received = float(received)
+        self._camera_info_stamp_ns = stamp_ns
 
     def forget_camera_info(self) -> None:
         """Drop the CameraInfo (e.g. none pairs with the current image)."""
         self._camera_info = None
-        self._camera_info_stamp = None
+        self._camera_info_received = None
+        self._camera_info_stamp_ns = None
 
-    def needs_estimate(self, width: int, height: int, now: float) -> bool:
-        """True when the network's FoV head must run for this frame."""
+    def camera_info_fresh(self, info_stamp_ns: int | None, info_received: float,
+                          image_stamp_ns: int | None, image_received: float) -> bool:
+        """Whether a CameraInfo (stamp, time received) is fresh for an image (stamp, time
+        received) by ``auto``'s rule, without changing any state."""
+        age = self._freshness.age(info_stamp_ns, info_received, image_stamp_ns, image_received)
+        return age <= self._freshness.limit
+
+    def needs_estimate(self, width: int, height: int, now: float,
+                       stamp_ns: int | None = None) -> bool:
+        """True when the network's FoV head must run for this frame (received at ``now``,
+        stamped ``stamp_ns``)."""
         if self._source is FocalSource.FOV_HEAD:
             return True
         if self._source is FocalSource.AUTO:
-            return not self._auto_uses_camera_info(now)
+            return not self._auto_uses_camera_info(now, stamp_ns)
         return False
 
-    def known_focal(self, width: int, height: int, now: float) -> Intrinsics | None:
-        """Intrinsics to feed the network when a known focal applies, else None."""
+    def known_focal(self, width: int, height: int, now: float,
+                    stamp_ns: int | None = None) -> Intrinsics | None:
+        """Intrinsics to feed the network when a known focal applies, else None (the
+        frame was received at ``now`` and is stamped ``stamp_ns``)."""
         if self._source is FocalSource.FIXED:
             assert self._fixed is not None  # guaranteed by __init__
             self._current = FocalSource.FIXED
             return Intrinsics.from_focal(self._fixed, width, height)
         if self._source is FocalSource.CAMERA_INFO:
             return self._scaled_camera_info(width, height)
-        if self._source is FocalSource.AUTO and self._auto_uses_camera_info(now):
+        if self._source is FocalSource.AUTO and self._auto_uses_camera_info(now, stamp_ns):
             return self._scaled_camera_info(width, height)
         return None
 
@@ -325,17 +441,20 @@ class FocalTracker:
         self._current = FocalSource.CAMERA_INFO
         return self._camera_info.scaled_to(width, height)
 
-    def _auto_uses_camera_info(self, now: float) -> bool:
-        """Decide AUTO's effective source at ``now`` and log a message when it changes."""
-        stamp = self._camera_info_stamp
-        if stamp is None:
+    def _auto_uses_camera_info(self, now: float, stamp_ns: int | None) -> bool:
+        """Decide AUTO's effective source for an image received at ``now`` and stamped
+        ``stamp_ns``, and log a message when it changes."""
+        received = self._camera_info_received
+        age = None if received is None else self._freshness.age(
+            self._camera_info_stamp_ns, received, stamp_ns, now)
+        if age is None:
             choice = FocalSource.FOV_HEAD
             message = "no camera_info for this image, using the FoV estimate"
-        elif now - stamp > self._timeout:
+        elif age > self._freshness.limit:
             choice = FocalSource.FOV_HEAD
             message = (
-                f"camera_info stale for {now - stamp:.1f} s "
-                f"(timeout {self._timeout:.1f} s), falling back to the FoV estimate"
+                f"camera_info stale for {age:.1f} s ({self._freshness.describe_limit()}), "
+                "falling back to the FoV estimate"
             )
         else:
             choice = FocalSource.CAMERA_INFO

@@ -10,6 +10,7 @@ camera's topics sit under its name.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import time
@@ -26,7 +27,7 @@ from rclpy.exceptions import (
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
@@ -54,6 +55,21 @@ class StartupError(RuntimeError):
     """The node cannot start (bad parameter, checkpoint or device); the text says why."""
 
 
+def _sensor_qos() -> QoSProfile:
+    """A profile of its own for one input, equal to rclpy's sensor-data preset.
+
+    rclpy applies ``qos_overrides.<topic>...`` parameters to the profile object it is
+    given, in place: with one shared object, an override for the image topic would also
+    change the CameraInfo subscription created after it (and rclpy's preset for the whole
+    process).
+    """
+    return copy.copy(qos_profile_sensor_data)
+
+
+def _reliability(qos: QoSProfile) -> str:
+    return "reliable" if qos.reliability == QoSReliabilityPolicy.RELIABLE else "best effort"
+
+
 class _Camera:
     """One camera: its stream (CameraInfo pairing, focal EMA), anchors (when anchoring),
     publishers and health."""
@@ -62,8 +78,8 @@ class _Camera:
                  anchor: AnchorStream | None, relative: bool) -> None:
         self.name, self.stream, self.anchor, self.health = name, stream, anchor, CameraHealth()
         self.told_no_focal = False
-        out_qos = QoSProfile(depth=5)
-        self.pubs = {rel: node.create_publisher(cls, self.topic(rel), out_qos)
+        # A profile per publisher: rclpy may change the one it is given (QoS overrides).
+        self.pubs = {rel: node.create_publisher(cls, self.topic(rel), QoSProfile(depth=5))
                      for rel, cls in _MESSAGE_CLASSES.items()
                      if relative or rel != "depth/relative"}
 
@@ -107,30 +123,38 @@ class DepthProNode(Node):
         overrides = QoSOverridingOptions.with_default_policies()
         compressed = values["input_transport"] == "compressed"
         image_topic = "image/compressed" if compressed else "image"
+        inputs_qos: dict[str, str] = {}  # relative topic -> its reliability, for the log
+
+        def subscribe(cls: type, topic: str, callback) -> None:
+            # A profile per subscription: the overrides (keyed by the resolved topic name,
+            # qos_overrides./cam/image.subscription.reliability) change it in place.
+            sub = self.create_subscription(cls, topic, callback, _sensor_qos(),
+                                           qos_overriding_options=overrides)
+            inputs_qos[topic] = _reliability(sub.qos_profile)
+
         for cam in self._cameras:
-            self.create_subscription(
-                CompressedImage if compressed else Image,
-                cam.topic("image/compressed" if compressed else "image"),
-                lambda msg, cam=cam: self._on_image(cam, msg, compressed),
-                qos_profile_sensor_data, qos_overriding_options=overrides,
-            )
-            self.create_subscription(
-                CameraInfo, cam.topic("camera_info"),
-                lambda msg, cam=cam: self._on_camera_info(cam, msg),
-                qos_profile_sensor_data, qos_overriding_options=overrides)
+            # CameraInfo first: the executor takes one message per ready subscription in
+            # the order they were created, so after a busy spell the CameraInfo that waited
+            # is taken in before the image that waited beside it.
+            subscribe(CameraInfo, cam.topic("camera_info"),
+                      lambda msg, cam=cam: self._on_camera_info(cam, msg))
+            subscribe(CompressedImage if compressed else Image, cam.topic(image_topic),
+                      lambda msg, cam=cam: self._on_image(cam, msg, compressed))
             if anchor.enabled:
                 depth_anchor = anchor.source == "depth"
-                self.create_subscription(
-                    Image if depth_anchor else PointCloud2,
-                    cam.topic("anchor/depth" if depth_anchor else "anchor/points"),
-                    lambda msg, cam=cam: self._on_anchor(cam, msg),
-                    qos_profile_sensor_data, qos_overriding_options=overrides)
+                subscribe(Image if depth_anchor else PointCloud2,
+                          cam.topic("anchor/depth" if depth_anchor else "anchor/points"),
+                          lambda msg, cam=cam: self._on_anchor(cam, msg))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(1.0, self._publish_diagnostics)
         anchor_topic = {"depth": "anchor/depth", "points": "anchor/points"}.get(anchor.source)
-        inputs = "; ".join(f"{self.resolve_topic_name(cam.topic(image_topic))} and "
-                           f"{self.resolve_topic_name(cam.topic('camera_info'))}"
-                           + (f", anchored by {self.resolve_topic_name(cam.topic(anchor_topic))}"
+
+        def named(relative: str) -> str:
+            return f"{self.resolve_topic_name(relative)} ({inputs_qos[relative]})"
+
+        inputs = "; ".join(f"{named(cam.topic(image_topic))} and "
+                           f"{named(cam.topic('camera_info'))}"
+                           + (f", anchored by {named(cam.topic(anchor_topic))}"
                               f" ({anchor.settings.fit})" if anchor_topic else "")
                            for cam in self._cameras)
         batching = (f", {len(self._cameras)} cameras, batches of up to "

@@ -101,8 +101,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "resolution, for focal_source fixed", low=0.0, high=1e6),
     ParamSpec("focal_ema_alpha", _FOCAL.focal_ema_alpha, "Weight of each new FoV estimate in "
               "the focal EMA (1 = no smoothing)", constraint="0 < focal_ema_alpha <= 1"),
-    ParamSpec("camera_info_timeout", _FOCAL.camera_info_timeout, "Seconds without camera_info "
-              "after which auto falls back to the FoV estimate", low=0.01, high=3600.0),
+    ParamSpec("camera_info_timeout", _FOCAL.camera_info_timeout, "Seconds a camera_info may "
+              "be older than the image (by header stamps, or by arrival if less) before auto "
+              "falls back to the FoV estimate; never less than 3 periods of the observed "
+              "camera_info rate, so a slow (1 Hz) camera_info stays in use between messages",
+              low=0.01, high=3600.0),
     ParamSpec("camera_info_sync", _FOCAL.camera_info_sync, "Pairing of an image with a "
               "CameraInfo: exact stamp, approximate (nearest within sync_slop) or latest "
               "received", choices=CAMERA_INFO_SYNC),

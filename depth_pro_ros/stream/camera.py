@@ -68,7 +68,10 @@ class FrameSkipped(ValueError):
 class FocalSettings:
     """Where the focal length comes from (the node's focal_* / camera_info_* parameters).
 
-    ``focal_source``: ``auto`` (a fresh paired CameraInfo, else the FoV estimate),
+    ``focal_source``: ``auto`` (a fresh paired CameraInfo, else the FoV estimate; fresh:
+    at most ``camera_info_timeout`` s, or 3 observed CameraInfo periods when longer,
+    older than the image by header stamps or by arrival, see
+    :class:`~depth_pro_ros.engine.focal.CameraInfoFreshness`),
     ``camera_info`` (skip images until one pairs), ``fov_head`` or ``fixed``.
     ``camera_info_sync``: ``exact`` pairs an image with the CameraInfo of identical
     stamp, ``approximate`` with the nearest stamp within ``sync_slop`` seconds,
@@ -113,7 +116,8 @@ class FocalSettings:
 
 #: Recorded bags: every message is there, stamped and logged, so an image pairs with the
 #: CameraInfo of its own stamp (within 10 ms of jitter between the two drivers' clocks),
-#: and freshness is measured in log time, where 1 s without CameraInfo means it stopped.
+#: and freshness is measured by stamps and log time, where 1 s without CameraInfo (or 3
+#: of its periods, if longer) means it stopped.
 RECORDED_FOCAL = FocalSettings(camera_info_timeout=1.0, camera_info_sync="approximate",
                                sync_slop=0.01)
 
@@ -185,6 +189,8 @@ class CameraStream:
                                                  settings.focal_ema_alpha,
                                                  settings.camera_info_timeout):
                 self._tracker = settings.tracker()
+                for entry in self._entries:  # the CameraInfo period is still known
+                    self._tracker.camera_info_arrived(entry.stamp_ns, entry.received)
 
     def focal_state(self, width: int) -> dict[str, Any]:
         """The current focal source and the EMA of the estimates (px at ``width``)."""
@@ -242,6 +248,7 @@ class CameraStream:
         entry = _CameraInfoEntry(stamp_ns, float(received), msg, intrinsics)
         with self._lock:
             self._entries.add(entry.stamp_ns, entry.received, entry)
+            self._tracker.camera_info_arrived(entry.stamp_ns, entry.received)
             held, self._held = self._held, None
         if held is None:
             return []
@@ -287,18 +294,19 @@ class CameraStream:
             uses_info = self._settings.focal_source in ("auto", "camera_info")
             entry = self._entries.pair(self._settings.camera_info_sync, stamp_ns, received,
                                        self._settings.sync_slop) if uses_info else None
-            if entry is None and self._should_hold(received):
+            if entry is None and self._should_hold(stamp_ns, received):
                 if self._held is not None:
                     self.dropped += 1
                 self._held = (msg, compressed, received, meta)
                 return None
             if entry is not None:
                 _check_fits(entry.intrinsics, width, height)
-                self._tracker.set_camera_info(entry.intrinsics, entry.received)
+                self._tracker.set_camera_info(entry.intrinsics, entry.received, entry.stamp_ns)
             else:
                 self._tracker.forget_camera_info()
-            known = self._tracker.known_focal(width, height, received)
-            estimate = known is None and self._tracker.needs_estimate(width, height, received)
+            known = self._tracker.known_focal(width, height, received, stamp_ns)
+            estimate = known is None and self._tracker.needs_estimate(width, height, received,
+                                                                      stamp_ns)
             while (message := self._tracker.pop_switch_message()) is not None:
                 self._messages.append(message)
             from_info = known is not None and (
@@ -322,15 +330,16 @@ class CameraStream:
         with self._lock:  # called on the engine's worker thread
             return self._tracker.observe_estimate(f_px, width, height)
 
-    def _should_hold(self, received: float) -> bool:
+    def _should_hold(self, stamp_ns: int, received: float) -> bool:
         """Hold an unpaired image while CameraInfo is flowing and pairing is by stamp."""
         s = self._settings
         if not self._hold_unpaired or s.camera_info_sync == "latest" or not self._entries:
             return False
         if s.focal_source == "camera_info":
             return True
-        fresh = received - self._entries.last_received <= s.camera_info_timeout
-        return s.focal_source == "auto" and fresh
+        newest = self._entries.newest
+        return s.focal_source == "auto" and self._tracker.camera_info_fresh(
+            newest.stamp_ns, newest.received, stamp_ns, received)
 
 
 def _check_fits(intr: Intrinsics, width: int, height: int) -> None:

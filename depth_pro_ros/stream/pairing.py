@@ -41,9 +41,9 @@ class StampedHistory(Generic[T]):
         return (item for _, _, item in self._items)
 
     @property
-    def last_received(self) -> float | None:
-        """When the newest item arrived (None when empty)."""
-        return self._received[-1] if self._received else None
+    def newest(self) -> T | None:
+        """The item that arrived last (None when empty)."""
+        return self._items[-1][2] if self._items else None
 
     def add(self, stamp_ns: int, received: float, item: T) -> None:
         self._seq += 1

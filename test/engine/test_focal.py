@@ -7,6 +7,7 @@ import math
 import pytest
 
 from depth_pro_ros.engine.focal import (
+    CameraInfoFreshness,
     FocalEMA,
     FocalSource,
     FocalTracker,
@@ -168,7 +169,7 @@ def test_ema_reset_keeps_rejected_counter() -> None:
 
 def test_tracker_fov_head_always_estimates() -> None:
     tracker = FocalTracker(FocalSource.FOV_HEAD, ema_alpha=0.5)
-    tracker.set_camera_info(intrinsics_from_camera_info(K_1280, 1280, 960), stamp=0.0)
+    tracker.set_camera_info(intrinsics_from_camera_info(K_1280, 1280, 960), received=0.0)
     assert tracker.needs_estimate(640, 480, now=0.0)
     assert tracker.known_focal(640, 480, now=0.0) is None
     assert tracker.current_source is None
@@ -197,7 +198,7 @@ def test_tracker_camera_info_waits_then_scales_and_ignores_age() -> None:
     tracker = FocalTracker(FocalSource.CAMERA_INFO, camera_info_timeout=0.5)
     assert not tracker.needs_estimate(640, 480, now=0.0)
     assert tracker.known_focal(640, 480, now=0.0) is None  # caller skips the frame
-    tracker.set_camera_info(intrinsics_from_camera_info(K_1280, 1280, 960), stamp=1.0)
+    tracker.set_camera_info(intrinsics_from_camera_info(K_1280, 1280, 960), received=1.0)
     expected = Intrinsics(fx=500.0, fy=505.0, cx=320.0, cy=240.0, width=640, height=480)
     assert tracker.known_focal(640, 480, now=1.0) == expected
     assert tracker.known_focal(640, 480, now=100.0) == expected  # no timeout here
@@ -228,7 +229,7 @@ def test_tracker_auto_switches_both_ways_with_one_message_per_switch() -> None:
     assert drain(tracker) == []
 
     # CameraInfo appears: switch to it, once.
-    tracker.set_camera_info(intrinsics_from_camera_info(K_1280, 1280, 960), stamp=1.0)
+    tracker.set_camera_info(intrinsics_from_camera_info(K_1280, 1280, 960), received=1.0)
     assert not tracker.needs_estimate(w, h, now=1.2)
     assert tracker.known_focal(w, h, now=1.2).fx == pytest.approx(500.0)
     assert tracker.current_source == "camera_info"
@@ -252,7 +253,7 @@ def test_tracker_auto_switches_both_ways_with_one_message_per_switch() -> None:
     assert drain(tracker) == []
 
     # A fresh CameraInfo switches back again.
-    tracker.set_camera_info(intrinsics_from_camera_info(K_1280, 1280, 960), stamp=3.1)
+    tracker.set_camera_info(intrinsics_from_camera_info(K_1280, 1280, 960), received=3.1)
     assert tracker.known_focal(w, h, now=3.2) is not None
     assert len(drain(tracker)) == 1
 
@@ -260,7 +261,7 @@ def test_tracker_auto_switches_both_ways_with_one_message_per_switch() -> None:
 def test_tracker_messages_queue_until_popped() -> None:
     tracker = FocalTracker("auto", camera_info_timeout=1.0)
     tracker.needs_estimate(10, 10, now=0.0)
-    tracker.set_camera_info(Intrinsics.from_focal(10.0, 10, 10), stamp=0.0)
+    tracker.set_camera_info(Intrinsics.from_focal(10.0, 10, 10), received=0.0)
     tracker.needs_estimate(10, 10, now=0.5)
     tracker.needs_estimate(10, 10, now=5.0)
     messages = drain(tracker)
@@ -268,3 +269,71 @@ def test_tracker_messages_queue_until_popped() -> None:
     assert "no camera_info" in messages[0]
     assert "fresh" in messages[1]
     assert "stale for 5.0 s" in messages[2]
+
+
+# --- CameraInfo freshness ----------------------------------------------------------------
+S = 1_000_000_000  # ns per second
+T0 = 1_700_000_000 * S  # a wall-clock stamp
+
+
+def test_freshness_limit_is_the_timeout_or_three_observed_periods() -> None:
+    fresh = CameraInfoFreshness(2.0)
+    assert fresh.period is None and fresh.limit == 2.0
+    # 1 Hz by stamp, taken in late and irregularly: the stamps give the period, from the
+    # fourth message on (a median of three intervals).
+    for k, received in enumerate((0.3, 1.9, 2.1, 4.8, 4.9)):
+        fresh.arrived(T0 + k * S, received)
+        assert fresh.period is None if k < 3 else fresh.period == pytest.approx(1.0, abs=1e-9)
+    assert fresh.limit == pytest.approx(3.0)
+    # One lost message (a 2 s interval) does not move the median of the last 8.
+    fresh.arrived(T0 + 6 * S, 6.0)
+    assert fresh.period == pytest.approx(1.0, abs=1e-9)
+    assert "3 CameraInfo periods of 1.00 s" in fresh.describe_limit()
+
+    # 30 Hz: three periods are far below the timeout, which applies.
+    fast = CameraInfoFreshness(2.0)
+    for k in range(10):
+        fast.arrived(T0 + k * S // 30, k / 30)
+    assert fast.period == pytest.approx(1 / 30) and fast.limit == 2.0
+    assert fast.describe_limit() == "timeout 2.0 s"
+
+    # Zero stamps (a static CameraInfo publisher) or repeated ones: arrival intervals.
+    for stamp in (lambda k: 0, lambda k: T0):
+        unstamped = CameraInfoFreshness(0.5)
+        for k in range(4):
+            unstamped.arrived(stamp(k), 10.0 + 2.0 * k)
+        assert unstamped.period == pytest.approx(2.0) and unstamped.limit == pytest.approx(6.0)
+
+    with pytest.raises(ValueError, match="camera_info_timeout"):
+        CameraInfoFreshness(math.nan)
+
+
+def test_freshness_age_is_the_smaller_of_stamps_and_arrival() -> None:
+    fresh = CameraInfoFreshness(2.0)
+    # Taken in 3 s apart (the node was busy) but stamped 0.4 s apart: 0.4 s old.
+    assert fresh.age(T0, 10.0, T0 + 4 * S // 10, 13.0) == pytest.approx(0.4)
+    # Stamped far apart (another clock, or an old CameraInfo) but taken in 0.1 s apart.
+    assert fresh.age(T0 - 3600 * S, 10.0, T0, 10.1) == pytest.approx(0.1)
+    # A zero stamp on either side, or none given: by arrival only.
+    assert fresh.age(0, 10.0, T0, 13.0) == pytest.approx(3.0)
+    assert fresh.age(T0, 10.0, 0, 13.0) == pytest.approx(3.0)
+    assert fresh.age(None, 10.0, None, 13.0) == pytest.approx(3.0)
+    # A CameraInfo stamped after the image (within the limit) is newer: negative age.
+    assert fresh.age(T0 + S, 10.0, T0, 13.0) == pytest.approx(-1.0)
+    # Stamped hours after the image: another clock, so the stamps are not compared.
+    assert fresh.age(T0 + 3600 * S, 10.0, T0, 13.0) == pytest.approx(3.0)
+
+
+def test_tracker_auto_judges_age_by_stamps_when_the_node_takes_messages_late() -> None:
+    tracker = FocalTracker("auto", camera_info_timeout=2.0)
+    k = intrinsics_from_camera_info(K_1280, 1280, 960)
+    tracker.camera_info_arrived(T0, 10.0)
+    tracker.set_camera_info(k, received=10.0, stamp_ns=T0)
+    # The image stamped 0.9 s after the CameraInfo is taken in 2.9 s after it.
+    assert tracker.known_focal(640, 480, now=12.9, stamp_ns=T0 + 9 * S // 10).fx == 500.0
+    assert tracker.camera_info_fresh(T0, 10.0, T0 + 9 * S // 10, 12.9)
+    # Without stamps the same image would be 2.9 s late: stale by arrival alone.
+    assert not tracker.camera_info_fresh(None, 10.0, None, 12.9)
+    assert tracker.known_focal(640, 480, now=12.9) is None
+    assert drain(tracker)[-1] == ("camera_info stale for 2.9 s (timeout 2.0 s), falling "
+                                  "back to the FoV estimate")

@@ -179,7 +179,12 @@ def test_camera_info_focal_is_used_and_rescaled(node, model):
 def test_stale_camera_info_falls_back_to_the_estimate(node, model):
     proc, probe = node
     assert all(r.successful for r in probe.set_parameters(NODE, camera_info_timeout=0.5))
-    time.sleep(1.0)  # no CameraInfo since the last test: stale now
+    # Stale once no CameraInfo came for longer than the timeout, or than 3 CameraInfo
+    # periods where the node knows the period (the last test's came 1 s apart by stamp):
+    # by arrival (the pause) and by stamps (the image is stamped 10 s later).
+    time.sleep(3.5)
+    for _ in range(10):
+        next(_next_sec)
     rgb = _picture(31)
     _, out = _send(probe, rgb)
     fx = out["depth/camera_info"].k[0]

@@ -452,38 +452,116 @@ def test_camera_info_of_a_proportional_size_is_scaled():
 # ------------------------------------------------------------------ focal policies
 
 
+def _at(t: float) -> int:
+    """The stamp (ns) of a message taken at ``t`` s: the camera's and the node's clocks
+    agree, as with a driver stamping both topics on the host."""
+    return T0 + round(t * S)
+
+
 def test_auto_falls_back_to_the_estimate_and_back_reporting_each_switch_once():
     st = stream(focal_source="auto", camera_info_timeout=1.0, camera_info_sync="latest")
-    info = camera_info(fx=40.0)
+    info = camera_info(stamp_ns=_at(10.0), fx=40.0)
     st.add_camera_info(info, 10.0)
 
-    fresh = st.prepare(image(), False, 10.5)
+    def image_at(t: float):
+        return st.prepare(image(stamp_ns=_at(t)), False, t)
+
+    fresh = image_at(10.5)
     assert focal_of(fresh) == 40.0 and fresh.meta.camera_info is info
     assert st.pop_messages() == [
         "camera_info is fresh, using its focal length instead of the FoV estimate"]
-    assert focal_of(st.prepare(image(), False, 11.0)) == 40.0  # exactly at the timeout
+    assert focal_of(image_at(11.0)) == 40.0  # exactly at the timeout
     assert st.pop_messages() == []
     assert st.focal_state(W)["source"] == "camera_info"
 
-    stale = st.prepare(image(), False, 11.5)
+    stale = image_at(11.5)
     assert stale.intrinsics is None and stale.meta.camera_info is None
     messages = st.pop_messages()
-    assert len(messages) == 1 and "stale for 1.5 s" in messages[0]
-    assert "falling back to the FoV estimate" in messages[0]
+    assert messages == ["camera_info stale for 1.5 s (timeout 1.0 s), falling back to the "
+                        "FoV estimate"]
     # The engine feeds the FoV estimate through the frame's filter.
     used = stale.focal_filter(30.0, W, H)
     assert used.fx == 30.0 and st.focal_state(W)["source"] == "fov_head"
-    assert st.prepare(image(), False, 12.0).intrinsics is None
+    assert image_at(12.0).intrinsics is None
     assert st.pop_messages() == []  # no new switch
 
-    newer = camera_info(fx=44.0)
+    newer = camera_info(stamp_ns=_at(12.2), fx=44.0)
     st.add_camera_info(newer, 12.2)
-    back = st.prepare(image(), False, 12.3)
+    back = image_at(12.3)
     assert focal_of(back) == 44.0 and back.meta.camera_info is newer
     assert st.pop_messages() == [
         "camera_info is fresh, using its focal length instead of the FoV estimate"]
     assert st.pop_messages() == []
     assert st.focal_state(W)["source"] == "camera_info"
+
+
+def _replay(st: CameraStream, infos, images):
+    """Feed (stamp s, taken in s) CameraInfo and image messages to ``st`` in the order
+    they are taken in; return [(image stamp, frame)]."""
+    events = sorted([(r, 0, t) for t, r in infos] + [(r, 1, t) for t, r in images])
+    frames = []
+    for received, is_image, t in events:
+        if is_image:
+            frames.append((t, st.prepare(image(stamp_ns=_at(t)), False, received)))
+        else:
+            st.add_camera_info(camera_info(stamp_ns=_at(t), fx=40.0), received)
+    return frames
+
+
+def test_auto_keeps_a_1hz_camera_info_while_the_node_takes_messages_late():
+    """Issue 22: CameraInfo at 1 Hz, images at 5 Hz, the default 2 s timeout. The node
+    stalls from 4.0 s to 6.6 s: the CameraInfo stamped 4, 5 and 6 s and the last five
+    images (a keep-last-5 queue) wait, then are taken in one per round, each image before
+    the CameraInfo of its round (an executor taking the image subscription first). The
+    CameraInfo stamped 8 s is lost. The first image after the stall (stamped 5.7 s) is
+    3.6 s after the last CameraInfo taken in (stamped 3 s) by arrival, above the timeout
+    and above 3 periods; by stamps 2.7 s, above the timeout but within 3 periods. Every
+    frame keeps the CameraInfo's focal, without a switch."""
+    stall = (4.0, 6.6)
+    infos = [(k, float(k)) for k in (0, 1, 2, 3, 7, 9)]  # (stamp s, taken in at s)
+    images = [(t, t) for t in (0.1 + 0.2 * j for j in range(50))
+              if not stall[0] <= t < stall[1]]
+    for i, t in enumerate((5.7, 5.9, 6.1, 6.3, 6.5)):  # round i after the stall
+        images.append((t, stall[1] + 0.05 * i))
+        if i < 3:
+            infos.append((4 + i, stall[1] + 0.05 * i + 0.01))
+    st = stream(focal_source="auto", camera_info_sync="latest")  # default timeout, 2 s
+    frames = _replay(st, infos, images)
+
+    # Neither arrival times nor the timeout alone would keep the CameraInfo.
+    def newest_info(received):
+        return max((r, t) for t, r in infos if r <= received)
+
+    assert max(r - newest_info(r)[0] for _, r in images) == pytest.approx(3.6)
+    assert max(t - newest_info(r)[1] for t, r in images) == pytest.approx(2.7)
+    assert len(frames) == len(images)
+    assert [t for t, frame in frames if focal_of(frame) != 40.0] == []
+    assert st.pop_messages() == [
+        "camera_info is fresh, using its focal length instead of the FoV estimate"]
+
+    # When the CameraInfo stops (last one stamped 9 s) the images fall back after 3 of
+    # its periods, by stamps and by arrival alike.
+    later = [(10.0 + 0.5 * j, 10.0 + 0.5 * j) for j in range(8)]
+    frames = _replay(st, [], later)
+    fallen = [t for t, frame in frames if frame.intrinsics is None]
+    assert fallen == [t for t, _ in later if t - 9.0 > 3.0]
+    assert st.pop_messages() == [
+        "camera_info stale for 3.5 s (timeout 3.0 s: 3 CameraInfo periods of 1.00 s), "
+        "falling back to the FoV estimate"]
+
+
+def test_auto_with_unstamped_camera_info_judges_by_arrival_and_its_period():
+    """A CameraInfo stamped zero (a static publisher) at 1 Hz is judged by arrival
+    alone; its period still holds it between messages."""
+    st = stream(focal_source="auto", camera_info_sync="latest", camera_info_timeout=0.5)
+    for k in range(4):
+        st.add_camera_info(camera_info(stamp_ns=0), float(k))
+    assert focal_of(st.prepare(image(stamp_ns=_at(3.9)), False, 3.9)) == 40.0
+    assert st.prepare(image(stamp_ns=_at(3.9)), False, 6.1).intrinsics is None
+    # A change of focal settings keeps the period: the arrivals are replayed.
+    st.configure(FocalSettings(camera_info_timeout=0.6, camera_info_sync="latest"))
+    st.add_camera_info(camera_info(stamp_ns=0), 7.0)
+    assert focal_of(st.prepare(image(stamp_ns=_at(9.5)), False, 9.5)) == 40.0
 
 
 def test_auto_without_camera_info_estimates():
@@ -570,8 +648,8 @@ def test_hold_unpaired_applies_only_while_camera_info_flows_and_pairs_by_stamp()
     assert skipped(st, image(), 0.0).reason == "no_camera_info"
     # Stale CameraInfo in auto mode: the image is not held but estimated.
     st = stream(hold_unpaired=True, camera_info_sync="exact", camera_info_timeout=1.0)
-    st.add_camera_info(camera_info(stamp_ns=T0), 0.0)
-    assert st.prepare(image(stamp_ns=T0 + 1), False, 2.0).intrinsics is None
+    st.add_camera_info(camera_info(stamp_ns=_at(0.0)), 0.0)
+    assert st.prepare(image(stamp_ns=_at(2.0)), False, 2.0).intrinsics is None
     # latest mode never holds.
     st = stream(hold_unpaired=True, camera_info_sync="latest")
     st.add_camera_info(camera_info(), 1.0)
