@@ -4,82 +4,207 @@ ros2 launch depth_pro_ros depth.launch.py checkpoint:=/path/depth_pro.pt \
     image_topic:=/camera/image_raw
 ros2 launch depth_pro_ros depth.launch.py checkpoint:=/path/depth_pro.pt \
     namespace:=/robot cameras:="[front, left, right]"
+ros2 launch depth_pro_ros depth.launch.py params_file:=/path/my_depth.yaml
+
+Which value a node parameter gets: an argument given (on the command line, or by a launch
+file that includes this one) among checkpoint, model_type, device, precision, cameras,
+anchor_source and use_compressed wins over the parameter file; one not given leaves the
+file's value (params_file, by default the package's config/depth_pro.yaml). The checkpoint,
+when neither given nor set (non-empty) in the file for this node, is $DEPTH_PRO_CHECKPOINT,
+else ~/.cache/depth_pro_ros/depth_pro.pt.
 """
 
 import os
+import re
 
+import yaml
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+from launch_ros.utilities import make_namespace_absolute, prefix_namespace
 
+NODE_NAME = "depth_pro_node"
+# The same default weights as the depth-pro-ros command (depth_pro_ros.model.weights).
+CHECKPOINT_ENV = "DEPTH_PRO_CHECKPOINT"
+DEFAULT_CHECKPOINT = "~/.cache/depth_pro_ros/depth_pro.pt"
+# Default of the arguments that set a node parameter: not given, the file's value stays.
+NOT_GIVEN = ""
+
+# (name, default, description), in the order `ros2 launch ... --show-args` lists them.
 ARGUMENTS = (
     ("namespace", "", "Namespace of the node and its output topics (e.g. the camera's)"),
-    ("image_topic", "image", "Input image topic; with use_compressed, the base topic whose "
+    ("image_topic", "image", "Input image topic; with compressed input, the base topic whose "
      "/compressed is read"),
     ("camera_info_topic", "camera_info", "Input sensor_msgs/CameraInfo topic"),
-    ("anchor_source", "none", "Metric anchor: none, depth (a registered depth image) or "
-     "points (a point cloud); see the README, Metric anchoring"),
+    ("anchor_source", NOT_GIVEN, "Metric anchor: none, depth (a registered depth image) or "
+     "points (a point cloud); see the README, Metric anchoring. Not given: the params "
+     "file's anchor_source (shipped: none)"),
     ("anchor_depth_topic", "anchor/depth", "Anchor depth image topic (sensor_msgs/Image "
      "32FC1 m or 16UC1 mm), with anchor_source depth"),
     ("anchor_points_topic", "anchor/points", "Anchor point cloud topic (PointCloud2 x, y, "
      "z), with anchor_source points"),
-    ("cameras", "[]", "Cameras served by one node and model, e.g. \"[front, left]\": camera "
-     "NAME reads <namespace>/NAME/image and NAME/camera_info and publishes NAME/depth, "
-     "NAME/depth/camera_info, NAME/points and NAME/depth/colorized (image_topic and "
-     "camera_info_topic then do not apply); empty: one camera"),
-    ("checkpoint", os.path.join(os.path.expanduser("~"), ".cache", "depth_pro_ros",
-                                "depth_pro.pt"),
-     "Network weights: Depth Pro (depth_pro.pt or an apple/DepthPro-hf folder), Depth "
-     "Anything V2 or Prompt Depth Anything (original or Hugging Face files)"),
-    ("model_type", "auto", "Model family and head, read from the checkpoint with auto; or "
+    ("cameras", NOT_GIVEN, "Cameras served by one node and model, e.g. \"[front, left]\": "
+     "camera NAME reads <namespace>/NAME/image and NAME/camera_info and publishes "
+     "NAME/depth, NAME/depth/camera_info, NAME/points and NAME/depth/colorized (image_topic "
+     "and camera_info_topic then do not apply). Not given or []: the params file's cameras "
+     "(shipped: [], one camera)"),
+    ("checkpoint", NOT_GIVEN, "Network weights: Depth Pro (depth_pro.pt or an "
+     "apple/DepthPro-hf folder), Depth Anything V2 or Prompt Depth Anything (original or "
+     "Hugging Face files). Not given: the params file's checkpoint if set, else "
+     f"${CHECKPOINT_ENV}, else {DEFAULT_CHECKPOINT}"),
+    ("model_type", NOT_GIVEN, "Model family and head: auto (read from the checkpoint), "
      "depth_pro, depth_anything_v2, depth_anything_v2_metric_indoor, "
-     "depth_anything_v2_metric_outdoor, prompt_depth_anything"),
-    ("device", "", "Torch device: cuda, cuda:N or cpu; empty = cuda when available"),
-    ("precision", "auto", "Network precision: auto, fp32, fp16 or bf16"),
+     "depth_anything_v2_metric_outdoor or prompt_depth_anything. Not given: the params "
+     "file's model_type (shipped: auto)"),
+    ("device", NOT_GIVEN, "Torch device: cuda, cuda:N or cpu. Not given: the params file's "
+     "device (shipped: empty = cuda when available)"),
+    ("precision", NOT_GIVEN, "Network precision: auto, fp32, fp16 or bf16. Not given: the "
+     "params file's precision (shipped: auto)"),
     ("params_file", PathJoinSubstitution([FindPackageShare("depth_pro_ros"), "config",
                                           "depth_pro.yaml"]),
-     "YAML file with the node's parameters (default: the package's config/depth_pro.yaml)"),
-    ("use_compressed", "false", "Subscribe to <image_topic>/compressed (jpeg/png) instead "
-     "of the raw image"),
+     "YAML file with the node's parameters (default: the package's config/depth_pro.yaml); "
+     "the arguments above that set a parameter win over it when given"),
+    ("use_compressed", NOT_GIVEN, "true: subscribe to <image_topic>/compressed (jpeg/png) "
+     "(input_transport compressed); false: to the raw image (input_transport raw). Not "
+     "given: the params file's input_transport (shipped: raw)"),
 )
+
+# Arguments that set a node parameter (the one named here) when given, and only then.
+PARAMETER_OF = {
+    "checkpoint": "checkpoint",
+    "model_type": "model_type",
+    "device": "device",
+    "precision": "precision",
+    "cameras": "cameras",
+    "anchor_source": "anchor_source",
+    "use_compressed": "input_transport",
+}
+# The node's input topic -> the argument that remaps it.
+REMAPPED_BY = {
+    "image": "image_topic",
+    "camera_info": "camera_info_topic",
+    "anchor/depth": "anchor_depth_topic",
+    "anchor/points": "anchor_points_topic",
+}
+
+
+def _cameras(text: str) -> list[str]:
+    """"[front, left]" (YAML) or "front, left" -> ["front", "left"]."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"cameras: {text!r} is not a list such as \"[front, left]\": "
+                         f"{exc}") from None
+    names = value if isinstance(value, list) else str(value).split(",")
+    return [str(name).strip() for name in names if str(name).strip()]
+
+
+def _transport(text: str) -> str:
+    word = text.lower()
+    if word in ("true", "1", "yes", "on"):
+        return "compressed"
+    if word in ("false", "0", "no", "off"):
+        return "raw"
+    raise ValueError(f"use_compressed must be true or false, got {text!r}")
+
+
+def _given_parameters(context) -> dict:
+    """Node parameter -> value for each parameter argument given to the launch."""
+    parameters = {}
+    for argument, parameter in PARAMETER_OF.items():
+        text = LaunchConfiguration(argument).perform(context).strip()
+        if text == NOT_GIVEN:
+            continue
+        if argument == "cameras":
+            value = _cameras(text)
+            if not value:  # rcl cannot pass an empty list: the file's cameras stay
+                continue
+        elif argument == "use_compressed":
+            value = _transport(text)
+        else:
+            value = text
+        parameters[parameter] = value
+    return parameters
+
+
+def _matches(pattern: str, node: str) -> bool:
+    """Whether a parameter file's node name (``/**``, ``ns/*``, ``/robot/depth_pro_node``)
+    applies to the fully qualified node name ``node``, as rcl reads it: ``*`` stands for
+    one name token, ``**`` for any number of them."""
+    regex = "".join("(/[^/]+)*" if token == "**"
+                    else "/" + re.escape(token).replace(r"\*", "[^/]*")
+                    for token in pattern.split("/") if token)
+    return re.fullmatch(regex, node) is not None
+
+
+def _sections(tree: dict, path: tuple = ()):
+    """(node name, ros__parameters) of each section of a parameter file, in file order
+    (nested namespaces joined with /)."""
+    for key, value in tree.items():
+        if not isinstance(value, dict):
+            continue
+        if key == "ros__parameters":
+            yield "/".join(path), value
+        else:
+            yield from _sections(value, path + (str(key),))
+
+
+def _file_checkpoint(path: str, node: str) -> str:
+    """The checkpoint the parameter file sets for ``node`` ('' when none); later sections
+    win, as they do for the node."""
+    try:
+        with open(path) as f:
+            tree = yaml.safe_load(f) or {}
+    except OSError as exc:
+        raise ValueError(f"params_file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"params_file {path} is not YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ValueError(f"params_file {path} is not a ROS parameter file")
+    checkpoint = ""
+    for name, parameters in _sections(tree):
+        if "checkpoint" in parameters and _matches(name, node):
+            checkpoint = str(parameters["checkpoint"] or "").strip()
+    return checkpoint
+
+
+def _node(context) -> list[Node]:
+    namespace = LaunchConfiguration("namespace").perform(context)
+    params_file = LaunchConfiguration("params_file").perform(context)
+    given = _given_parameters(context)
+    full_namespace = make_namespace_absolute(prefix_namespace(
+        context.launch_configurations.get("ros_namespace"), namespace)) or "/"
+    fqn = f"{full_namespace.rstrip('/')}/{NODE_NAME}"
+    # Read even when the checkpoint is given: a missing or broken file is an error here,
+    # where launch_ros would only warn and start the node without it.
+    in_file = _file_checkpoint(params_file, fqn)
+    if "checkpoint" not in given and not in_file:
+        given["checkpoint"] = os.path.expanduser(
+            os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT)
+    image = LaunchConfiguration("image_topic").perform(context)
+    remappings = [(topic, LaunchConfiguration(argument).perform(context))
+                  for topic, argument in REMAPPED_BY.items()]
+    remappings.append(("image/compressed", f"{image}/compressed"))
+    # Only the topics whose argument differs from the topic's own name are remapped.
+    remappings = [(topic, target) for topic, target in remappings if target != topic]
+    return [Node(
+        package="depth_pro_ros",
+        executable="depth_pro_node",
+        name=NODE_NAME,
+        namespace=namespace,
+        output="screen",
+        emulate_tty=True,
+        # Later entries win: the file over the node's defaults, given arguments over both.
+        parameters=[params_file] + ([given] if given else []),
+        remappings=remappings or None,
+    )]
 
 
 def generate_launch_description() -> LaunchDescription:
-    image = LaunchConfiguration("image_topic")
-    transport = PythonExpression(
-        ["'compressed' if '", LaunchConfiguration("use_compressed"),
-         "'.lower() in ('true', '1') else 'raw'"])
-    node = Node(
-        package="depth_pro_ros",
-        executable="depth_pro_node",
-        name="depth_pro_node",
-        namespace=LaunchConfiguration("namespace"),
-        output="screen",
-        emulate_tty=True,
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {
-                "checkpoint": LaunchConfiguration("checkpoint"),
-                "model_type": LaunchConfiguration("model_type"),
-                "device": LaunchConfiguration("device"),
-                "precision": LaunchConfiguration("precision"),
-                "input_transport": transport,
-                "cameras": LaunchConfiguration("cameras"),
-                "anchor_source": LaunchConfiguration("anchor_source"),
-            },
-        ],
-        remappings=[
-            ("image", image),
-            ("image/compressed", [image, "/compressed"]),
-            ("camera_info", LaunchConfiguration("camera_info_topic")),
-            ("anchor/depth", LaunchConfiguration("anchor_depth_topic")),
-            ("anchor/points", LaunchConfiguration("anchor_points_topic")),
-        ],
-    )
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=description)
          for name, default, description in ARGUMENTS]
-        + [node]
+        + [OpaqueFunction(function=_node)]
     )

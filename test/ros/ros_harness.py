@@ -93,7 +93,10 @@ class Probe:
     """A test-side rclpy node: publishes inputs and records the node's outputs."""
 
     def __init__(self, name: str = "probe", namespace: str = NAMESPACE,
-                 outputs: tuple[str, ...] = OUTPUTS) -> None:
+                 outputs: tuple[str, ...] = OUTPUTS, image_topic: str | None = None,
+                 camera_info_topic: str | None = None) -> None:
+        """``image_topic`` / ``camera_info_topic``: where the node reads its inputs when
+        they are remapped (default ``<namespace>/image``, ``<namespace>/camera_info``)."""
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.node import Node
         from rclpy.qos import QoSProfile
@@ -102,10 +105,12 @@ class Probe:
         self.node = Node(name)
         ns = namespace.rstrip("/")
         qos = QoSProfile(depth=10)
-        self.image_pub = self.node.create_publisher(Image, f"{ns}/image", qos)
+        image_topic = image_topic or f"{ns}/image"
+        self.image_pub = self.node.create_publisher(Image, image_topic, qos)
         self.compressed_pub = self.node.create_publisher(
-            CompressedImage, f"{ns}/image/compressed", qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
+            CompressedImage, f"{image_topic}/compressed", qos)
+        self.info_pub = self.node.create_publisher(
+            CameraInfo, camera_info_topic or f"{ns}/camera_info", qos)
         types = {"depth": Image, "depth/camera_info": CameraInfo, "points": PointCloud2,
                  "depth/colorized": Image, "depth/relative": Image}
         self.received: dict[str, list[Any]] = {topic: [] for topic in outputs}
@@ -238,6 +243,21 @@ class Probe:
         finally:
             self.node.destroy_client(client)
 
+    def get_parameters(self, node_name: str, *names: str) -> dict[str, Any]:
+        """Name -> the node's current value, through its get_parameters service."""
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+
+        client = self.node.create_client(GetParameters, f"{node_name}/get_parameters")
+        try:
+            self.spin_until(lambda: client.service_is_ready(), 30.0, "get_parameters service")
+            future = client.call_async(GetParameters.Request(names=list(names)))
+            self.spin_until(future.done, 30.0, "get_parameters reply")
+            return {name: parameter_value_to_python(value)
+                    for name, value in zip(names, future.result().values)}
+        finally:
+            self.node.destroy_client(client)
+
     def close(self) -> None:
         self.node.destroy_node()
 
@@ -247,24 +267,26 @@ class CameraProbe(Probe):
     publishes their images (``compressed``: on ``NAME/image/compressed``) and CameraInfo,
     and records their depth and depth/camera_info."""
 
-    def __init__(self, cameras: tuple[str, ...], compressed: bool = False) -> None:
+    def __init__(self, cameras: tuple[str, ...], compressed: bool = False,
+                 namespace: str = NAMESPACE, name: str = "probe") -> None:
         from rclpy.qos import QoSProfile
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-        super().__init__(outputs=())
+        super().__init__(name, namespace, outputs=())
+        ns = namespace.rstrip("/")
         qos = QoSProfile(depth=100)
         node = self.node
         image_cls, image = (CompressedImage, "image/compressed") if compressed \
             else (Image, "image")
-        self.image_pubs = {c: node.create_publisher(image_cls, f"{NAMESPACE}/{c}/{image}", qos)
+        self.image_pubs = {c: node.create_publisher(image_cls, f"{ns}/{c}/{image}", qos)
                            for c in cameras}
-        self.info_pubs = {c: node.create_publisher(CameraInfo, f"{NAMESPACE}/{c}/camera_info",
+        self.info_pubs = {c: node.create_publisher(CameraInfo, f"{ns}/{c}/camera_info",
                                                    qos) for c in cameras}
         self.got: dict[str, dict[str, list[Any]]] = {c: {t: [] for t in CAMERA_OUTPUTS}
                                                      for c in cameras}
         types = {"depth": Image, "depth/camera_info": CameraInfo}
         self._subs = [node.create_subscription(
-            types[t], f"{NAMESPACE}/{c}/{t}", lambda m, c=c, t=t: self.got[c][t].append(m), qos)
+            types[t], f"{ns}/{c}/{t}", lambda m, c=c, t=t: self.got[c][t].append(m), qos)
             for c in cameras for t in CAMERA_OUTPUTS]
 
     def wait_connected(self, compressed: bool = False, timeout: float = WAIT) -> None:
@@ -337,6 +359,18 @@ def image_message(rgb: np.ndarray, sec: int, encoding: str = "rgb8", frame_id: s
     msg = rclpy_message(Image, encode_image(rgb, encoding, **kwargs))
     msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 500_000_000
     msg.header.frame_id = frame_id
+    return msg
+
+
+def compressed_message(rgb: np.ndarray, fmt: str, sec: int, frame_id: str = "cam_optical"):
+    """An rclpy CompressedImage of ``rgb`` (``fmt``: jpg or png) stamped ``sec`` s."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    ok, data = cv2.imencode(f".{fmt}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok, fmt
+    msg = CompressedImage(format=fmt, data=data.tobytes())
+    msg.header.stamp.sec, msg.header.frame_id = sec, frame_id
     return msg
 
 
