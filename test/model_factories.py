@@ -6,45 +6,29 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from depth_pro_ros.model import DepthProConfig, create_model
+from depth_pro_ros.model.stand_in import random_model
 
 
 def tiny_model() -> torch.nn.Module:
-    """The tiny config with fixed random weights whose outputs look plausible.
-
-    Random weights give a negative FoV and nearly constant depth; shifting the FoV
-    head's bias (and scaling its weights) and scaling the depth head gives a ~60
-    degree FoV that varies with the picture and depth that varies
-    across the image, so tests can tell pixels and frames apart.
-    """
-    torch.manual_seed(3)
-    model = create_model(DepthProConfig.tiny())
-    with torch.no_grad():
-        model.fov.head[-1].bias.fill_(60.0)
-        model.fov.head[-1].weight.mul_(30.0)  # estimates that differ between pictures
-        model.head[-2].weight.mul_(20.0)
-        model.head[-2].bias.fill_(0.3)
-    return model
+    """The tiny Depth Pro with fixed random weights whose outputs look plausible (a ~60
+    degree FoV that varies with the picture, depth that varies across the image): the
+    product's stand-in, ``depth-pro-ros checkpoint --random tiny``."""
+    return random_model("depth_pro", "tiny")
 
 
 def tiny_depth_anything(head: str = "metric", prompt: bool = False,
-                        seed: int = 5) -> torch.nn.Module:
-    """A tiny random-weight Depth Anything (V2 ``head`` relative / metric, or Prompt
-    Depth Anything) whose output varies across the image and stays in range: the last
-    1x1 convolution is scaled up and its bias set, so the relative head's ReLU keeps most
-    pixels positive and the metric sigmoid is not saturated."""
-    from depth_pro_ros.model import DepthAnythingConfig, create_depth_anything
-
-    max_depth = 20.0 if head == "metric" and not prompt else 1.0
-    torch.manual_seed(seed)
-    model = create_depth_anything(DepthAnythingConfig.tiny(head=head, max_depth=max_depth,
-                                                           prompt=prompt))
-    last = [m for m in model.modules()
-            if isinstance(m, torch.nn.Conv2d) and m.out_channels == 1][-1]
-    with torch.no_grad():
-        last.weight.mul_(8.0)
-        last.bias.fill_(0.5 if head == "metric" else 2.0)
-    return model
+                        seed: int | None = None) -> torch.nn.Module:
+    """A tiny random-weight Depth Anything: V2 ``head`` relative, or metric up to 20 m (the
+    indoor release), or Prompt Depth Anything; output that varies across the image and
+    stays in range (the product's stand-in, ``checkpoint --random tiny --model-type ...``)."""
+    if prompt:
+        if head != "metric":
+            raise ValueError("Prompt Depth Anything has a metric head")
+        model_type = "prompt_depth_anything"
+    else:
+        model_type = {"metric": "depth_anything_v2_metric_indoor",
+                      "relative": "depth_anything_v2"}[head]
+    return random_model(model_type, "tiny", seed)
 
 
 class ReferenceRecipe:

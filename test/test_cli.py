@@ -79,7 +79,7 @@ def test_image_command_checkpoint_errors(tmp_path):
     photo = tmp_path / "p.png"
     cv2.imwrite(str(photo), np.zeros((8, 8, 3), np.uint8))
     result = _run("image", str(photo), "--checkpoint", str(tmp_path / "none.pt"))
-    assert result.returncode == 2 and "checkpoint not found" in result.stderr
+    assert result.returncode == 2 and "no such file or folder" in result.stderr
     bad = tmp_path / "bad.pt"
     bad.write_text("nope")
     result = _run("image", str(photo), "--checkpoint", str(bad))

@@ -25,7 +25,7 @@ import math
 import os
 import pickle
 import re
-import tempfile
+import secrets
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from . import da_layout
+from . import da_layout, file_kinds
 from .config import DepthProConfig, parse_precision
 from .depth_anything import (
     IMAGENET_MEAN,
@@ -48,6 +48,7 @@ from .depth_anything import (
 )
 from .hf_layout import config_from_hf, hf_to_apple_state_dict
 from .network import DepthPro, create_model
+from .weights import missing_checkpoint_message
 
 PROJECT_FORMAT = "depth_pro_ros"
 _SHOWN = 5  # keys listed per category in a mismatch message
@@ -129,7 +130,7 @@ def load_checkpoint(
         raise TypeError(f"config must be a DepthProConfig or a DepthAnythingConfig, "
                         f"got {type(config).__name__}")
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path}: no such file or folder")
+        raise CheckpointError(missing_checkpoint_message(path))
     if path.is_dir() or path.suffix == ".safetensors":
         found = _read_hf(path)
     else:
@@ -169,8 +170,7 @@ def save_checkpoint(model: Model, path: str | os.PathLike) -> Path:
         "state_dict": model.state_dict(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
+    tmp = _new_partial_file(path)
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
@@ -178,6 +178,18 @@ def save_checkpoint(model: Model, path: str | os.PathLike) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _new_partial_file(path: Path) -> Path:
+    """A new empty file beside ``path`` with the permissions the umask gives (mkstemp's
+    0600 would hide the checkpoint from the other users of a robot)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 _FAMILY_TEXT = {"depth_pro": "Depth Pro", "depth_anything": "Depth Anything"}
@@ -356,26 +368,18 @@ def _original_da_dims(path: Path, state: Mapping[str, torch.Tensor]) -> dict[str
 
 
 def _torch_load(path: Path) -> Any:
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path}: the file is empty")
+    """``torch.load`` (tensors only, memory-mapped when possible); each way a file can fail
+    to be a checkpoint is told in one sentence that names the file (``file_kinds``)."""
+    problem = file_kinds.torch_file_problem(path)
+    if problem is not None:
+        raise CheckpointError(problem)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError, EOFError, ValueError) as exc:
-        if zipfile.is_zipfile(path) or _looks_like_zip(path):
-            reason = "truncated or corrupt (the archive cannot be read)"
-        else:
-            reason = "not a PyTorch checkpoint"
-        raise CheckpointError(f"checkpoint {path}: {reason}: {_first_line(exc)}") from None
-
-
-def _looks_like_zip(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(4) == b"PK\x03\x04"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+        return torch.load(path, map_location="cpu", weights_only=True,  # legacy: no mmap
+                          mmap=file_kinds.is_zip(file_kinds.read_head(path)))
+    except pickle.UnpicklingError:  # weights_only refuses any object but tensors
+        raise CheckpointError(file_kinds.refused_objects_message(path)) from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError):
+        raise CheckpointError(file_kinds.truncated_message(path)) from None
 
 
 def _tensor_dict(path: Path, obj: Any) -> dict[str, torch.Tensor]:
@@ -484,11 +488,8 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
     try:
         return load_file(path)  # memory-mapped
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(
-            f"checkpoint {path}: not a valid safetensors file (truncated or corrupt?): "
-            f"{_first_line(exc)}"
-        ) from None
+    except (SafetensorError, OSError):
+        raise CheckpointError(file_kinds.safetensors_problem(path)) from None
 
 
 def _build(

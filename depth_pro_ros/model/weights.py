@@ -16,6 +16,7 @@ from pathlib import Path
 __all__ = [
     "CHECKPOINT_ENV",
     "DEFAULT_CHECKPOINT",
+    "STAND_IN_COMMAND",
     "WEIGHTS_URL",
     "DownloadError",
     "default_checkpoint",
@@ -38,12 +39,27 @@ def default_checkpoint() -> Path:
     return Path(env).expanduser() if env else DEFAULT_CHECKPOINT.expanduser()
 
 
-def missing_checkpoint_message(path: Path) -> str:
+#: How to get a random-weight stand-in (``depth-pro-ros checkpoint``), named in the
+#: messages about missing weights.
+STAND_IN_COMMAND = "depth-pro-ros checkpoint --random tiny -o tiny.pt"
+_STAND_IN_HINT = (f"To try the tools without the weights: {STAND_IN_COMMAND} writes a random "
+                  "stand-in (add --model-type for another family; its depth is meaningless).")
+
+
+def missing_checkpoint_message(path: str | os.PathLike) -> str:
+    """What to say when the checkpoint ``path`` does not exist, for every family and
+    every tool (command line, bag tool, demo, node): where the weights come from, where
+    they go, the environment variable, and the random stand-in command."""
     return (
-        f"checkpoint not found: {path}\n"
-        f"Download Apple's weights from {WEIGHTS_URL} (or the Hugging Face folder "
-        f"apple/DepthPro-hf with model.safetensors and config.json), put them at "
-        f"{DEFAULT_CHECKPOINT} or set ${CHECKPOINT_ENV}, or pass --checkpoint PATH."
+        f"checkpoint {path}: no such file or folder.\n"
+        f"Get the weights: Depth Pro from {WEIGHTS_URL} (or the Hugging Face folder "
+        "apple/DepthPro-hf: model.safetensors + config.json); Depth Anything V2 and Prompt "
+        "Depth Anything from their depth-anything/* Hugging Face releases (original .pth / "
+        ".ckpt or -hf folder; see the README's model table).\n"
+        f"Put them at {DEFAULT_CHECKPOINT} (the default of the depth-pro-ros commands and "
+        f"the launch file), or set ${CHECKPOINT_ENV} to their path (depth-pro-ros commands), "
+        "or give the path: --checkpoint PATH (node and launch file: checkpoint:=PATH).\n"
+        f"{_STAND_IN_HINT}"
     )
 
 
@@ -64,7 +80,7 @@ def download_weights(
 
     dest = Path(dest).expanduser()
     hint = (f"Without network access, download {url} on another machine and copy it to "
-            f"{dest} (or set ${CHECKPOINT_ENV} to where it is).")
+            f"{dest} (or set ${CHECKPOINT_ENV} to where it is). {_STAND_IN_HINT}")
     tmp = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)

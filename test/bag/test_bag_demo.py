@@ -163,7 +163,7 @@ def test_demo_without_weights_says_where_to_put_them(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=300, env=_env(HOME=str(tmp_path)))
     assert result.returncode == 2
     err = result.stderr
-    assert "checkpoint not found" in err and "depth_pro.pt" in err
+    assert "no such file or folder" in err and "depth_pro.pt" in err
     assert "https://ml-site.cdn-apple.com/models/depth-pro/depth_pro.pt" in err
     assert "Traceback" not in err and not (tmp_path / "d").exists()
 

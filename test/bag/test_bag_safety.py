@@ -240,7 +240,7 @@ def test_input_and_option_errors_are_one_clear_line(two_frames, tiny_checkpoint,
     assert code == 1 and "overlaps the input" in err
     code, err = run(str(two_frames), "-o", out, "--checkpoint", str(tmp_path / "no.pt"),
                     "--image-topic", CAM)
-    assert code == 2 and "checkpoint not found" in err
+    assert code == 2 and "no such file or folder" in err
     bad = tmp_path / "bad.pt"
     bad.write_text("nope")
     code, err = run(str(two_frames), "-o", out, "--checkpoint", str(bad), "--image-topic", CAM)

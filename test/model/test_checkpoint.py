@@ -172,3 +172,158 @@ def test_loading_keeps_one_copy_of_the_weights(tmp_path):
     growth_mb = float(out.stdout.strip().splitlines()[-1])
     assert size_mb > 100
     assert growth_mb < 1.3 * size_mb, (growth_mb, size_mb)
+
+
+def test_missing_file_says_where_to_get_weights_and_the_stand_in(tmp_path, monkeypatch):
+    """One message, whoever asks (node, bag tool, image command, demo)."""
+    from depth_pro_ros.model.weights import missing_checkpoint_message
+
+    monkeypatch.delenv("DEPTH_PRO_CHECKPOINT", raising=False)
+    path = tmp_path / "missing.pt"
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message == missing_checkpoint_message(path)
+    assert message.startswith(f"checkpoint {path}: no such file or folder")
+    for part in ("https://ml-site.cdn-apple.com/models/depth-pro/depth_pro.pt",
+                 "apple/DepthPro-hf", "Depth Anything V2", "Prompt Depth Anything",
+                 "~/.cache/depth_pro_ros/depth_pro.pt", "$DEPTH_PRO_CHECKPOINT",
+                 "--checkpoint PATH", "checkpoint:=PATH",
+                 "depth-pro-ros checkpoint --random tiny -o tiny.pt", "meaningless"):
+        assert part in message, part
+
+
+def test_download_failure_names_the_stand_in(tmp_path):
+    from depth_pro_ros.model.weights import DownloadError, download_weights
+
+    with pytest.raises(DownloadError) as info:
+        download_weights(tmp_path / "w.pt", url=(tmp_path / "absent.pt").as_uri(),
+                         progress=False)
+    assert "depth-pro-ros checkpoint --random tiny -o tiny.pt" in str(info.value)
+
+
+def _whole_module(path):
+    torch.manual_seed(0)
+    torch.save(create_model(DepthProConfig.tiny()), path)
+
+
+def _legacy_whole_module(path):
+    torch.manual_seed(0)
+    torch.save(create_model(DepthProConfig.tiny()), path, _use_new_zipfile_serialization=False)
+
+
+def _jpeg(path):
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(path.with_suffix(".jpg")), np.zeros((8, 8, 3), np.uint8))
+    path.with_suffix(".jpg").rename(path)
+
+
+def _torchscript(path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
+
+
+def _namespace(path):
+    import argparse
+
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "args": argparse.Namespace(lr=1)}, path)
+
+
+def _plain_pickle(path):
+    import pickle
+
+    path.write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=2))
+
+
+def _zip(path):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+
+
+def _safetensors(path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(path))
+
+
+@pytest.mark.parametrize(("write", "says"), [
+    (_whole_module, "holds a pickled whole torch module "
+                    "(depth_pro_ros.model.network.DepthPro), written by torch.save(model), "
+                    "not a state dict: save model.state_dict() instead"),
+    (_legacy_whole_module, "holds a pickled whole torch module "
+                           "(depth_pro_ros.model.network.DepthPro)"),
+    (_jpeg, "is a JPEG image, not a checkpoint: expected Apple's depth_pro.pt, a Depth "
+            "Anything .pth / .ckpt, a Hugging Face folder"),
+    (lambda p: p.write_bytes(bytes(range(256)) * 40),
+     "is not a PyTorch checkpoint (neither a torch.save zip nor pickle) nor a safetensors "
+     "file: expected Apple's depth_pro.pt"),
+    (lambda p: p.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:ab\n"),
+     "is a Git LFS pointer, not the weights it stands for: fetch the file itself"),
+    (lambda p: p.write_text("<!DOCTYPE html><html><body>Sign in</body></html>"),
+     "is an HTML page, not the weights"),
+    (_torchscript, "is a TorchScript program (torch.jit.save), not a state dict"),
+    (_namespace, "holds Python objects besides tensors (argparse.Namespace), which are not "
+                 "loaded"),
+    (_plain_pickle, "is a plain Python pickle, not a PyTorch checkpoint"),
+    (_zip, "is a zip archive but not a PyTorch checkpoint (it has no data.pkl)"),
+    (_safetensors, "is a safetensors file under another name: name it model.safetensors"),
+], ids=["whole_module", "legacy_whole_module", "jpeg", "garbage", "lfs_pointer", "html",
+        "torchscript", "other_objects", "plain_pickle", "zip", "safetensors_named_pt"])
+def test_each_kind_of_foreign_file_gets_one_plain_sentence(tmp_path, write, says):
+    path = tmp_path / "weights.pt"
+    write(path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert message.startswith(f"checkpoint {path} ") and says in message, message
+    assert "\n" not in message and "\x1b" not in message
+    for internal in ("mmap", "weights_only", "Weights only", "_use_new_zipfile", "enforce fail",
+                     "PytorchStreamReader", "Unsupported global"):
+        assert internal not in message, message
+
+
+@pytest.mark.parametrize(("write", "says"), [
+    (_jpeg, "is a JPEG image, not a checkpoint"),
+    (_whole_module, "is a PyTorch file, not safetensors: give it a .pt name"),
+    (lambda p: p.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1"),
+     "is not a valid safetensors file (truncated or corrupt?)"),
+])
+def test_a_foreign_safetensors_file_says_what_it_is(tmp_path, write, says):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    path = folder / "model.safetensors"
+    write(path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(info.value).startswith(f"checkpoint {path} {says}"), str(info.value)
+    assert "\x1b" not in str(info.value) and "HeaderTooLarge" not in str(info.value)
+
+
+def test_legacy_format_state_dict_loads(tiny_model, tmp_path):
+    """torch.save's pre-1.6 (non-zip) format cannot be memory-mapped; it is read whole."""
+    path = tmp_path / "legacy.pt"
+    torch.save(tiny_model.state_dict(), path, _use_new_zipfile_serialization=False)
+    loaded = load_checkpoint(path, config=tiny_model.config)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
+                                                 tiny_model.state_dict().values()))
+
+
+def test_saved_checkpoint_permissions_follow_the_umask(tiny_model, tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint(tiny_model, tmp_path / "shared.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.pt"]  # no partial file left

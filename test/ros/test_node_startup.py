@@ -29,3 +29,17 @@ def test_bad_startup_parameters_exit_with_the_reason(tiny_checkpoint, tmp_path, 
     log = node.log()
     assert message in log, log
     assert "cannot start" in log and "Traceback" not in log, log
+
+
+def test_missing_checkpoint_says_where_to_get_weights(tmp_path):
+    """The node's message is the command line's (weights.missing_checkpoint_message):
+    where the weights come from, where they go, and the random stand-in command."""
+    from depth_pro_ros.model.weights import STAND_IN_COMMAND, missing_checkpoint_message
+
+    missing = tmp_path / "none.pt"
+    node = NodeProcess(tmp_path / "node.log", f"checkpoint:={missing}")
+    assert node.wait(timeout=120) == 2
+    log = node.log()
+    for line in missing_checkpoint_message(missing).splitlines():
+        assert line in log, log
+    assert STAND_IN_COMMAND in log and "checkpoint:=PATH" in log, log
