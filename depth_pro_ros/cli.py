@@ -239,7 +239,7 @@ def _add_processing_options(bag: argparse.ArgumentParser) -> None:
                                          "before the image is stale (default: "
                                          f"{rec.camera_info_timeout})")
     anchor = bag.add_argument_group(
-        "metric anchoring (as the node's anchor_* parameters; README, Metric anchoring)")
+        "metric anchoring (as the node's anchor_* parameters; docs/node.md, Metric anchoring)")
     anchor_defaults = AnchorSettings()
     anchor.add_argument("--anchor-topic", action="append", default=None, metavar="A",
                         dest="anchor_topics",

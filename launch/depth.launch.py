@@ -9,13 +9,12 @@ ros2 launch depth_pro_ros depth.launch.py params_file:=/path/my_depth.yaml
 Which value a node parameter gets: an argument given (on the command line, or by a launch
 file that includes this one) among checkpoint, model_type, device, precision, cameras,
 anchor_source and use_compressed wins over the parameter file; one not given leaves the
-file's value (params_file, by default the package's config/depth_pro.yaml). The checkpoint,
-when neither given nor set (non-empty) in the file for this node, is $DEPTH_PRO_CHECKPOINT,
-else ~/.cache/depth_pro_ros/depth_pro.pt.
+file's value (params_file, by default the package's config/depth_pro.yaml). A checkpoint
+left empty everywhere is the node's default: $DEPTH_PRO_CHECKPOINT, else
+~/.cache/depth_pro_ros/depth_pro.pt.
 """
 
 import os
-import re
 
 import yaml
 from launch import LaunchDescription
@@ -23,12 +22,8 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-from launch_ros.utilities import make_namespace_absolute, prefix_namespace
 
 NODE_NAME = "depth_pro_node"
-# The same default weights as the depth-pro-ros command (depth_pro_ros.model.weights).
-CHECKPOINT_ENV = "DEPTH_PRO_CHECKPOINT"
-DEFAULT_CHECKPOINT = "~/.cache/depth_pro_ros/depth_pro.pt"
 # Default of the arguments that set a node parameter: not given, the file's value stays.
 NOT_GIVEN = ""
 
@@ -39,7 +34,7 @@ ARGUMENTS = (
      "/compressed is read"),
     ("camera_info_topic", "camera_info", "Input sensor_msgs/CameraInfo topic"),
     ("anchor_source", NOT_GIVEN, "Metric anchor: none, depth (a registered depth image) or "
-     "points (a point cloud); see the README, Metric anchoring. Not given: the params "
+     "points (a point cloud); see docs/node.md, Metric anchoring. Not given: the params "
      "file's anchor_source (shipped: none)"),
     ("anchor_depth_topic", "anchor/depth", "Anchor depth image topic (sensor_msgs/Image "
      "32FC1 m or 16UC1 mm), with anchor_source depth"),
@@ -52,8 +47,8 @@ ARGUMENTS = (
      "(shipped: [], one camera)"),
     ("checkpoint", NOT_GIVEN, "Network weights: Depth Pro (depth_pro.pt or an "
      "apple/DepthPro-hf folder), Depth Anything V2 or Prompt Depth Anything (original or "
-     "Hugging Face files). Not given: the params file's checkpoint if set, else "
-     f"${CHECKPOINT_ENV}, else {DEFAULT_CHECKPOINT}"),
+     "Hugging Face files). Not given: the params file's checkpoint; empty there too: "
+     "$DEPTH_PRO_CHECKPOINT, else ~/.cache/depth_pro_ros/depth_pro.pt (the node's default)"),
     ("model_type", NOT_GIVEN, "Model family and head: auto (read from the checkpoint), "
      "depth_pro, depth_anything_v2, depth_anything_v2_metric_indoor, "
      "depth_anything_v2_metric_outdoor or prompt_depth_anything. Not given: the params "
@@ -129,60 +124,13 @@ def _given_parameters(context) -> dict:
     return parameters
 
 
-def _matches(pattern: str, node: str) -> bool:
-    """Whether a parameter file's node name (``/**``, ``ns/*``, ``/robot/depth_pro_node``)
-    applies to the fully qualified node name ``node``, as rcl reads it: ``*`` stands for
-    one name token, ``**`` for any number of them."""
-    regex = "".join("(/[^/]+)*" if token == "**"
-                    else "/" + re.escape(token).replace(r"\*", "[^/]*")
-                    for token in pattern.split("/") if token)
-    return re.fullmatch(regex, node) is not None
-
-
-def _sections(tree: dict, path: tuple = ()):
-    """(node name, ros__parameters) of each section of a parameter file, in file order
-    (nested namespaces joined with /)."""
-    for key, value in tree.items():
-        if not isinstance(value, dict):
-            continue
-        if key == "ros__parameters":
-            yield "/".join(path), value
-        else:
-            yield from _sections(value, path + (str(key),))
-
-
-def _file_checkpoint(path: str, node: str) -> str:
-    """The checkpoint the parameter file sets for ``node`` ('' when none); later sections
-    win, as they do for the node."""
-    try:
-        with open(path) as f:
-            tree = yaml.safe_load(f) or {}
-    except OSError as exc:
-        raise ValueError(f"params_file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"params_file {path} is not YAML: {exc}") from None
-    if not isinstance(tree, dict):
-        raise ValueError(f"params_file {path} is not a ROS parameter file")
-    checkpoint = ""
-    for name, parameters in _sections(tree):
-        if "checkpoint" in parameters and _matches(name, node):
-            checkpoint = str(parameters["checkpoint"] or "").strip()
-    return checkpoint
-
-
 def _node(context) -> list[Node]:
     namespace = LaunchConfiguration("namespace").perform(context)
     params_file = LaunchConfiguration("params_file").perform(context)
     given = _given_parameters(context)
-    full_namespace = make_namespace_absolute(prefix_namespace(
-        context.launch_configurations.get("ros_namespace"), namespace)) or "/"
-    fqn = f"{full_namespace.rstrip('/')}/{NODE_NAME}"
-    # Read even when the checkpoint is given: a missing or broken file is an error here,
-    # where launch_ros would only warn and start the node without it.
-    in_file = _file_checkpoint(params_file, fqn)
-    if "checkpoint" not in given and not in_file:
-        given["checkpoint"] = os.path.expanduser(
-            os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT)
+    # launch_ros only warns about a missing parameter file and starts the node without it.
+    if not os.path.isfile(params_file):
+        raise ValueError(f"params_file {params_file}: no such file")
     image = LaunchConfiguration("image_topic").perform(context)
     remappings = [(topic, LaunchConfiguration(argument).perform(context))
                   for topic, argument in REMAPPED_BY.items()]

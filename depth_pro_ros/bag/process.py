@@ -73,7 +73,7 @@ _ANCHOR_TYPES = {"sensor_msgs/msg/Image": "depth", "sensor_msgs/msg/PointCloud2"
 
 @dataclass
 class BagOptions:
-    """Everything ``depth-pro-ros bag`` takes (see README, "Processing bags")."""
+    """Everything ``depth-pro-ros bag`` takes (see docs/cli.md)."""
 
     input: Path
     output: Path

@@ -55,9 +55,9 @@ def missing_checkpoint_message(path: str | os.PathLike) -> str:
         f"Get the weights: Depth Pro from {WEIGHTS_URL} (or the Hugging Face folder "
         "apple/DepthPro-hf: model.safetensors + config.json); Depth Anything V2 and Prompt "
         "Depth Anything from their depth-anything/* Hugging Face releases (original .pth / "
-        ".ckpt or -hf folder; see the README's model table).\n"
+        ".ckpt or -hf folder; see docs/depth_anything.md).\n"
         f"Put them at {DEFAULT_CHECKPOINT} (the default of the depth-pro-ros commands and "
-        f"the launch file), or set ${CHECKPOINT_ENV} to their path (depth-pro-ros commands), "
+        f"the node), or set ${CHECKPOINT_ENV} to their path (both), "
         "or give the path: --checkpoint PATH (node and launch file: checkpoint:=PATH).\n"
         f"{_STAND_IN_HINT}"
     )

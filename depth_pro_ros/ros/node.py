@@ -101,7 +101,7 @@ class _Arrival(NamedTuple):
 
 class DepthProNode(Node):
     """Metric depth from one or several monocular cameras with one loaded network; see the
-    README for topics and parameters."""
+    docs/node.md for topics and parameters."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("depth_pro_node", **kwargs)

@@ -1,8 +1,8 @@
 """Every parameter of ``depth_pro_node``, declared in one place.
 
 ``PARAMETERS`` is the single table: name, default, description, range or choices, and
-whether a change needs a restart (read-only). ``config/depth_pro.yaml`` and the README
-table list exactly these names (a test checks it). :func:`settings_from` turns a set of
+whether a change needs a restart (read-only). ``config/depth_pro.yaml`` and the
+docs/node.md table list exactly these names (a test checks it). :func:`settings_from` turns a set of
 values into the engine / stream settings and raises ``ValueError`` naming the first bad
 parameter, both at start-up and when a parameter is changed at runtime.
 """
@@ -23,6 +23,7 @@ from depth_pro_ros.engine.focal import FOCAL_SOURCES
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
 from depth_pro_ros.model import MODEL_TYPES
+from depth_pro_ros.model.weights import default_checkpoint
 from depth_pro_ros.stream import CAMERA_INFO_SYNC, FocalSettings, OutputOptions
 from depth_pro_ros.stream.anchor import ANCHOR_SOURCES, AnchorOptions
 
@@ -58,11 +59,12 @@ _ANCHOR = AnchorSettings()
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("checkpoint", "", "Network weights (required): Depth Pro (Apple depth_pro.pt, "
-              "a Hugging Face apple/DepthPro-hf folder or .safetensors file), Depth Anything "
-              "V2 (depth_anything_v2_*.pth or a Hugging Face folder) or Prompt Depth "
-              "Anything (.ckpt or a Hugging Face folder); the family is read from the file",
-              read_only=True),
+    ParamSpec("checkpoint", "", "Network weights: Depth Pro (Apple depth_pro.pt, a Hugging "
+              "Face apple/DepthPro-hf folder or .safetensors file), Depth Anything V2 "
+              "(depth_anything_v2_*.pth or a Hugging Face folder) or Prompt Depth Anything "
+              "(.ckpt or a Hugging Face folder); the family is read from the file. Empty: "
+              "$DEPTH_PRO_CHECKPOINT, else ~/.cache/depth_pro_ros/depth_pro.pt (the "
+              "depth-pro-ros commands' default)", read_only=True),
     ParamSpec("model_type", "auto", "Model family and head; auto reads them from the "
               "checkpoint. Settles what a file cannot say (an original Depth Anything V2 "
               ".pth renamed without 'metric_hypersim' / 'metric_vkitti'); a contradiction "
@@ -232,8 +234,7 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
          "anchor_transform": tuple(values["anchor_transform"] or ())}
     _check(v)
     if not str(v["checkpoint"]).strip():
-        raise ValueError("parameter 'checkpoint' is required: the path of depth_pro.pt "
-                         "(or an apple/DepthPro-hf folder, or a Depth Anything checkpoint)")
+        v["checkpoint"] = str(default_checkpoint())
     if v["input_size"] % 14:
         raise ValueError(f"parameter 'input_size' must be a multiple of 14 (0 = the model's "
                          f"default), got {v['input_size']}")

@@ -7,7 +7,6 @@ from ros_harness import NodeProcess
 
 
 @pytest.mark.parametrize(("params", "message"), [
-    ((), "parameter 'checkpoint' is required"),
     (("checkpoint:=/nonexistent/depth_pro.pt",),
      "checkpoint /nonexistent/depth_pro.pt: no such file or folder"),
     (("focal_ema_alpha:=0.0",), "focal_ema_alpha must be in (0, 1]"),
@@ -18,11 +17,11 @@ from ros_harness import NodeProcess
     (("cameras:=[front, front]",), "parameter 'cameras' names front more than once"),
     (("cameras:=[front, /rear]",), "parameter 'cameras': '/rear' is not a relative topic"),
     (("cameras:=front",), "parameter 'cameras' must be a list of strings (e.g. [front, left])"),
-], ids=["no_checkpoint", "missing_file", "alpha_zero", "decimation_zero", "int_for_float",
+], ids=["missing_file", "alpha_zero", "decimation_zero", "int_for_float",
         "fixed_without_focal", "bad_device", "duplicate_camera", "absolute_camera",
         "camera_not_a_list"])
 def test_bad_startup_parameters_exit_with_the_reason(tiny_checkpoint, tmp_path, params, message):
-    if params and not params[0].startswith("checkpoint"):
+    if not params[0].startswith("checkpoint"):
         params = (f"checkpoint:={tiny_checkpoint}", *params)
     node = NodeProcess(tmp_path / "node.log", *params)
     assert node.wait(timeout=120) == 2
@@ -31,13 +30,20 @@ def test_bad_startup_parameters_exit_with_the_reason(tiny_checkpoint, tmp_path, 
     assert "cannot start" in log and "Traceback" not in log, log
 
 
-def test_missing_checkpoint_says_where_to_get_weights(tmp_path):
-    """The node's message is the command line's (weights.missing_checkpoint_message):
-    where the weights come from, where they go, and the random stand-in command."""
-    from depth_pro_ros.model.weights import STAND_IN_COMMAND, missing_checkpoint_message
+def test_missing_checkpoint_says_where_to_get_weights(tmp_path, monkeypatch):
+    """Without a checkpoint parameter the node takes the command line's default
+    ($DEPTH_PRO_CHECKPOINT here); its message is the command line's
+    (weights.missing_checkpoint_message): where the weights come from, where they go, and
+    the random stand-in command."""
+    from depth_pro_ros.model.weights import (
+        CHECKPOINT_ENV,
+        STAND_IN_COMMAND,
+        missing_checkpoint_message,
+    )
 
     missing = tmp_path / "none.pt"
-    node = NodeProcess(tmp_path / "node.log", f"checkpoint:={missing}")
+    monkeypatch.setenv(CHECKPOINT_ENV, str(missing))
+    node = NodeProcess(tmp_path / "node.log")
     assert node.wait(timeout=120) == 2
     log = node.log()
     for line in missing_checkpoint_message(missing).splitlines():

@@ -39,6 +39,16 @@ def test_readme_documents_every_parameter():
             f"{name} missing from docs/node.md"
 
 
+def test_an_empty_checkpoint_is_the_command_lines_default(monkeypatch, tmp_path):
+    from depth_pro_ros.model.weights import CHECKPOINT_ENV, DEFAULT_CHECKPOINT
+
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    assert settings_from(_values(checkpoint="  ")).values["checkpoint"] == \
+        str(DEFAULT_CHECKPOINT.expanduser())
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path / "w.pt"))
+    assert settings_from(_values(checkpoint="")).values["checkpoint"] == str(tmp_path / "w.pt")
+
+
 def test_defaults_build_settings():
     settings = settings_from(_values())
     assert settings.focal.focal_source == "auto" and settings.engine.policy == "latest"
@@ -47,7 +57,6 @@ def test_defaults_build_settings():
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"checkpoint": "  "}, "'checkpoint' is required"),
     ({"precision": "int8"}, "'precision' must be one of auto, fp32, fp16, bf16"),
     ({"input_transport": "theora"}, "'input_transport' must be one of raw, compressed"),
     ({"focal_source": "magic"}, "'focal_source' must be one of"),
