@@ -18,6 +18,7 @@ from depth_pro_ros.engine.pointcloud import (
     to_numpy_record,
 )
 from depth_pro_ros.engine.types import (
+    BACKENDS,
     BatchRecord,
     DepthResult,
     EngineConfig,
@@ -26,6 +27,7 @@ from depth_pro_ros.engine.types import (
 )
 
 __all__ = [
+    "BACKENDS",
     "BatchRecord",
     "DepthEngine",
     "DepthResult",

@@ -14,6 +14,8 @@ from depth_pro_ros.engine.focal import FocalSource, Intrinsics
 from depth_pro_ros.engine.preprocess import CHANNEL_ORDERS
 
 POLICIES = ("latest", "all")
+#: Inference backends the engine can run a network with (see engine/backends).
+BACKENDS = ("torch",)
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class EngineConfig:
     """How the engine runs. ``device=None`` picks CUDA when available, else the CPU."""
 
     device: str | None = None
+    # Who runs the network's forward pass (engine/backends); the recipe stays in torch.
+    backend: str = "torch"
     precision: str = "auto"  # see resolve_precision: fp16 on CUDA, fp32 on the CPU
     # "latest": keep only the newest waiting frame of each source; "all": every frame
     policy: str = "latest"
@@ -44,6 +48,8 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        if self.backend not in BACKENDS:
+            problems.append(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.policy not in POLICIES:
             problems.append(f"policy must be one of {POLICIES}, got {self.policy!r}")
         if self.queue_size < 1:
