@@ -34,12 +34,12 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from depth_pro_ros.engine import DepthResult, create_engine, resolve_device
 from depth_pro_ros.io.messages import fill
 from depth_pro_ros.model import CheckpointError
+from depth_pro_ros.ros.health import CameraHealth, anchor_values, engine_values
 from depth_pro_ros.ros.parameters import PARAMETERS, NodeSettings, descriptor, settings_from
+from depth_pro_ros.ros.throttle import ErrorThrottle
 from depth_pro_ros.stream import CameraStream, FrameSkipped, build_outputs
 from depth_pro_ros.stream.anchor import AnchorStream
-from depth_pro_ros.stream.health import CameraHealth, anchor_values, engine_values
 from depth_pro_ros.stream.model_use import check_model_use
-from depth_pro_ros.stream.throttle import ErrorThrottle
 
 __all__ = ["DepthProNode", "main"]
 

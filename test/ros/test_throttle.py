@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from depth_pro_ros.stream.throttle import ErrorThrottle
+from depth_pro_ros.ros.throttle import ErrorThrottle
 
 
 def test_first_report_of_a_kind_is_logged_then_held_back_for_the_period():

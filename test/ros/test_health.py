@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 
 from depth_pro_ros.engine import BatchRecord, DepthResult, EngineStats, FocalSource, Intrinsics
-from depth_pro_ros.stream.health import CameraHealth, engine_values
+from depth_pro_ros.ros.health import CameraHealth, engine_values
 
 
 def _result(fx: float = 500.0, width: int = 64) -> DepthResult:
