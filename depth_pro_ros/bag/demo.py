@@ -40,8 +40,9 @@ from depth_pro_ros.model.weights import (
     CHECKPOINT_ENV,
     DEFAULT_CHECKPOINT,
     DownloadError,
+    MissingCheckpointError,
     download_weights,
-    missing_checkpoint_message,
+    resolve_checkpoint,
 )
 from depth_pro_ros.stream import OutputOptions
 
@@ -88,28 +89,24 @@ def find_weights(checkpoint: Path | None, download: bool) -> tuple[Path, bool]:
     """The checkpoint to use and whether it is a smoke test; downloads when allowed.
 
     Raises:
-        DownloadError: no weights and they could not be downloaded (or ``download`` off).
+        MissingCheckpointError: no checkpoint at the path given (``checkpoint``,
+            ``$DEPTH_PRO_CHECKPOINT``), or none at the default path and ``download`` off.
+        DownloadError: no weights at the default path and they could not be downloaded.
     """
-    if checkpoint is not None:
-        path = Path(checkpoint).expanduser()
-        if not path.exists():
-            raise DownloadError(missing_checkpoint_message(path))
-        return path, False
-    if os.environ.get(DEMO_ENV):
+    if checkpoint is None and os.environ.get(DEMO_ENV):
         path = Path(os.environ[DEMO_ENV]).expanduser()
         if not path.exists():
-            raise DownloadError(f"${DEMO_ENV} points at {path}, which does not exist")
+            raise MissingCheckpointError(f"${DEMO_ENV} points at {path}, which does not "
+                                         "exist")
         return path, True
-    if os.environ.get(CHECKPOINT_ENV):
-        path = Path(os.environ[CHECKPOINT_ENV]).expanduser()
-        if not path.exists():
-            raise DownloadError(missing_checkpoint_message(path))
-        return path, False
+    try:
+        return resolve_checkpoint(checkpoint), False
+    except MissingCheckpointError:
+        # Only Apple's weights at the default path are fetched: a path someone gave
+        # stays theirs to fill.
+        if checkpoint is not None or os.environ.get(CHECKPOINT_ENV) or not download:
+            raise
     path = DEFAULT_CHECKPOINT.expanduser()
-    if path.exists():
-        return path, False
-    if not download:
-        raise DownloadError(missing_checkpoint_message(path))
     _say(f"Depth Pro weights not found at {path}; downloading Apple's depth_pro.pt (~1.9 GB)")
     return download_weights(path), False
 
@@ -197,7 +194,7 @@ def run_demo(outdir: Path = Path("demo_output"), checkpoint: Path | None = None,
 
     try:
         weights, smoke = find_weights(checkpoint, download)
-    except DownloadError as exc:
+    except (MissingCheckpointError, DownloadError) as exc:
         return fail(str(exc), 2)
     if smoke:
         _say(f"smoke test: ${DEMO_ENV}={weights} (not the real weights: the depth "

@@ -376,11 +376,12 @@ def process_bag(
 
     t_start = time.perf_counter()
     check_output_path(opts.output, opts.input, opts.overwrite)
-    checkpoint = Path(opts.checkpoint).expanduser()
-    if not checkpoint.exists():
-        from depth_pro_ros.model.weights import missing_checkpoint_message
+    from depth_pro_ros.model.weights import MissingCheckpointError, resolve_checkpoint
 
-        raise BagSetupError(missing_checkpoint_message(checkpoint))
+    try:
+        checkpoint = resolve_checkpoint(opts.checkpoint)
+    except MissingCheckpointError as exc:
+        raise BagSetupError(str(exc)) from None
     config = _engine_config(opts)
     if engine is not None:
         _check_engine(engine, opts)

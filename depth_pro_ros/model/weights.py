@@ -19,9 +19,11 @@ __all__ = [
     "STAND_IN_COMMAND",
     "WEIGHTS_URL",
     "DownloadError",
+    "MissingCheckpointError",
     "default_checkpoint",
     "download_weights",
     "missing_checkpoint_message",
+    "resolve_checkpoint",
 ]
 
 WEIGHTS_URL = "https://ml-site.cdn-apple.com/models/depth-pro/depth_pro.pt"
@@ -31,6 +33,10 @@ CHECKPOINT_ENV = "DEPTH_PRO_CHECKPOINT"
 
 class DownloadError(OSError):
     """The weights could not be downloaded; the text says why and what to do instead."""
+
+
+class MissingCheckpointError(FileNotFoundError):
+    """No checkpoint at the path asked for; the text is :func:`missing_checkpoint_message`."""
 
 
 def default_checkpoint() -> Path:
@@ -61,6 +67,20 @@ def missing_checkpoint_message(path: str | os.PathLike) -> str:
         "or give the path: --checkpoint PATH (node and launch file: checkpoint:=PATH).\n"
         f"{_STAND_IN_HINT}"
     )
+
+
+def resolve_checkpoint(path: str | os.PathLike | None = None) -> Path:
+    """The checkpoint every tool loads: ``path`` (``~`` expanded), or when it is None or
+    empty :func:`default_checkpoint`.
+
+    Raises:
+        MissingCheckpointError: nothing exists there; its text is the one family-neutral
+            :func:`missing_checkpoint_message` that every tool shows.
+    """
+    checkpoint = Path(path).expanduser() if path else default_checkpoint()
+    if not checkpoint.exists():
+        raise MissingCheckpointError(missing_checkpoint_message(checkpoint))
+    return checkpoint
 
 
 def download_weights(

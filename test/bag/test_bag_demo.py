@@ -20,7 +20,11 @@ import depth_pro_ros.bag
 from depth_pro_ros.bag.demo import FRAMES, INFO_TOPIC, TOPIC, find_weights, make_sample_bag
 from depth_pro_ros.bag.sample import sample_image, sample_image_resource
 from depth_pro_ros.io.messages import depth_image_to_array
-from depth_pro_ros.model.weights import DownloadError, download_weights
+from depth_pro_ros.model.weights import (
+    DownloadError,
+    MissingCheckpointError,
+    download_weights,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "depth_pro_ros" / "bag" / "data" / "sample.jpg"
@@ -179,7 +183,8 @@ def test_weights_lookup_order(tmp_path, monkeypatch):
     monkeypatch.delenv("DEPTH_PRO_DEMO_CHECKPOINT")
     assert find_weights(None, download=False) == (user_ck, False)
     monkeypatch.delenv("DEPTH_PRO_CHECKPOINT")
-    with pytest.raises(DownloadError, match=r"\.cache/depth_pro_ros/depth_pro\.pt"):
+    with pytest.raises(MissingCheckpointError,
+                       match=r"\.cache/depth_pro_ros/depth_pro\.pt"):
         find_weights(None, download=False)
 
 

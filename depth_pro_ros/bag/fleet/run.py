@@ -1,0 +1,146 @@
+"""``bags``' driver: plan the run, run the bags here or on Ray, write the summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+from depth_pro_ros.bag.errors import BagError, BagSetupError
+from depth_pro_ros.bag.fleet.jobs import FleetProgress, Job, run_one
+from depth_pro_ros.bag.fleet.plan import (
+    FleetSettings,
+    checkpoint_sha256,
+    complete_output,
+    find_bags,
+    plan_outputs,
+    remove_partials,
+    run_record,
+)
+from depth_pro_ros.bag.fleet.ray_pool import run_ray
+from depth_pro_ros.bag.fleet.records import (
+    SUMMARY,
+    BagOutcome,
+    JsonValue,
+    format_table,
+    write_summary,
+)
+from depth_pro_ros.bag.process import BagOptions, create_bag_engine
+from depth_pro_ros.model.weights import MissingCheckpointError, resolve_checkpoint
+
+__all__ = ["run_fleet"]
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def run_fleet(template: BagOptions, inputs: list[Path], settings: FleetSettings) -> int:
+    """Run ``bags``; returns the exit status (0 all ok or skipped, 1 some failed, 2 setup,
+    130 interrupted). ``template`` holds every option but input and output."""
+    if settings.ray:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            _say("depth-pro-ros: error: --ray needs Ray: pip install 'depth_pro_ros[cluster]' "
+                 "(or pip install ray)")
+            return 2
+    outdir = settings.outdir.resolve() if settings.ray else settings.outdir
+    try:
+        bags = find_bags(inputs, exclude=settings.outdir)
+        if settings.ray:
+            bags = [b.resolve() for b in bags]
+        pairs = plan_outputs(bags, outdir)
+        try:
+            checkpoint = resolve_checkpoint(template.checkpoint)
+        except MissingCheckpointError as exc:
+            raise BagSetupError(str(exc)) from None
+        template = dataclasses.replace(template, checkpoint=checkpoint.resolve(),
+                                       progress=False)
+        record = run_record(template, checkpoint_sha256(checkpoint))
+    except BagError as exc:
+        _say(f"depth-pro-ros: error: {exc}")
+        return 2
+    started = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    fleet = FleetProgress(template, settings.progress, len(pairs))
+    todo = _resume(fleet, pairs, record, settings.resume)
+    code = 0
+    try:
+        if todo and settings.ray:
+            code = run_ray(fleet, todo, record, settings)
+        elif todo:
+            code = _run_local(fleet, todo, record)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        fleet.bar.close()
+    done = {o.input for o in fleet.outcomes}
+    for bag, output, _ in todo:
+        if bag not in done:
+            fleet.outcomes.append(BagOutcome(bag, output, "interrupted" if code == 130
+                                             else "failed", "not processed"))
+    failed = sum(o.status != "ok" and o.status != "skipped" for o in fleet.outcomes)
+    code = code or (1 if failed else 0)
+    run = {"started": started, "checkpoint": str(checkpoint), **record,
+           "inputs": [str(p) for p in inputs], "resume": settings.resume,
+           "ray": settings.ray, "wall_seconds": time.perf_counter() - fleet.t0,
+           "exit_status": code,
+           "statuses": dict(sorted(Counter(o.status for o in fleet.outcomes).items()))}
+    try:
+        write_summary(outdir, run, fleet.outcomes, _say)
+    except OSError as exc:
+        _say(f"depth-pro-ros: error: cannot write {outdir / SUMMARY}: {exc}")
+        code = code or 1
+    print(format_table(fleet.outcomes))
+    if code == 130:
+        _say("depth-pro-ros: error: interrupted; bags not finished were not written")
+    elif code == 1 and failed:
+        _say(f"depth-pro-ros: error: {failed} of {len(fleet.outcomes)} bag(s) failed")
+    return code
+
+
+def _resume(fleet: FleetProgress, pairs: list[tuple[Path, Path]],
+            record: dict[str, JsonValue], resume: bool) -> list[Job]:
+    """The bags to run; with ``resume`` the complete outputs made with ``record`` are
+    skipped (and said) and the others are redone, replacing what is there."""
+    todo: list[Job] = []
+    for bag, output in pairs:
+        overwrite = fleet.template.overwrite
+        if resume:
+            saved = complete_output(output, record, bag)
+            if saved is not None:
+                fleet.finished(BagOutcome(bag, output, "skipped", "complete output exists "
+                                          "(--resume)", saved.get("frames_in", 0),
+                                          saved.get("frames_out", 0), saved.get("skipped", {})))
+                continue
+            remove_partials(output)
+            overwrite = True  # made with other options, or incomplete: redo
+        todo.append((bag, output, overwrite))
+    return todo
+
+
+def _run_local(fleet: FleetProgress, todo: list[Job], record: dict[str, JsonValue]) -> int:
+    """The bags one after the other in this process, on one engine; 0, or 2 when the
+    model cannot be loaded."""
+    template = fleet.template
+    try:
+        engine = create_bag_engine(template)
+    except BagError as exc:
+        fleet.say(f"depth-pro-ros: error: {exc}")
+        return 2
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        for bag, output, overwrite in todo:
+            opts = dataclasses.replace(template, input=bag, output=output, overwrite=overwrite)
+            outcome = run_one(engine, opts, record, name,
+                              on_progress=lambda done, total: fleet.frames_done(done),
+                              report=lambda line, bag=bag: fleet.say(f"  {bag.name}: {line}"))
+            fleet.finished(outcome)
+    finally:
+        engine.close()
+    return 0

@@ -1,0 +1,116 @@
+"""What the subcommands share: number types for argparse, the model and engine options,
+and the one way to print an error."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from depth_pro_ros.engine import BACKENDS, PRECISION_CHOICES
+from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
+from depth_pro_ros.model.checkpoint import MODEL_TYPES
+from depth_pro_ros.model.weights import CHECKPOINT_ENV, DEFAULT_CHECKPOINT
+
+__all__ = [
+    "CHECKPOINT_HELP",
+    "add_backend",
+    "add_engine_options",
+    "add_max_input_pixels",
+    "add_model_options",
+    "error",
+    "finite_float",
+    "non_negative_float",
+    "number",
+    "positive_float",
+    "positive_int",
+]
+
+PRECISION_HELP = "fp32, fp16, bf16, or auto: fp16 on CUDA, fp32 on the CPU (default: auto)"
+CHECKPOINT_HELP = (
+    "network weights of any family, which is read from the file: Depth Pro (Apple's "
+    "depth_pro.pt or a Hugging Face folder / .safetensors), Depth Anything V2 relative or "
+    "metric (indoor / outdoor; an original .pth or Hugging Face), Prompt Depth Anything "
+    f"(.ckpt or Hugging Face), or this project's .pt (default: ${CHECKPOINT_ENV} or "
+    f"{DEFAULT_CHECKPOINT})")
+
+
+def error(message: str) -> None:
+    """Print ``depth-pro-ros: error: MESSAGE`` on stderr."""
+    print(f"depth-pro-ros: error: {message}", file=sys.stderr)
+
+
+def number(cast: type[int] | type[float], minimum: float | None,
+           inclusive: bool = True) -> Callable[[str], float]:
+    """An argparse ``type`` for finite numbers above (or from) ``minimum`` (None: any)."""
+    word = "an integer" if cast is int else "a finite number"
+    bound = "" if minimum is None else (f" >= {minimum:g}" if inclusive else f" > {minimum:g}")
+
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {word}: {text!r}") from None
+        below = minimum is not None and (value < minimum or (value == minimum and not inclusive))
+        if not math.isfinite(value) or below:
+            raise argparse.ArgumentTypeError(f"must be {word}{bound}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_float = number(float, 0.0, inclusive=False)
+non_negative_float = number(float, 0.0, inclusive=True)
+positive_int = number(int, 1, inclusive=True)
+# Values that a settings class checks itself (its message names the setting): parse only.
+finite_float = number(float, None)
+
+
+def add_max_input_pixels(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--max-input-pixels`` (image, bag and bags)."""
+    p.add_argument(
+        "--max-input-pixels", type=positive_int, default=DEFAULT_MAX_INPUT_PIXELS, metavar="N",
+        help="images declaring more pixels (width x height, read from the header before "
+             f"decoding) are refused (default: {DEFAULT_MAX_INPUT_PIXELS})",
+    )
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The model family and its input size (image, bag and bags)."""
+    p.add_argument(
+        "--model-type", choices=MODEL_TYPES, default="auto",
+        help="model family and head; auto (default) reads them from the checkpoint. Needed "
+             "only for an original Depth Anything V2 .pth whose name lost 'metric_hypersim' "
+             "/ 'metric_vkitti'; a contradiction with the file is an error")
+    p.add_argument(
+        "--input-size", type=number(int, 0), default=0, metavar="N",
+        help="Depth Anything V2: lower bound on the network input's shorter side, a "
+             "multiple of 14 (larger: sharper and slower; default 0 = 518); Prompt Depth "
+             "Anything: upper bound on the longer side (0 = 1008); Depth Pro's input is fixed")
+    p.add_argument(
+        "--allow-relative", action="store_true",
+        help="relative-depth models (Depth Anything V2 relative) without a scale_shift "
+             "anchor fit: write the unitless relative inverse depth (depth/relative; "
+             "image: <stem>_relative.npy) instead of refusing")
+
+
+def add_backend(p: argparse.ArgumentParser) -> None:
+    """``--backend``: who runs the network (``EngineConfig.backend``)."""
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="inference backend that runs the network (default: torch)")
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """Checkpoint, model, device, precision and batch size (bag, bags and demo)."""
+    p.add_argument("--checkpoint", type=Path, default=None, help=CHECKPOINT_HELP)
+    add_model_options(p)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help=PRECISION_HELP)
+    p.add_argument(
+        "--batch-size", type=positive_int, default=None, metavar="N",
+        help="images of equal size (in a bag: from any of its cameras) run as one batch "
+        "(default: 4 on CUDA, 1 on the CPU)",
+    )
