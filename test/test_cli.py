@@ -265,3 +265,24 @@ def test_checkpoint_help_names_every_family():
         for family in ("Depth Pro (", "Depth Anything V2 relative or metric",
                        "Prompt Depth Anything ("):
             assert family in text, (command, family)
+
+
+def test_image_command_runs_through_the_engine(tiny_checkpoint, tmp_path, monkeypatch):
+    """The photos go through ``create_engine`` (as the node's and the bag tool's frames),
+    with the --backend chosen: no inference path of the command's own."""
+    import depth_pro_ros.engine as engine_module
+
+    made = []
+    real = engine_module.create_engine
+
+    def spy(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(engine_module, "create_engine", spy)
+    photo, _ = _photo(tmp_path, 5)
+    code, stdout, err = _main("image", str(photo), "--checkpoint", str(tiny_checkpoint),
+                              "--device", "cpu", "--backend", "torch", "-o", str(tmp_path))
+    assert code == 0, err
+    assert len(made) == 1 and made[0].config.backend == "torch"
+    assert made[0].stats.processed == 1 and "-> " in stdout

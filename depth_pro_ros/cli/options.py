@@ -11,7 +11,7 @@ from pathlib import Path
 
 from depth_pro_ros.engine import BACKENDS, PRECISION_CHOICES
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
-from depth_pro_ros.model.checkpoint import MODEL_TYPES
+from depth_pro_ros.model import MODEL_TYPES
 from depth_pro_ros.model.weights import CHECKPOINT_ENV, DEFAULT_CHECKPOINT
 
 __all__ = [
