@@ -129,8 +129,8 @@ def _foreign(kind: str, path: Path) -> None:
 
 
 @pytest.mark.parametrize(("kind", "says"), [
-    ("whole_module", "holds a pickled whole torch module (depth_pro_ros.model.network."
-                     "DepthPro), written by torch.save(model), not a state dict: save "
+    ("whole_module", "holds a pickled whole torch module (depth_pro_ros.model.depth_pro."
+                     "network.DepthPro), written by torch.save(model), not a state dict: save "
                      "model.state_dict() instead"),
     ("jpeg", "is a JPEG image, not a checkpoint: expected Apple's depth_pro.pt"),
     ("garbage", "is not a PyTorch checkpoint (neither a torch.save zip nor pickle) nor a "

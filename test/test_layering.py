@@ -4,6 +4,9 @@
 * ``model/`` is pure torch: no rclpy, OpenCV, transformers, timm or torchvision.
 * ``io/`` is pure numpy/OpenCV: no torch.
 * Imports between the sub-packages only point downwards.
+* Model families (the folders of ``model/`` but ``common/``) import no other family, and
+  ``model/common/`` none; nothing outside ``model/`` imports a family folder (it goes
+  through ``depth_pro_ros.model`` and its registry).
 """
 
 from __future__ import annotations
@@ -129,6 +132,35 @@ def test_internal_imports_point_downwards(path: Path):
         f"{path.relative_to(PACKAGE_DIR.parent)} (layer {layer!r}) imports {sorted(bad)}; "
         f"allowed layers: {sorted(allowed)}"
     )
+
+
+MODEL_DIR = PACKAGE_DIR / "model"
+FAMILY_FOLDERS = sorted(p.name for p in MODEL_DIR.iterdir()
+                        if (p / "__init__.py").is_file() and p.name != "common")
+
+
+def _family_imports(path: Path) -> set[str]:
+    """The model family folders that ``path`` imports."""
+    prefix = f"{PACKAGE}.model."
+    return {name[len(prefix):].split(".")[0] for name in _imported_modules(path)
+            if name.startswith(prefix)} & set(FAMILY_FOLDERS)
+
+
+def test_model_families_found():
+    assert {"depth_pro", "depth_anything"} <= set(FAMILY_FOLDERS)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE_DIR)))
+def test_families_are_reached_only_through_the_model_package(path: Path):
+    rel = path.relative_to(PACKAGE_DIR)
+    if rel.parts[0] == "model" and len(rel.parts) > 2:
+        own = rel.parts[1]  # a family folder, or common/, which may import no family
+        bad = _family_imports(path) - {own}
+        assert not bad, f"{rel} (in model/{own}) imports the family folders {sorted(bad)}"
+    elif rel.parts[0] != "model":
+        bad = _family_imports(path)
+        assert not bad, (f"{rel} imports the model family folders {sorted(bad)}; use "
+                         f"depth_pro_ros.model (its registry) instead")
 
 
 def test_import_collector_sees_relative_and_nested_imports(tmp_path: Path):

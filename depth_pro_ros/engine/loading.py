@@ -17,7 +17,7 @@ __all__ = ["LoadedModel", "create_engine", "load_model"]
 
 
 class LoadedModel(NamedTuple):
-    model: torch.nn.Module  # a DepthPro or a DepthAnything
+    model: torch.nn.Module  # the network of the family the checkpoint holds
     device: torch.device
     precision: str  # fp32 / fp16 / bf16, "auto" resolved
 

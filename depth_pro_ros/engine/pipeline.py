@@ -46,7 +46,6 @@ from depth_pro_ros.engine.cuda_buffers import (
     timing_events,
     to_pinned_host,
 )
-from depth_pro_ros.engine.families import recipe_for
 from depth_pro_ros.engine.pointcloud import depth_to_points, pack_words, words_to_record
 from depth_pro_ros.engine.preprocess import rgb_at_size
 from depth_pro_ros.engine.types import (
@@ -56,6 +55,7 @@ from depth_pro_ros.engine.types import (
     EngineStats,
     Frame,
 )
+from depth_pro_ros.model import recipe_for
 
 _log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ _Queued = tuple[Frame, float, "int | None"]
 
 class DepthEngine:
     """Runs a depth network (Depth Pro or Depth Anything) on a stream of frames; see the
-    module docstring for the pipeline and :mod:`~depth_pro_ros.engine.families` for what
+    module docstring for the pipeline and :mod:`~depth_pro_ros.model.registry` for what
     differs between families.
 
     Raises:

@@ -1,8 +1,15 @@
-"""The networks in pure torch (Depth Pro, the Depth Anything family): configurations,
-modules, checkpoints, reference recipes."""
+"""The networks in pure torch, one folder per family (``depth_pro/``, ``depth_anything/``)
+on what they share (``common/``), with one table of families and model types
+(:mod:`.registry`), checkpoint reading (:mod:`.checkpoint`), stand-ins and weights.
 
-from .checkpoint import MODEL_TYPES, CheckpointError, load_checkpoint, save_checkpoint
-from .config import PRECISIONS, DepthProConfig, parse_precision
+Code outside ``model/`` uses the names below (or :mod:`.registry`, :mod:`.checkpoint`,
+:mod:`.stand_in`, :mod:`.weights`), never a family folder.
+"""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .common.config import PRECISIONS, DictConfig, parse_precision
+from .common.pixels import CHANNEL_ORDERS, to_rgb
+from .common.recipe import BatchRecipe, ModelInfo
 from .depth_anything import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -10,24 +17,39 @@ from .depth_anything import (
     DepthAnythingConfig,
     create_depth_anything,
     depth_anything_input_size,
+    infer_depth_anything,
     prepare_depth_anything_input,
     prompt_depth_anything_input_size,
 )
-from .depth_anything_recipe import infer_depth_anything
-from .inference import DepthPrediction, focal_from_fov, infer, metric_depth, normalize_image
-from .network import DepthPro, create_model
+from .depth_pro import (
+    DepthPrediction,
+    DepthPro,
+    DepthProConfig,
+    create_model,
+    focal_from_fov,
+    infer,
+    metric_depth,
+    normalize_image,
+)
+from .registry import FAMILIES, KINDS, MODEL_TYPES, recipe_for
 
 __all__ = [
+    "CHANNEL_ORDERS",
+    "FAMILIES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "KINDS",
     "MODEL_TYPES",
     "PRECISIONS",
+    "BatchRecipe",
     "CheckpointError",
     "DepthAnything",
     "DepthAnythingConfig",
     "DepthPrediction",
     "DepthPro",
     "DepthProConfig",
+    "DictConfig",
+    "ModelInfo",
     "create_depth_anything",
     "create_model",
     "depth_anything_input_size",
@@ -40,5 +62,7 @@ __all__ = [
     "parse_precision",
     "prepare_depth_anything_input",
     "prompt_depth_anything_input_size",
+    "recipe_for",
     "save_checkpoint",
+    "to_rgb",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from depth_pro_ros.engine.families import ModelInfo
+from depth_pro_ros.model import ModelInfo
 
 __all__ = ["NODE_NAMES", "check_model_use"]
 

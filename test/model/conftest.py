@@ -17,8 +17,8 @@ from hf_reference import build_hf_model
 from safetensors.torch import save_file
 
 from depth_pro_ros.model import DepthProConfig
-from depth_pro_ros.model.da_layout import hf_to_original_state_dict
-from depth_pro_ros.model.hf_layout import hf_to_apple_state_dict
+from depth_pro_ros.model.depth_anything.hf_layout import hf_to_original_state_dict
+from depth_pro_ros.model.depth_pro.layout import hf_to_apple_state_dict
 
 CONFIGS = {"tiny": DepthProConfig.tiny(), "small": DepthProConfig.small()}
 

@@ -255,10 +255,10 @@ def _safetensors(path):
 
 @pytest.mark.parametrize(("write", "says"), [
     (_whole_module, "holds a pickled whole torch module "
-                    "(depth_pro_ros.model.network.DepthPro), written by torch.save(model), "
-                    "not a state dict: save model.state_dict() instead"),
+                    "(depth_pro_ros.model.depth_pro.network.DepthPro), written by "
+                    "torch.save(model), not a state dict: save model.state_dict() instead"),
     (_legacy_whole_module, "holds a pickled whole torch module "
-                           "(depth_pro_ros.model.network.DepthPro)"),
+                           "(depth_pro_ros.model.depth_pro.network.DepthPro)"),
     (_jpeg, "is a JPEG image, not a checkpoint: expected Apple's depth_pro.pt, a Depth "
             "Anything .pth / .ckpt, a Hugging Face folder"),
     (lambda p: p.write_bytes(bytes(range(256)) * 40),

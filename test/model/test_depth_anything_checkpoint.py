@@ -24,7 +24,7 @@ from depth_pro_ros.model import (
     load_checkpoint,
     save_checkpoint,
 )
-from depth_pro_ros.model.da_layout import config_from_hf
+from depth_pro_ros.model.depth_anything.hf_layout import config_from_hf
 
 
 @pytest.mark.parametrize("layout", ["hf_older", "hf_newer"])
@@ -124,7 +124,7 @@ def test_model_type_replaces_the_name_guess(released_files):
 def test_prompt_ckpt_detected_with_its_lightning_prefix(released_files):
     model = load_checkpoint(released_files / "model.ckpt", device="meta")
     assert model.config == DepthAnythingConfig.vitl(prompt=True)
-    assert model.config.family == "prompt_depth_anything" and model.config.kind == "metric"
+    assert model.config.release == "prompt_depth_anything" and model.config.kind == "metric"
     load_checkpoint(released_files / "model.ckpt", device="meta",
                     model_type="prompt_depth_anything")
 

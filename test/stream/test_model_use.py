@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from depth_pro_ros.engine.families import ModelInfo
+from depth_pro_ros.model import ModelInfo
 from depth_pro_ros.stream.model_use import check_model_use
 
-DEPTH_PRO = ModelInfo("depth_pro", "vitl16", "metric", True, True, False, 1536)
-METRIC = ModelInfo("depth_anything_v2", "vits", "metric", False, False, False, 518, 20.0)
-RELATIVE = ModelInfo("depth_anything_v2", "vits", "relative", False, False, False, 518)
-PROMPT = ModelInfo("prompt_depth_anything", "vits", "metric", False, False, True, 1008)
+DEPTH_PRO = ModelInfo("depth_pro", "vitl16", "metric", True, True, False, 1536,
+                      description="Depth Pro (vitl16, 1536x1536 input, FoV head)")
+METRIC = ModelInfo("depth_anything", "vits", "metric", False, False, False, 518, 20.0,
+                   description="Depth Anything V2 (vits, metric up to 20 m, input 518)")
+RELATIVE = ModelInfo("depth_anything", "vits", "relative", False, False, False, 518,
+                     description="Depth Anything V2 (vits, relative, input 518)")
+PROMPT = ModelInfo("depth_anything", "vits", "metric", False, False, True, 1008,
+                   description="Prompt Depth Anything (vits, metric from a prompt depth, "
+                               "input 1008)")
 
 
 def _check(info, anchored=False, anchor_fit="scale", allow_relative=False,

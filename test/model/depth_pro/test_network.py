@@ -7,7 +7,7 @@ import torch
 from hf_reference import hf_config_dict
 
 from depth_pro_ros.model import DepthProConfig, create_model, load_checkpoint
-from depth_pro_ros.model.hf_layout import hf_to_apple_state_dict
+from depth_pro_ros.model.depth_pro.layout import hf_to_apple_state_dict
 
 TOLERANCE = 1e-5
 

@@ -1,6 +1,7 @@
-"""The reference recipe: image -> normalised network input -> metric depth.
+"""Depth Pro's reference implementation: one image -> normalised network input -> metres.
 
-This is the definition of correct output that the streaming engine is tested against.
+This is the definition of correct output that the streaming engine (its batch recipe,
+:mod:`.recipe`) is tested against.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .network import DepthPro
+from .preprocess import normalize_image, resize_to
+from .recipe import focal_from_fov, metric_depth
 
-MIN_INVERSE_DEPTH = 1e-4
-MAX_INVERSE_DEPTH = 1e4
+__all__ = ["DepthPrediction", "infer"]
 
 
 @dataclass
@@ -28,51 +29,13 @@ class DepthPrediction:
     focal_source: str  # "fixed" (f_px given by the caller) or "fov_head"
 
 
-def normalize_image(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (H, W, 3) RGB -> float32 (1, 3, H, W) in [-1, 1] (x / 255 * 2 - 1)."""
-    x = torch.as_tensor(image, device=device)
-    if x.dtype != torch.uint8 or x.ndim != 3 or x.shape[2] != 3:
-        raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {x.dtype} {tuple(x.shape)}")
-    return (x.permute(2, 0, 1).unsqueeze(0).float() / 255.0) * 2.0 - 1.0
-
-
-def resize_to(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize (align_corners=False, no antialias); a no-op at the same size."""
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-def focal_from_fov(fov_deg: torch.Tensor, width: int) -> torch.Tensor:
-    """Focal length in pixels of an image ``width`` wide with horizontal FoV ``fov_deg``."""
-    return 0.5 * width / torch.tan(0.5 * torch.deg2rad(fov_deg.float()))
-
-
-def metric_depth(
-    canonical_inverse_depth: torch.Tensor,
-    width: int,
-    height: int,
-    f_px: torch.Tensor,
-    out_size: tuple[int, int] | None = None,
-) -> torch.Tensor:
-    """(B, 1, S, S) canonical inverse depth -> (B, H, W) depth in metres, computed in fp32.
-
-    ``f_px`` holds one focal length per batch item, for the original ``width``;
-    ``out_size`` (h, w) resizes to another output size than (height, width).
-    """
-    scale = (width / f_px.float()).reshape(-1, 1, 1, 1)
-    inverse_depth = resize_to(canonical_inverse_depth.float() * scale, out_size or (height, width))
-    return 1.0 / inverse_depth.clamp(MIN_INVERSE_DEPTH, MAX_INVERSE_DEPTH).squeeze(1)
-
-
 @torch.inference_mode()
 def infer(
     model: DepthPro,
     image: np.ndarray | torch.Tensor,
     f_px: float | None = None,
 ) -> DepthPrediction:
-    """Metric depth of one image by the reference recipe (docs/network.md).
+    """Metric depth of one image by the reference arithmetic (docs/network.md).
 
     ``image`` is a uint8 (H, W, 3) RGB array or tensor, or a float tensor (3, H, W) already
     normalised to [-1, 1]. ``f_px`` is the known focal length in pixels; without it the

@@ -1,19 +1,19 @@
-"""The recipes of the Depth Anything family: one image -> depth, in pure torch.
+"""The Depth Anything family's reference implementation: one image -> depth, in pure torch.
 
-They follow the original code; the tests compare them with the originals' OpenCV
-preprocessing (test/model/test_depth_anything_recipe.py), and the streaming engine runs
-the same functions on batches on the device.
+It follows the original code; the tests compare it with the originals' OpenCV
+preprocessing (test/model/depth_anything/test_reference.py), and the streaming engine's
+batch recipe (:mod:`.recipe`) runs the same functions on batches on the device.
 
 Depth Anything V2 (``DepthAnythingV2.infer_image`` in the original repository): RGB / 255;
 ``Resize(keep_aspect_ratio=True, ensure_multiple_of=14, resize_method="lower_bound")`` to
-:func:`.depth_anything.depth_anything_input_size` with cv2 ``INTER_CUBIC`` (here torch's
+:func:`.preprocess.depth_anything_input_size` with cv2 ``INTER_CUBIC`` (here torch's
 bicubic, the same a = -0.75 kernel); ImageNet mean / std; the network; bilinear
 ``align_corners=True`` back to the image size.
 
 Prompt Depth Anything (PromptDA's ``load_image`` / ``load_depth`` / ``PromptDA.predict``):
 RGB / 255; when the longer side exceeds 1008, shrunk with cv2 ``INTER_AREA`` (here
-:func:`.depth_anything.area_weights`, the same coverage weights) to
-:func:`.depth_anything.prompt_depth_anything_input_size` (longer side 1008, both sides
+:func:`.preprocess.area_weights`, the same coverage weights) to
+:func:`.preprocess.prompt_depth_anything_input_size` (longer side 1008, both sides
 floored to multiples of 14); ImageNet mean / std. The prompt is a metric depth map in
 metres at its own resolution (the release's example is a 192 x 256 ARKit LiDAR map read
 from a millimetre PNG and divided by 1000), passed as is: the network normalises it by
@@ -28,14 +28,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .depth_anything import (
-    DepthAnything,
+from .network import DepthAnything
+from .preprocess import (
+    PROMPT_MAX_SIZE,
     depth_anything_input_size,
     prepare_depth_anything_input,
     prompt_depth_anything_input_size,
 )
 
-PROMPT_MAX_SIZE = 1008  # Prompt Depth Anything's longer-side limit (load_image's max_size)
+__all__ = ["infer_depth_anything"]
 
 
 def _rgb_array(image: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -64,7 +65,7 @@ def infer_depth_anything(
     input_size: int | None = None,
     prompt: np.ndarray | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Depth of one image by the family's original recipe (module docstring).
+    """Depth of one image by the family's original arithmetic (module docstring).
 
     ``image`` is a uint8 (H, W, 3) RGB array or tensor. ``input_size`` is V2's shorter-side
     bound (None: the training size, 518) or Prompt Depth Anything's longer-side limit

@@ -1,4 +1,4 @@
-"""Translation of Hugging Face Depth Anything files to the original release's layout.
+"""Hugging Face Depth Anything files, translated to the original release's layout.
 
 ``DepthAnythingForDepthEstimation`` and ``PromptDepthAnythingForDepthEstimation`` store
 ``backbone.*`` (transformers' DINOv2, both generations of its attention naming),
@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from .depth_anything import DepthAnythingConfig
-from .hf_layout import _VIT_RULES, join_qkv, qkv_part
+from ..common.errors import CheckpointError
+from ..common.family import StateDict
+from ..common.hf_vit import join_qkv, qkv_part, rename_vit_key
+from .config import DepthAnythingConfig
 
 HF_MODEL_TYPES = ("depth_anything", "prompt_depth_anything")
 _BACKBONE = "backbone."
+_SHOWN = 5  # unknown keys listed in a message
 
 _RULES = [
     (r"neck\.reassemble_stage\.layers\.(\d+)\.projection\.", r"depth_head.projects.\1."),
@@ -43,11 +47,8 @@ def _rename(key: str) -> str | None:
         rest = key[len(_BACKBONE):]
         if rest == "embeddings.mask_token":
             return "pretrained.mask_token"
-        for pattern, repl in _VIT_RULES:
-            new, n = re.subn("^" + pattern, repl, rest)
-            if n:
-                return "pretrained." + new
-        return None
+        new = rename_vit_key(rest)
+        return None if new is None else "pretrained." + new
     m = _NECK_CONV.fullmatch(key)
     if m:
         return f"depth_head.scratch.layer{int(m.group(1)) + 1}_rn.{m.group(2)}"
@@ -65,6 +66,47 @@ def _rename(key: str) -> str | None:
         if n:
             return new
     return None
+
+
+def has_hf_tensors(state: StateDict) -> bool:
+    """Whether the tensors are in the transformers layout (``backbone.*`` and ``neck.*``)."""
+    return (any(k.startswith(_BACKBONE) for k in state)
+            and any(k.startswith("neck.") for k in state))
+
+
+def claims_hf(hf_state: StateDict, hf_config: Mapping[str, Any]) -> bool:
+    """A Hugging Face folder is this family's by its tensors or its config's model_type
+    (:func:`read_hf` refuses the two disagreeing)."""
+    return has_hf_tensors(hf_state) or hf_config.get("model_type") in HF_MODEL_TYPES
+
+
+def read_hf(path: Path, config_file: Path, hf_state: StateDict,
+            hf_config: Mapping[str, Any]) -> tuple[StateDict, DepthAnythingConfig]:
+    """A (Prompt)DepthAnythingForDepthEstimation folder's weights in the original names
+    and its config."""
+    is_da = has_hf_tensors(hf_state)
+    model_type = hf_config.get("model_type")
+    if not is_da or model_type not in (None, *HF_MODEL_TYPES):
+        tensors = "Depth Anything's" if is_da else "not Depth Anything's (no backbone.*, neck.*)"
+        raise CheckpointError(
+            f"checkpoint {path}: config.json says model_type {model_type!r} but the tensors "
+            f"are {tensors}"
+        )
+    if model_type is None:
+        prompt = any(".prompt_depth_layer." in k for k in hf_state)
+        hf_config = {**hf_config,
+                     "model_type": "prompt_depth_anything" if prompt else "depth_anything"}
+    state, unknown = hf_to_original_state_dict(hf_state)
+    if unknown:
+        raise CheckpointError(
+            f"checkpoint {path}: not a (Prompt)DepthAnythingForDepthEstimation file; unknown "
+            f"tensors: {unknown[:_SHOWN]}"
+        )
+    try:
+        config = config_from_hf(hf_config)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {config_file}: config cannot be built: {exc}") from None
+    return state, config
 
 
 def hf_to_original_state_dict(

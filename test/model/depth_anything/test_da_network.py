@@ -14,7 +14,7 @@ from depth_pro_ros.model import (
     create_model,
     load_checkpoint,
 )
-from depth_pro_ros.model.da_layout import hf_to_original_state_dict
+from depth_pro_ros.model.depth_anything.hf_layout import hf_to_original_state_dict
 
 TOLERANCE = 1e-5
 
@@ -226,11 +226,11 @@ def test_config_validation_names_the_problem():
 
 
 def test_config_properties():
-    assert DepthAnythingConfig.vits().family == "depth_anything_v2"
+    assert DepthAnythingConfig.vits().release == "depth_anything_v2"
     assert DepthAnythingConfig.vits().kind == "relative"
     assert DepthAnythingConfig.vitb(head="metric", max_depth=20.0).kind == "metric"
     prompt = DepthAnythingConfig.vitl(prompt=True)
-    assert (prompt.family, prompt.kind, prompt.head, prompt.variant) == (
+    assert (prompt.release, prompt.kind, prompt.head, prompt.variant) == (
         "prompt_depth_anything", "metric", "metric", "vitl")
     assert DepthAnythingConfig.tiny().variant == "custom"
     assert DepthAnythingConfig.vits().default_input_size == 518

@@ -1,18 +1,27 @@
-"""Translation of Hugging Face ``DepthProForDepthEstimation`` files to Apple's layout.
+"""Depth Pro's checkpoint layouts: Apple's ``depth_pro.pt`` and Hugging Face
+``DepthProForDepthEstimation`` files (translated to Apple's names).
 
 The rules are listed in docs/checkpoints.md; both generations of the transformers ViT naming
-(``attention.attention.query`` and ``attention.q_proj``) are understood.
+(``attention.attention.query`` and ``attention.q_proj``) are understood. The registry
+calls :func:`read_state`, :func:`claims_hf` and :func:`read_hf` (see ``common.family``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..common.errors import CheckpointError
+from ..common.family import ModelType, StateDict
+from ..common.hf_vit import join_qkv, qkv_part, rename_vit_key
 from .config import DepthProConfig
+
+HF_MODEL_TYPES = ("depth_pro",)
+_SHOWN = 5  # unknown keys listed in a message
 
 _VIT_PREFIXES = {
     "depth_pro.encoder.patch_encoder.model.": "encoder.patch_encoder.",
@@ -20,21 +29,6 @@ _VIT_PREFIXES = {
     "fov_model.fov_encoder.model.": "fov.encoder.0.",
 }
 
-# Inside one ViT; qkv is handled apart because three tensors become one.
-_VIT_RULES = [
-    (r"embeddings\.cls_token", "cls_token"),
-    (r"embeddings\.position_embeddings", "pos_embed"),
-    (r"embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
-    (r"encoder\.layer\.(\d+)\.norm([12])\.", r"blocks.\1.norm\2."),
-    (r"encoder\.layer\.(\d+)\.attention\.(?:output\.dense|o_proj)\.", r"blocks.\1.attn.proj."),
-    (r"encoder\.layer\.(\d+)\.layer_scale([12])\.lambda1", r"blocks.\1.ls\2.gamma"),
-    (r"encoder\.layer\.(\d+)\.mlp\.fc([12])\.", r"blocks.\1.mlp.fc\2."),
-    (r"layernorm\.", "norm."),
-]
-_QKV = re.compile(
-    r"encoder\.layer\.(\d+)\.attention\.(?:attention\.(query|key|value)|(q|k|v)_proj)\.(weight|bias)"
-)
-_QKV_ORDER = {"query": 0, "key": 1, "value": 2, "q": 0, "k": 1, "v": 2}
 # Parameters of the transformers ViT that Depth Pro never uses.
 _UNUSED = re.compile(r"embeddings\.mask_token$")
 
@@ -64,36 +58,11 @@ _FUSION_INNER = [
 ]
 
 
-def qkv_part(key: str) -> tuple[str, int] | None:
-    """For a transformers ViT key of a query, key or value projection (relative to the ViT,
-    either naming generation): the fused name ``blocks.N.attn.qkv.weight|bias`` and the
-    part's index (0 q, 1 k, 2 v); None for any other key."""
-    m = _QKV.fullmatch(key)
-    if m is None:
-        return None
-    return f"blocks.{m.group(1)}.attn.qkv.{m.group(4)}", _QKV_ORDER[m.group(2) or m.group(3)]
-
-
-def join_qkv(parts: Mapping[str, Mapping[int, torch.Tensor]], out: dict[str, torch.Tensor],
-             unknown: list[str]) -> None:
-    """Concatenate each fused name's q, k, v parts into ``out``; an incomplete set goes to
-    ``unknown``."""
-    for name, by_index in parts.items():
-        if sorted(by_index) != [0, 1, 2]:
-            unknown.append(f"{name} (incomplete q/k/v)")
-            continue
-        out[name] = torch.cat([by_index[0], by_index[1], by_index[2]], dim=0)
-
-
 def _rename(key: str) -> str | None:
     for prefix, target in _VIT_PREFIXES.items():
         if key.startswith(prefix):
-            rest = key[len(prefix):]
-            for pattern, repl in _VIT_RULES:
-                new, n = re.subn("^" + pattern, repl, rest)
-                if n:
-                    return target + new
-            return None
+            new = rename_vit_key(key[len(prefix):])
+            return None if new is None else target + new
     for pattern, target, index in _INDEXED_RULES:
         m = re.match(pattern, key)
         if m:
@@ -187,3 +156,49 @@ def config_from_hf(hf_config: Mapping[str, Any], has_fov_weights: bool) -> Depth
         )
     except (KeyError, TypeError, IndexError) as exc:
         raise ValueError(f"missing or malformed entry {exc}") from None
+
+
+def describe(config: DepthProConfig) -> str:
+    """What ``config`` is, for messages."""
+    return "Depth Pro"
+
+
+def describe_arch(config: DepthProConfig) -> str:
+    """The model and the sizes that decide its tensor names and shapes, for messages."""
+    return (f"the Depth Pro model (embed_dim={config.embed_dim}, depth={config.depth}, "
+            f"use_fov_head={config.use_fov_head})")
+
+
+def read_state(path: Path, state: StateDict) -> StateDict:
+    """Apple's plain state dict, as it is (any other plain state dict ends here too, last
+    in the registry, and gets the key check's message)."""
+    return state
+
+
+def plain_config(path: Path, state: StateDict, model_type: ModelType | None) -> DepthProConfig:
+    """A plain state dict is the released architecture (the caller checks ``model_type``)."""
+    return DepthProConfig.depth_pro()
+
+
+def claims_hf(hf_state: StateDict, hf_config: Mapping[str, Any]) -> bool:
+    """A Hugging Face folder is Depth Pro's when its config says so or says nothing."""
+    return hf_config.get("model_type") in (None, *HF_MODEL_TYPES)
+
+
+def read_hf(path: Path, config_file: Path, hf_state: StateDict,
+            hf_config: Mapping[str, Any]) -> tuple[StateDict, DepthProConfig]:
+    """A ``DepthProForDepthEstimation`` folder's weights in Apple's names and its config."""
+    state, unknown = hf_to_apple_state_dict(hf_state)
+    if unknown:
+        raise CheckpointError(
+            f"checkpoint {path}: not a DepthProForDepthEstimation file; unknown tensors: "
+            f"{unknown[:_SHOWN]}"
+        )
+    has_fov = any(k.startswith("fov.") for k in state)
+    try:
+        config = config_from_hf(hf_config, has_fov)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {config_file}: config cannot be built: {exc}") from None
+    if not config.use_fov_head:
+        state = {k: v for k, v in state.items() if not k.startswith("fov.")}
+    return state, config

@@ -1,4 +1,4 @@
-"""Batched frame preprocessing against the reference recipe's normalise + resize."""
+"""Depth Pro's batched input preparation against its reference's normalise + resize."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from depth_pro_ros.engine.preprocess import prepare_input, to_rgb
-from depth_pro_ros.model import normalize_image
-from depth_pro_ros.model.inference import resize_to
+from depth_pro_ros.model import normalize_image, to_rgb
+from depth_pro_ros.model.depth_pro.preprocess import prepare_input, resize_to
 
 SIZE = 96  # small network side: the arithmetic is the same at 1536
 
@@ -19,7 +18,7 @@ def _images(batch: int, height: int, width: int, channels: int, seed: int = 0) -
 
 
 def _reference(rgb: np.ndarray, size: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """One (H, W, 3) RGB image by the reference recipe -> (1, 3, size, size)."""
+    """One (H, W, 3) RGB image by the reference -> (1, 3, size, size)."""
     return resize_to(normalize_image(rgb, torch.device("cpu")), size).to(dtype)
 
 

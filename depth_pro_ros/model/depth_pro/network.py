@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import DepthProConfig, parse_precision
-from .vit import VisionTransformer, tokens_to_grid
+from ..common.config import parse_precision
+from ..common.vit import VisionTransformer, tokens_to_grid
+from .config import DepthProConfig
 
 # Cells dropped on every interior edge when merging the 24x24 token grids of overlapping
 # tiles: tiles of the full-resolution level overlap by 1/4, those of the half level by 1/2.
