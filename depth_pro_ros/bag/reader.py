@@ -18,10 +18,10 @@ from depth_pro_ros.bag.errors import BagInputError
 from depth_pro_ros.bag.mcap_recovery import McapChunkReader, McapRecoveryReader, mcap_files
 from depth_pro_ros.bag.recovery import InputBag
 from depth_pro_ros.bag.sqlite_rows import Sqlite3RowReader
+from depth_pro_ros.stream.transport import INPUT_TRANSPORTS, InputTransport
 
 __all__ = [
     "CAMERA_INFO_TYPE",
-    "IMAGE_TYPES",
     "Camera",
     "camera_namespace",
     "open_input",
@@ -30,8 +30,6 @@ __all__ = [
     "time_window",
 ]
 
-#: Image message types the tool reads -> whether they are compressed.
-IMAGE_TYPES = {"sensor_msgs/msg/Image": False, "sensor_msgs/msg/CompressedImage": True}
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 
 
@@ -40,7 +38,7 @@ class Camera:
     """One image topic, where its CameraInfo comes from and where its outputs go."""
 
     image_topic: str
-    compressed: bool
+    transport: InputTransport  # the row of the topic's message type
     namespace: str  # "" for the root namespace; outputs are "<namespace>/depth" ...
     info_topic: str | None
     image_connections: list[Any] = field(default_factory=list)
@@ -50,15 +48,16 @@ class Camera:
         return f"{self.namespace}/{relative}"
 
 
-def camera_namespace(topic: str, compressed: bool) -> str:
+def camera_namespace(topic: str, suffix: str = "") -> str:
     """The namespace of an image topic: ``/cam0/image_raw`` -> ``/cam0``.
 
     A compressed topic published by image_transport (``/cam0/image_raw/compressed``)
-    belongs to the camera of its base topic, so its namespace is ``/cam0`` as well.
+    belongs to the camera of its base topic, so its namespace is ``/cam0`` as well:
+    ``suffix`` is the transport's (``compressed``; empty for raw images).
     """
     base = topic.rstrip("/")
-    if compressed and base.endswith("/compressed"):
-        base = base[: -len("/compressed")]
+    if suffix and base.endswith(f"/{suffix}"):
+        base = base[: -len(suffix) - 1]
     parent = posixpath.dirname(base)
     return "" if parent in ("", "/") else parent
 
@@ -188,7 +187,7 @@ def resolve_cameras(
     topics = reader.topics
     if not image_topics:
         raise BagInputError("no --image-topic given; image topics in the bag: "
-                            + topic_listing(reader, set(IMAGE_TYPES)))
+                            + topic_listing(reader, set(INPUT_TRANSPORTS)))
     if len(set(image_topics)) != len(image_topics):
         raise BagInputError(f"an --image-topic is given twice: {image_topics}")
     if info_topics is not None and len(info_topics) != len(image_topics):
@@ -201,12 +200,13 @@ def resolve_cameras(
         info = topics.get(topic)
         if info is None:
             raise BagInputError(f"image topic {topic} is not in the bag; image topics there: "
-                                + topic_listing(reader, set(IMAGE_TYPES)))
-        if info.msgtype not in IMAGE_TYPES:
+                                + topic_listing(reader, set(INPUT_TRANSPORTS)))
+        if info.msgtype not in INPUT_TRANSPORTS:
+            known = " or ".join(t.replace("/msg/", "/") for t in INPUT_TRANSPORTS)
             raise BagInputError(f"topic {topic} holds {info.msgtype or 'several types'}, not "
-                                "sensor_msgs/Image or sensor_msgs/CompressedImage")
-        compressed = IMAGE_TYPES[info.msgtype]
-        namespace = camera_namespace(topic, compressed)
+                                f"{known}")
+        transport = INPUT_TRANSPORTS[info.msgtype]
+        namespace = camera_namespace(topic, transport.suffix)
         if info_topics is None:
             candidate = f"{namespace}/camera_info"
             info_topic = candidate if candidate in topics else None
@@ -223,7 +223,7 @@ def resolve_cameras(
                 raise BagInputError(f"topic {info_topic} holds {tinfo.msgtype or 'several types'}"
                                     ", not sensor_msgs/CameraInfo")
             info_connections = list(tinfo.connections)
-        cameras.append(Camera(topic, compressed, namespace, info_topic,
+        cameras.append(Camera(topic, transport, namespace, info_topic,
                               list(info.connections), info_connections))
     seen: dict[str, str] = {}
     for cam in cameras:

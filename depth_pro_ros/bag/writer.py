@@ -12,11 +12,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from depth_pro_ros.bag.errors import BagInputError
 from depth_pro_ros.io.pointcloud_msg import point_fields
+
+if TYPE_CHECKING:
+    from depth_pro_ros.stream.outputs import OutputTopic
 
 __all__ = ["STORAGE_FORMATS", "OutputBag", "check_output_path", "output_typestore"]
 
@@ -147,6 +151,12 @@ class OutputBag:
     def add_topic(self, topic: str, msgtype: str) -> Any:
         """A connection for messages this tool builds (ROS 2 definition of ``msgtype``)."""
         return self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+
+    def add_outputs(self, topic_of: Callable[[str], str],
+                    rows: Iterable[OutputTopic]) -> dict[str, Any]:
+        """A connection per output row (``stream.outputs.OUTPUT_TOPICS``), on the topic
+        ``topic_of(row.name)`` (the camera's namespace): relative name -> connection."""
+        return {row.name: self.add_topic(topic_of(row.name), row.msgtype) for row in rows}
 
     def add_copies(self, reader: Any, connections: list[Any]) -> tuple[dict, dict]:
         """Connections for copied input topics, and converters for their raw bytes.

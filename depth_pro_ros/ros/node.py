@@ -1,9 +1,11 @@
 """``depth_pro_node``: a thin rclpy adapter over the stream and engine layers.
 
-One path per frame: image message -> the camera's ``CameraStream.prepare`` (decode,
-focal choice) -> the shared ``DepthEngine`` (latest frame per camera, cameras in turn,
-equal sizes batched, worker thread) -> ``build_outputs`` -> the camera's publishers,
-with the source image's header on every output. Topics are relative so that users remap
+One path per frame: image message -> the camera's ``CameraSession`` (decode, focal
+choice, prompt or anchoring step) -> the shared ``DepthEngine`` (latest frame per
+camera, cameras in turn, equal sizes batched, worker thread) -> the session's outputs
+-> the camera's publishers, with the source image's header on every output. The
+publishers and the image subscription come from the stream layer's tables
+(``OUTPUT_TOPICS``, ``INPUT_TRANSPORTS``). Topics are relative so that users remap
 them or push the node into a camera namespace; with the ``cameras`` parameter every
 camera's topics sit under its name.
 """
@@ -12,34 +14,33 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import sys
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import (
-    InvalidParameterTypeException,
-    InvalidParameterValueException,
-    ParameterException,
-)
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from depth_pro_ros.engine import DepthResult, create_engine, resolve_device
+from depth_pro_ros.engine import DepthResult, Frame, create_engine, resolve_device
 from depth_pro_ros.io.messages import fill
 from depth_pro_ros.model import CheckpointError
+from depth_pro_ros.ros.errors import StartupError
 from depth_pro_ros.ros.health import CameraHealth, anchor_values, engine_values
-from depth_pro_ros.ros.parameters import PARAMETERS, NodeSettings, descriptor, settings_from
+from depth_pro_ros.ros.parameters import declare_parameters, settings_from
 from depth_pro_ros.ros.throttle import ErrorThrottle
-from depth_pro_ros.stream import CameraStream, FrameSkipped, build_outputs
-from depth_pro_ros.stream.anchor import AnchorStream
+from depth_pro_ros.stream import FrameContext, FrameSkipped
 from depth_pro_ros.stream.model_use import check_model_use
+from depth_pro_ros.stream.outputs import topics_for
+from depth_pro_ros.stream.session import CameraSession
+from depth_pro_ros.stream.transport import transport_of
 
 __all__ = ["DepthProNode", "main"]
 
@@ -47,12 +48,12 @@ __all__ = ["DepthProNode", "main"]
 ERROR_THROTTLE_S = 5.0
 _LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
            "ERROR": DiagnosticStatus.ERROR}
-_MESSAGE_CLASSES = {"depth": Image, "depth/camera_info": CameraInfo, "points": PointCloud2,
-                    "depth/colorized": Image, "depth/relative": Image}
 
 
-class StartupError(RuntimeError):
-    """The node cannot start (bad parameter, checkpoint or device); the text says why."""
+def message_class(msgtype: str) -> type:
+    """The rclpy class of a message type name (``sensor_msgs/msg/Image``)."""
+    package, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
 def _sensor_qos() -> QoSProfile:
@@ -71,17 +72,16 @@ def _reliability(qos: QoSProfile) -> str:
 
 
 class _Camera:
-    """One camera: its stream (CameraInfo pairing, focal EMA), anchors (when anchoring),
-    publishers and health."""
+    """One camera: its session (streams and trackers), publishers and health."""
 
-    def __init__(self, node: Node, name: str, stream: CameraStream,
-                 anchor: AnchorStream | None, relative: bool) -> None:
-        self.name, self.stream, self.anchor, self.health = name, stream, anchor, CameraHealth()
+    def __init__(self, node: Node, session: CameraSession, kind: str) -> None:
+        self.name, self.session, self.health = session.name, session, CameraHealth()
+        self.stream, self.anchor = session.stream, session.anchor
         self.told_no_focal = False
         # A profile per publisher: rclpy may change the one it is given (QoS overrides).
-        self.pubs = {rel: node.create_publisher(cls, self.topic(rel), QoSProfile(depth=5))
-                     for rel, cls in _MESSAGE_CLASSES.items()
-                     if relative or rel != "depth/relative"}
+        self.pubs = {row.name: node.create_publisher(message_class(row.msgtype),
+                                                     self.topic(row.name), QoSProfile(depth=5))
+                     for row in topics_for(kind)}
 
     def topic(self, relative: str) -> str:
         """The camera's relative topic name for ``relative`` (``NAME/relative``)."""
@@ -92,37 +92,31 @@ class _Camera:
         return f"camera '{self.name}': {text}" if self.name else text
 
 
-class _Arrival(NamedTuple):
-    """What the node attaches to a frame (``StreamFrame.user``)."""
-
-    camera: _Camera
-    received: float  # monotonic time the image message was taken in
-
-
 class DepthProNode(Node):
     """Metric depth from one or several monocular cameras with one loaded network; see the
     docs/node.md for topics and parameters."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("depth_pro_node", **kwargs)
-        self._settings = self._declare_parameters()
+        self._settings = declare_parameters(self)
         self._device, self._precision = self._load_engine()
         self._throttle = ErrorThrottle(ERROR_THROTTLE_S)
         values = self._settings.values
         anchor = self._settings.anchor
         self._model = self._engine.recipe.info
+        transport = transport_of(values["input_transport"])
         self._cameras = [
-            _Camera(self, name, CameraStream(self._settings.focal, history=64,
-                                             hold_unpaired=True,
-                                             max_input_pixels=values["max_input_pixels"]),
-                    AnchorStream(anchor) if anchor.enabled else None,
-                    relative=self._model.kind == "relative")
+            _Camera(self, CameraSession(
+                name, transport.transport, self._settings.focal, anchor,
+                needs_prompt=self._model.needs_prompt, history=64, hold_unpaired=True,
+                max_input_pixels=values["max_input_pixels"],
+                estimate_fov=bool(values["estimate_fov"])), self._model.kind)
             for name in self._settings.cameras
         ]
+        self._by_name = {cam.name: cam for cam in self._cameras}
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         overrides = QoSOverridingOptions.with_default_policies()
-        compressed = values["input_transport"] == "compressed"
-        image_topic = "image/compressed" if compressed else "image"
+        image_topic = transport.topic
         inputs_qos: dict[str, str] = {}  # relative topic -> its reliability, for the log
 
         def subscribe(cls: type, topic: str, callback) -> None:
@@ -138,8 +132,8 @@ class DepthProNode(Node):
             # is taken in before the image that waited beside it.
             subscribe(CameraInfo, cam.topic("camera_info"),
                       lambda msg, cam=cam: self._on_camera_info(cam, msg))
-            subscribe(CompressedImage if compressed else Image, cam.topic(image_topic),
-                      lambda msg, cam=cam: self._on_image(cam, msg, compressed))
+            subscribe(message_class(transport.msgtype), cam.topic(image_topic),
+                      lambda msg, cam=cam: self._on_image(cam, msg))
             if anchor.enabled:
                 depth_anchor = anchor.source == "depth"
                 subscribe(Image if depth_anchor else PointCloud2,
@@ -166,32 +160,6 @@ class DepthProNode(Node):
         )
 
     # ------------------------------------------------------------------ start-up
-    def _declare_parameters(self) -> NodeSettings:
-        values = {}
-        for spec in PARAMETERS:
-            # An empty list has no ROS type: arrays are declared by type.
-            array = isinstance(spec.default, tuple)
-            default = spec.default
-            if array:
-                default = Parameter.Type.STRING_ARRAY if spec.element is str \
-                    else Parameter.Type.DOUBLE_ARRAY
-            try:
-                param = self.declare_parameter(spec.name, default, descriptor(spec))
-            except InvalidParameterTypeException:
-                kind, example = (type(spec.default).__name__, repr(spec.default))
-                if array:
-                    kind, example = ("list of strings", "[front, left]") if spec.element is str \
-                        else ("list of floats", "[0.1, 0.0, -0.05, 0.0, 0.0, 0.0, 1.0]")
-                raise StartupError(
-                    f"parameter '{spec.name}' must be a {kind} (e.g. {example})") from None
-            except InvalidParameterValueException as exc:
-                raise StartupError(f"parameter '{spec.name}': {exc}") from None
-            values[spec.name] = param.value
-        try:
-            return settings_from(values)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
-
     def _load_engine(self) -> tuple[str, str]:
         checkpoint = self._settings.values["checkpoint"]
         cfg = self._settings.engine
@@ -221,7 +189,7 @@ class DepthProNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_image(self, cam: _Camera, msg: Any, compressed: bool) -> None:
+    def _on_image(self, cam: _Camera, msg: Any) -> None:
         cam.health.image_in()
         if self._settings.values["lazy"] and not any(
             pub.get_subscription_count() for pub in cam.pubs.values()
@@ -229,22 +197,20 @@ class DepthProNode(Node):
             cam.health.lazy_skipped()
             return
         try:
-            frame = cam.stream.prepare(msg, compressed, self._now(),
-                                       meta=_Arrival(cam, time.monotonic()))
+            frames = cam.session.add_image(msg, self._now())
         except FrameSkipped as exc:
             self._skipped(cam, exc)
             return
         finally:
-            for message in cam.stream.pop_messages():
-                self.get_logger().info(cam.label(f"focal source: {message}"))
+            self._log_notes(cam)
             for warning in cam.stream.pop_warnings():
                 self._report(cam, "codec", f"image decoder: {warning}", warning=True)
-        if frame is not None:
+        for frame in frames:
             self._submit(cam, frame)
 
     def _on_camera_info(self, cam: _Camera, msg: CameraInfo) -> None:
         try:
-            frames = cam.stream.add_camera_info(msg, self._now())
+            frames = cam.session.add_camera_info(msg, self._now())
         except FrameSkipped as exc:  # the CameraInfo is fine; the image held for it is not
             self._skipped(cam, exc)
             return
@@ -258,24 +224,11 @@ class DepthProNode(Node):
 
     def _on_anchor(self, cam: _Camera, msg: Any) -> None:
         try:
-            cam.anchor.add(msg, self._now())
+            cam.session.add_anchor(msg, self._now())
         except ValueError as exc:
             self._report(cam, "anchor_message", str(exc))
 
-    def _submit(self, cam: _Camera, frame) -> None:
-        frame.estimate_fov = bool(self._settings.values["estimate_fov"])
-        frame.source = cam.name
-        meta = frame.meta
-        frame_id = str(getattr(meta.header, "frame_id", ""))
-        if self._model.needs_prompt:
-            try:
-                frame.prompt = cam.anchor.prompt_for(frame_id, meta.stamp_ns, meta.received,
-                                                     frame.intrinsics, frame.image.shape[:2])
-            except ValueError as exc:
-                self._skipped(cam, FrameSkipped(str(exc), "no_prompt"))
-                return
-        elif cam.anchor is not None:
-            frame.anchor_filter = cam.anchor.filter_for(frame_id, meta.stamp_ns, meta.received)
+    def _submit(self, cam: _Camera, frame: Frame) -> None:
         try:
             self._engine.submit(frame)
         except (ValueError, RuntimeError) as exc:
@@ -292,38 +245,36 @@ class DepthProNode(Node):
             # can no longer be published, which is expected during shutdown.
 
     def _publish(self, result: DepthResult) -> None:
-        meta = result.meta
-        cam, received = meta.user
+        ctx: FrameContext = result.meta
+        cam = self._by_name[ctx.camera]
+        self._log_notes(cam)
         if cam.anchor is not None:
-            for message in cam.anchor.pop_messages():
-                self.get_logger().info(cam.label(f"anchoring: {message}"))
             for problem in cam.anchor.pop_problems():
                 self._report(cam, "anchor:" + problem.split(":")[0], problem)
-        if not result.ok:
-            cam.health.failed()
-            self._report(cam, "inference", f"depth failed for the image stamped "
-                         f"{meta.stamp_ns * 1e-9:.3f}: {result.error}")
-            return
-        if result.relative is not None and not self._settings.values["allow_relative"]:
-            cam.health.skipped("unanchored")
-            self._report(cam, "unanchored", "depth not published: no accepted anchor fit "
-                         "for this frame, and a relative model's depth has no metric scale "
-                         "without one (allow_relative publishes it on depth/relative)",
-                         warning=True)
+        options = self._settings.outputs
+        if options.colorized and not cam.pubs["depth/colorized"].get_subscription_count():
+            options = dataclasses.replace(options, colorized=False)
+        try:
+            outputs = cam.session.outputs(result, options)
+        except FrameSkipped as exc:
+            if exc.reason == "inference":
+                cam.health.failed()
+                self._report(cam, "inference", str(exc))
+            else:
+                cam.health.skipped(exc.reason)
+                self._report(cam, exc.reason, f"depth not published: {exc}", warning=True)
             return
         if result.depth is not None and result.intrinsics is None and not cam.told_no_focal:
             cam.told_no_focal = True
             self.get_logger().warning(cam.label(
                 "no focal length (no CameraInfo, and focal_source is not fixed): publishing "
                 "depth only, without depth/camera_info and points"))
-        options = self._settings.outputs
-        if options.colorized and not cam.pubs["depth/colorized"].get_subscription_count():
-            options = dataclasses.replace(options, colorized=False)
-        for out in build_outputs(result, options, meta.camera_info):
-            msg = fill(_MESSAGE_CLASSES[out.topic](), out.fields, point_field=PointField)
-            msg.header = meta.header
-            cam.pubs[out.topic].publish(msg)
-        cam.health.published(result, received)
+        for out in outputs:
+            pub = cam.pubs[out.topic]
+            msg = fill(pub.msg_type(), out.fields, point_field=PointField)
+            msg.header = ctx.header
+            pub.publish(msg)
+        cam.health.published(result, ctx.arrival)
 
     def _on_set_parameters(self, params: list) -> SetParametersResult:
         changes = {p.name: p.value for p in params if p.name in self._settings.values}
@@ -336,16 +287,18 @@ class DepthProNode(Node):
             self.get_logger().warning(f"parameter change rejected: {exc}")
             return SetParametersResult(successful=False, reason=str(exc))
         for cam in self._cameras:
-            cam.stream.configure(new.focal)
-            cam.stream.max_input_pixels = new.values["max_input_pixels"]
-            if cam.anchor is not None:
-                cam.anchor.configure(new.anchor)
+            cam.session.configure(new.focal, new.anchor, new.values["max_input_pixels"],
+                                  bool(new.values["estimate_fov"]))
         self._settings = new
         self.get_logger().info("parameters changed: " + ", ".join(
             f"{name}={value!r}" for name, value in changes.items()))
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ reporting
+    def _log_notes(self, cam: _Camera) -> None:
+        for note in cam.session.pop_notes():
+            self.get_logger().info(cam.label(note))
+
     def _skipped(self, cam: _Camera, exc: FrameSkipped) -> None:
         cam.health.skipped(exc.reason)
         self._report(cam, f"{exc.reason}:{exc.kind}", f"image skipped: {exc}")

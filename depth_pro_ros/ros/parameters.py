@@ -16,18 +16,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
 
-from depth_pro_ros.engine import PRECISION_CHOICES, EngineConfig
+from depth_pro_ros.engine import BACKENDS, PRECISION_CHOICES, EngineConfig
 from depth_pro_ros.engine.anchor import ANCHOR_FITS, AnchorSettings
 from depth_pro_ros.engine.focal import FOCAL_SOURCES
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
 from depth_pro_ros.model import MODEL_TYPES
 from depth_pro_ros.model.weights import default_checkpoint
+from depth_pro_ros.ros.errors import StartupError
 from depth_pro_ros.stream import CAMERA_INFO_SYNC, FocalSettings, OutputOptions
 from depth_pro_ros.stream.anchor import ANCHOR_SOURCES, AnchorOptions
+from depth_pro_ros.stream.transport import Transport
 
-__all__ = ["PARAMETERS", "ParamSpec", "NodeSettings", "descriptor", "settings_from"]
+__all__ = ["PARAMETERS", "ParamSpec", "NodeSettings", "declare_parameters", "descriptor",
+           "settings_from"]
 
 #: A camera name: relative ROS name tokens (letters, digits, underscores), '/'-separated.
 _CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
@@ -80,6 +86,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("device", "", "Torch device: cuda, cuda:N or cpu; empty picks cuda when "
               "available, else cpu", read_only=True),
+    ParamSpec("backend", EngineConfig.backend, "Inference backend that runs the network "
+              "(torch is the only one so far)", choices=BACKENDS, read_only=True),
     ParamSpec("precision", "auto", "Network precision; auto = fp16 on CUDA, fp32 on CPU "
               "(metric conversion is always fp32)", choices=PRECISION_CHOICES,
               read_only=True),
@@ -90,9 +98,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "'NAME/image' / 'NAME/camera_info', outputs 'NAME/depth' ...", read_only=True),
     ParamSpec("max_batch_size", 0, "Most frames of equal size from different cameras run "
               "as one batch; 0 = the number of cameras", low=0, high=64),
-    ParamSpec("input_transport", "raw", "raw: subscribe to 'image' (sensor_msgs/Image); "
-              "compressed: to 'image/compressed' (jpeg/png)", choices=("raw", "compressed"),
-              read_only=True),
+    ParamSpec("input_transport", Transport.RAW.value, "raw: subscribe to 'image' "
+              "(sensor_msgs/Image); compressed: to 'image/compressed' (jpeg/png)",
+              choices=tuple(t.value for t in Transport), read_only=True),
     ParamSpec("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS, "Images declaring more pixels "
               "(width x height, read from the header of compressed ones) are skipped before "
               "decoding: a guard against decompression bombs", low=1, high=2**40),
@@ -252,10 +260,10 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
         outputs = OutputOptions(
             depth_encoding=v["depth_encoding"], points=bool(v["publish_points"]),
             colorized=bool(v["publish_colorized"]), colorize_min=float(v["colorize_min"]),
-            colorize_max=float(v["colorize_max"]),
+            colorize_max=float(v["colorize_max"]), relative=bool(v["allow_relative"]),
         )
         engine = EngineConfig(
-            device=v["device"] or None,
+            device=v["device"] or None, backend=v["backend"],
             precision=precision,  # "auto" is resolved with the device by create_engine
             policy="latest", batch_size=int(v["max_batch_size"]) or max(1, len(v["cameras"])),
             compile=bool(v["compile"]), output_scale=float(v["output_scale"]),
@@ -278,6 +286,38 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
     except ValueError as exc:
         raise ValueError(f"invalid parameters: {exc}") from None
     return NodeSettings(v, focal, outputs, engine, anchor)
+
+
+def declare_parameters(node: Node) -> NodeSettings:
+    """Declare every parameter of :data:`PARAMETERS` on ``node`` and build its settings.
+
+    Raises:
+        StartupError: a parameter has the wrong type or value; the text names it.
+    """
+    values = {}
+    for spec in PARAMETERS:
+        # An empty list has no ROS type: arrays are declared by type.
+        array = isinstance(spec.default, tuple)
+        default = spec.default
+        if array:
+            default = Parameter.Type.STRING_ARRAY if spec.element is str \
+                else Parameter.Type.DOUBLE_ARRAY
+        try:
+            param = node.declare_parameter(spec.name, default, descriptor(spec))
+        except InvalidParameterTypeException:
+            kind, example = (type(spec.default).__name__, repr(spec.default))
+            if array:
+                kind, example = ("list of strings", "[front, left]") if spec.element is str \
+                    else ("list of floats", "[0.1, 0.0, -0.05, 0.0, 0.0, 0.0, 1.0]")
+            raise StartupError(
+                f"parameter '{spec.name}' must be a {kind} (e.g. {example})") from None
+        except InvalidParameterValueException as exc:
+            raise StartupError(f"parameter '{spec.name}': {exc}") from None
+        values[spec.name] = param.value
+    try:
+        return settings_from(values)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _camera_names(names: Any) -> tuple[str, ...]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import numbers
 import threading
+import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,19 +26,19 @@ from depth_pro_ros.io.image_decode import (
     DEFAULT_MAX_INPUT_PIXELS,
     ImageDecodeError,
     ImageTooLargeError,
-    compressed_to_array,
-    image_to_array,
 )
 from depth_pro_ros.io.messages import camera_info_values, stamp_to_nanoseconds
+from depth_pro_ros.stream.errors import FrameSkipped
 from depth_pro_ros.stream.pairing import SYNC_MODES, StampedHistory
+from depth_pro_ros.stream.transport import Transport, transport_of
 
 __all__ = [
     "CAMERA_INFO_SYNC",
     "CameraStream",
     "FocalSettings",
+    "FrameContext",
     "FrameSkipped",
     "RECORDED_FOCAL",
-    "StreamFrame",
 ]
 
 #: How an image is paired with a CameraInfo (see :class:`FocalSettings`).
@@ -49,19 +51,6 @@ _ASPECT_TOLERANCE = 0.01
 
 # Codec warnings kept for pop_warnings() when nobody collects them.
 _MAX_WARNINGS = 100
-
-
-class FrameSkipped(ValueError):
-    """An image cannot be processed. ``reason`` is a short counter key, the text says why.
-
-    ``kind`` is finer than ``reason`` (for decode failures the ``ImageDecodeError.kind``,
-    e.g. ``unsupported_encoding``); a log-throttle key. It defaults to ``reason``.
-    """
-
-    def __init__(self, message: str, reason: str, kind: str | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.kind = kind if kind is not None else reason
 
 
 @dataclass(frozen=True)
@@ -131,19 +120,25 @@ class _CameraInfoEntry:
 
 
 @dataclass
-class StreamFrame:
-    """What travels with a frame through the engine (``Frame.meta``).
+class FrameContext:
+    """What travels with a frame through the engine (``Frame.meta``, ``DepthResult.meta``).
 
-    ``header`` is the source image's header (copied onto every output), ``camera_info``
-    the CameraInfo message whose intrinsics were used (None when the focal came from
-    elsewhere), ``received`` the time the image was taken in, ``user`` the caller's own.
+    ``camera`` is the name of the stream the frame came from and ``seq`` the number of
+    images that stream took in before it (together they identify the frame); ``header``
+    the source image's header (copied onto every output), ``received`` the time the image
+    was taken in on the stream's clock (ROS time in the node, log time in the bag tool),
+    ``arrival`` the monotonic time it was taken in (latency), ``camera_info`` the
+    CameraInfo message whose intrinsics were used (None when the focal came from
+    elsewhere).
     """
 
+    camera: Hashable
+    seq: int
     header: Any
     stamp_ns: int
     received: float
+    arrival: float
     camera_info: Any = None
-    user: Any = None
 
 
 class CameraStream:
@@ -155,6 +150,7 @@ class CameraStream:
     held until it does; a newer image replaces a held one (counted in ``dropped``).
     ``max_input_pixels`` bounds the width * height an image may declare (None: no bound);
     larger ones are skipped with reason ``too_large`` before anything is allocated.
+    ``name`` is put on every frame's :class:`FrameContext` (``camera``).
     """
 
     def __init__(
@@ -163,13 +159,17 @@ class CameraStream:
         history: int | None = 64,
         hold_unpaired: bool = False,
         max_input_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS,
+        name: Hashable = None,
     ) -> None:
         self._lock = threading.Lock()
+        self.name = name
+        self._seq = 0
         self._settings = settings
         self._tracker = settings.tracker()
         self._hold_unpaired = hold_unpaired
         self._entries: StampedHistory[_CameraInfoEntry] = StampedHistory(history)
-        self._held: tuple[Any, bool, float, Any] | None = None
+        # (message, transport, received, seq, arrival) of the image held for its CameraInfo
+        self._held: tuple[Any, Transport, float, int, float] | None = None
         self._messages: list[str] = []
         self._warnings: list[str] = []
         self.max_input_pixels = max_input_pixels
@@ -252,13 +252,12 @@ class CameraStream:
             held, self._held = self._held, None
         if held is None:
             return []
-        frame = self.prepare(*held[:3], meta=held[3])
+        frame = self._prepare(*held)
         return [] if frame is None else [frame]
 
-    def prepare(
-        self, msg: Any, compressed: bool, received: float, meta: Any = None
-    ) -> Frame | None:
-        """Decode an image message and pick its focal: a :class:`Frame` for the engine.
+    def prepare(self, msg: Any, transport: Transport | str, received: float) -> Frame | None:
+        """Decode an image message of ``transport`` and pick its focal: a :class:`Frame`
+        for the engine, with a :class:`FrameContext` as its ``meta``.
 
         Returns None when the image is held for its CameraInfo (``hold_unpaired``).
 
@@ -269,15 +268,18 @@ class CameraStream:
                 than ``max_input_pixels`` pixels (``too_large``), its CameraInfo does not
                 fit it, or ``focal_source`` is ``camera_info`` and none pairs with it.
         """
+        with self._lock:
+            seq, self._seq = self._seq, self._seq + 1
+        return self._prepare(msg, Transport(transport), received, seq, time.monotonic())
+
+    def _prepare(self, msg: Any, transport: Transport, received: float, seq: int,
+                 arrival: float) -> Frame | None:
         warnings: list[str] = []
         limit = self._max_input_pixels
         try:
             header = msg.header
             stamp_ns = stamp_to_nanoseconds(header.stamp)
-            if compressed:
-                pixels, order = compressed_to_array(msg, limit, warnings)
-            else:
-                pixels, order = image_to_array(msg, limit)
+            pixels, order = transport_of(transport).decode(msg, limit, warnings)
         except ImageTooLargeError as exc:
             raise FrameSkipped(str(exc), "too_large", exc.kind) from None
         except ImageDecodeError as exc:
@@ -297,7 +299,7 @@ class CameraStream:
             if entry is None and self._should_hold(stamp_ns, received):
                 if self._held is not None:
                     self.dropped += 1
-                self._held = (msg, compressed, received, meta)
+                self._held = (msg, transport, received, seq, arrival)
                 return None
             if entry is not None:
                 _check_fits(entry.intrinsics, width, height)
@@ -321,7 +323,7 @@ class CameraStream:
             channel_order=order,
             intrinsics=known,
             focal_source=FocalSource.CAMERA_INFO if from_info else FocalSource.FIXED,
-            meta=StreamFrame(header, stamp_ns, received, used_info, meta),
+            meta=FrameContext(self.name, seq, header, stamp_ns, received, arrival, used_info),
             focal_filter=self._observe,
         )
 

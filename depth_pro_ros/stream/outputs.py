@@ -1,14 +1,17 @@
 """A depth result -> the messages published beside it (node) or written with it (bag tool).
 
-Both front ends publish exactly these topics, relative to the camera namespace:
-``depth``, ``depth/camera_info``, and optionally ``points`` and ``depth/colorized``; a
-relative-depth model's unanchored frames go to ``depth/relative`` instead. The messages
-are returned as field dicts (see :mod:`depth_pro_ros.io.messages`); the caller builds
-rclpy or rosbags messages from them and copies the source image's header.
+:data:`OUTPUT_TOPICS` is the one table of outputs, relative to the camera namespace:
+name, message type, builder, the model kinds that produce it and the option that turns
+it on. It drives the node's publishers, the bag writer's connections, the messages of a
+result (:func:`build_outputs`) and the topic table of docs/node.md (test_docs checks
+it). A new output topic is one row here and one builder. The messages are field dicts
+(see :mod:`depth_pro_ros.io.messages`); the caller builds rclpy or rosbags messages from
+them and copies the source image's header.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,16 +27,8 @@ from depth_pro_ros.io.messages import (
 )
 from depth_pro_ros.io.pointcloud_msg import pointcloud2_fields
 
-__all__ = ["OUTPUT_TOPICS", "OutputMessage", "OutputOptions", "build_outputs"]
-
-#: Relative output topic -> message type.
-OUTPUT_TOPICS = {
-    "depth": "sensor_msgs/msg/Image",
-    "depth/camera_info": "sensor_msgs/msg/CameraInfo",
-    "points": "sensor_msgs/msg/PointCloud2",
-    "depth/colorized": "sensor_msgs/msg/Image",
-    "depth/relative": "sensor_msgs/msg/Image",
-}
+__all__ = ["OUTPUT_TOPICS", "OutputMessage", "OutputOptions", "OutputTopic",
+           "build_outputs", "topics_for"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +44,9 @@ class OutputOptions:
     colorized: bool = False
     colorize_min: float = 0.0
     colorize_max: float = 0.0
+    # Unanchored frames of a relative model go to depth/relative (allow_relative);
+    # without it they are refused (CameraSession.outputs).
+    relative: bool = False
 
     def __post_init__(self) -> None:
         if self.depth_encoding not in DEPTH_ENCODINGS:
@@ -70,45 +68,100 @@ class OutputMessage:
     fields: dict[str, Any]
 
 
+# (result, options, the CameraInfo message whose focal was used or None) -> the fields of
+# the topic's message, or None when this result gives none on the topic.
+Builder = Callable[[DepthResult, "OutputOptions", Any], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class OutputTopic:
+    """One output: relative name, message type, builder, the model kinds that produce it
+    (``metric``, ``relative``: a relative model's anchored depth is metric too) and the
+    :class:`OutputOptions` flag that turns it on (None: always on)."""
+
+    name: str
+    msgtype: str
+    build: Builder
+    kinds: tuple[str, ...] = ("metric", "relative")
+    switch: str | None = None
+
+
+def _depth(result: DepthResult, options: OutputOptions, camera_info: Any) -> dict | None:
+    if result.depth is None:
+        return None
+    return depth_image_fields(result.depth, options.depth_encoding)
+
+
+def _camera_info(result: DepthResult, options: OutputOptions, camera_info: Any) -> dict | None:
+    """The CameraInfo whose focal was used, rescaled to the depth's size; else a pinhole
+    one synthesized from the intrinsics the depth was computed with (estimated or
+    fixed focal); none for a result without intrinsics."""
+    if result.depth is None:
+        return None
+    height, width = result.depth.shape
+    if camera_info is not None:
+        return camera_info_fields_scaled(camera_info, width, height)
+    k = result.intrinsics
+    if k is None:
+        return None
+    return synthesized_camera_info_fields(k.fx, k.fy, k.cx, k.cy, width, height)
+
+
+def _points(result: DepthResult, options: OutputOptions, camera_info: Any) -> dict | None:
+    if result.depth is None or result.points is None or result.points_shape is None:
+        return None
+    return pointcloud2_fields(result.points, *result.points_shape)
+
+
+def _colorized(result: DepthResult, options: OutputOptions, camera_info: Any) -> dict | None:
+    if result.depth is None:
+        return None
+    bgr, _ = colorize_depth(result.depth, options.colorize_min or None,
+                            options.colorize_max or None)
+    return colorized_image_fields(bgr)
+
+
+def _relative(result: DepthResult, options: OutputOptions, camera_info: Any) -> dict | None:
+    return None if result.relative is None else relative_image_fields(result.relative)
+
+
+#: Relative output topic -> its row, in publishing order.
+OUTPUT_TOPICS: dict[str, OutputTopic] = {row.name: row for row in (
+    OutputTopic("depth", "sensor_msgs/msg/Image", _depth),
+    OutputTopic("depth/camera_info", "sensor_msgs/msg/CameraInfo", _camera_info),
+    OutputTopic("points", "sensor_msgs/msg/PointCloud2", _points, switch="points"),
+    OutputTopic("depth/colorized", "sensor_msgs/msg/Image", _colorized, switch="colorized"),
+    OutputTopic("depth/relative", "sensor_msgs/msg/Image", _relative, kinds=("relative",),
+                switch="relative"),
+)}
+
+
+def topics_for(kind: str, options: OutputOptions | None = None) -> list[OutputTopic]:
+    """The outputs a model of ``kind`` can produce; with ``options``, only those they turn
+    on (the node passes none: its options change at run time)."""
+    return [row for row in OUTPUT_TOPICS.values() if kind in row.kinds and (
+        options is None or row.switch is None or getattr(options, row.switch))]
+
+
 def build_outputs(
     result: DepthResult, options: OutputOptions, camera_info: Any = None
 ) -> list[OutputMessage]:
-    """The output messages of a successful result.
+    """The output messages of a successful result, in table order.
 
-    ``camera_info`` is the CameraInfo message whose focal was used; it is passed through
-    (rescaled to the depth's size). Otherwise a pinhole CameraInfo is synthesized from
-    the intrinsics the depth was computed with (estimated or fixed focal). A result
-    without intrinsics (a model that needs no focal, and none was known) gives the depth
-    and its preview only; an unanchored relative result gives ``depth/relative`` only
-    (32FC1, unitless inverse depth).
+    ``camera_info`` is the CameraInfo message whose focal was used (see
+    ``_camera_info``). A result without intrinsics (a model that needs no focal, and
+    none was known) gives the depth and its preview only; an unanchored relative result
+    gives ``depth/relative`` only (32FC1, unitless inverse depth) with
+    ``options.relative``, else nothing.
     """
     if not result.ok:
         raise ValueError(f"no outputs for a failed result: {result.error}")
-    if result.relative is not None:
-        return [OutputMessage("depth/relative", OUTPUT_TOPICS["depth/relative"],
-                              relative_image_fields(result.relative))]
-    if result.depth is None:
+    if result.relative is None and result.depth is None:
         raise ValueError("no outputs for a result without depth")
-    depth = result.depth
-    height, width = depth.shape
-    out = [OutputMessage("depth", OUTPUT_TOPICS["depth"],
-                         depth_image_fields(depth, options.depth_encoding))]
-    if camera_info is not None:
-        info = camera_info_fields_scaled(camera_info, width, height)
-    elif result.intrinsics is not None:
-        k = result.intrinsics
-        info = synthesized_camera_info_fields(k.fx, k.fy, k.cx, k.cy, width, height)
-    else:
-        info = None
-    if info is not None:
-        out.append(OutputMessage("depth/camera_info", OUTPUT_TOPICS["depth/camera_info"],
-                                 info))
-    if options.points and result.points is not None and result.points_shape is not None:
-        out.append(OutputMessage("points", OUTPUT_TOPICS["points"],
-                                 pointcloud2_fields(result.points, *result.points_shape)))
-    if options.colorized:
-        bgr, _ = colorize_depth(depth, options.colorize_min or None,
-                                options.colorize_max or None)
-        out.append(OutputMessage("depth/colorized", OUTPUT_TOPICS["depth/colorized"],
-                                 colorized_image_fields(bgr)))
+    out = []
+    for row in OUTPUT_TOPICS.values():
+        if row.switch is None or getattr(options, row.switch):
+            fields = row.build(result, options, camera_info)
+            if fields is not None:
+                out.append(OutputMessage(row.name, row.msgtype, fields))
     return out

@@ -111,7 +111,8 @@ def expected(runs, tiny_checkpoint):
             for conn, t, raw in reader.messages():
                 if conn.topic in streams:
                     msg = reader.deserialize(raw, conn.msgtype)
-                    frame = streams[conn.topic].prepare(msg, conn.topic == CAM1, t * 1e-9)
+                    frame = streams[conn.topic].prepare(
+                        msg, "compressed" if conn.topic == CAM1 else "raw", t * 1e-9)
                     out[conn.topic].append(engine.process(frame))
     finally:
         engine.close()

@@ -30,14 +30,16 @@ from depth_pro_ros.stream import (
     CAMERA_INFO_SYNC,
     CameraStream,
     FocalSettings,
+    FrameContext,
     FrameSkipped,
-    StreamFrame,
+    Transport,
 )
 
 sensor_msgs = pytest.importorskip("sensor_msgs.msg")
 
 TS = get_typestore(getattr(Stores, "ROS2_KILTED", Stores.LATEST))
 BACKENDS = ("rclpy", "rosbags")
+RAW, COMPRESSED = Transport.RAW, Transport.COMPRESSED
 H, W = 24, 32
 RGB = smooth_rgb(H, W)
 S = 1_000_000_000  # ns per second
@@ -121,7 +123,7 @@ def focal_of(frame: Frame) -> float | None:
 
 def skipped(st: CameraStream, msg, received: float = 0.0, compressed_: bool = False):
     with pytest.raises(FrameSkipped) as info:
-        st.prepare(msg, compressed_, received)
+        st.prepare(msg, COMPRESSED if compressed_ else RAW, received)
     return info.value
 
 
@@ -137,24 +139,24 @@ def skipped(st: CameraStream, msg, received: float = 0.0, compressed_: bool = Fa
 def test_prepare_decodes_raw_images(backend, encoding, order, expected):
     st = stream(focal_source="fov_head")
     msg = image(backend, T0 + 7, enc=encoding)
-    frame = st.prepare(msg, False, 3.25)
+    frame = st.prepare(msg, RAW, 3.25)
     assert isinstance(frame, Frame)
     assert frame.channel_order == order
     np.testing.assert_array_equal(frame.image, expected)
     frame.validate()  # the engine accepts it as is
     assert frame.estimate_fov is False
     meta = frame.meta
-    assert isinstance(meta, StreamFrame)
+    assert isinstance(meta, FrameContext)
     assert meta.header is msg.header and meta.stamp_ns == T0 + 7 and meta.received == 3.25
-    assert meta.camera_info is None and meta.user is None
+    assert meta.camera_info is None and meta.camera is None and meta.seq == 0
 
 
-def test_prepare_crops_row_padding_and_passes_user_meta():
-    st = stream(focal_source="fov_head")
-    user = object()
-    frame = st.prepare(image("rosbags", enc="bgr8", padding=7), False, 1.0, meta=user)
+def test_prepare_crops_row_padding_and_names_the_camera_and_counts_images():
+    st = CameraStream(FocalSettings(focal_source="fov_head"), name="front")
+    st.prepare(image("rosbags", enc="bgr8"), RAW, 0.5)
+    frame = st.prepare(image("rosbags", enc="bgr8", padding=7), RAW, 1.0)
     np.testing.assert_array_equal(frame.image, RGB[..., ::-1])
-    assert frame.meta.user is user
+    assert (frame.meta.camera, frame.meta.seq) == ("front", 1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -163,20 +165,21 @@ def test_prepare_decodes_compressed_images(backend):
     bgr = np.ascontiguousarray(RGB[..., ::-1])
     ok, png = cv2.imencode(".png", bgr)
     assert ok
-    frame = st.prepare(compressed(backend, png, "png", T0 + 5), True, 2.0)
+    frame = st.prepare(compressed(backend, png, "png", T0 + 5), COMPRESSED, 2.0)
     assert frame.channel_order == "bgr" and frame.meta.stamp_ns == T0 + 5
     np.testing.assert_array_equal(frame.image, bgr)  # png is lossless
 
     ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
     assert ok
-    frame = st.prepare(compressed(backend, jpeg, "bgr8; jpeg compressed bgr8"), True, 2.0)
+    frame = st.prepare(compressed(backend, jpeg, "bgr8; jpeg compressed bgr8"), COMPRESSED, 2.0)
     assert frame.channel_order == "bgr" and frame.image.shape == (H, W, 3)
     assert np.abs(frame.image.astype(int) - bgr.astype(int)).mean() < 3.0
     frame.validate()
 
     grey = luma(RGB)
     ok, mono_png = cv2.imencode(".png", grey)
-    frame = st.prepare(compressed(backend, mono_png, "mono8; png compressed mono8"), True, 2.0)
+    frame = st.prepare(compressed(backend, mono_png, "mono8; png compressed mono8"),
+                       COMPRESSED, 2.0)
     assert frame.channel_order == "mono"
     np.testing.assert_array_equal(frame.image, grey)
 
@@ -205,7 +208,7 @@ def test_prepare_skips_images_that_do_not_decode(backend):
     assert exc.reason == "decode" and "depth transport" in str(exc)
 
     # Nothing of the failures stuck: the same stream still turns a good image into a frame.
-    assert st.prepare(image(backend), False, 0.0).image.shape == (H, W, 3)
+    assert st.prepare(image(backend), RAW, 0.0).image.shape == (H, W, 3)
     assert st.pop_messages() == ["no camera_info for this image, using the FoV estimate"]
 
 
@@ -236,9 +239,9 @@ def test_images_declaring_too_many_pixels_are_skipped_as_too_large(backend):
 
     # The limit can be lifted or changed at any time; bad values are refused.
     st.max_input_pixels = None
-    assert st.prepare(image(backend), False, 0.0).image.shape == (H, W, 3)
+    assert st.prepare(image(backend), RAW, 0.0).image.shape == (H, W, 3)
     st.max_input_pixels = H * W
-    assert st.prepare(image(backend), False, 0.0).image.shape == (H, W, 3)
+    assert st.prepare(image(backend), RAW, 0.0).image.shape == (H, W, 3)
     for bad in (0, -5, 2.5, "many", True):
         with pytest.raises(ValueError, match="max_input_pixels"):
             st.max_input_pixels = bad
@@ -274,7 +277,7 @@ def test_codec_warnings_are_kept_for_pop_warnings_not_printed(backend, capfd):
     data = jpeg.tobytes()
     sof = data.index(b"\xff\xc0")
     noisy = data[:sof] + b"\x00\x01junk" + data[sof:]  # decodes, with a libjpeg warning
-    frame = st.prepare(compressed(backend, noisy, "jpeg"), True, 0.0)
+    frame = st.prepare(compressed(backend, noisy, "jpeg"), COMPRESSED, 0.0)
     assert frame.image.shape == (H, W, 3)
     ok, png = cv2.imencode(".png", RGB)
     broken = bytearray(png.tobytes())
@@ -309,7 +312,7 @@ def test_prepare_skips_malformed_message_objects():
     # A duck-typed message that is complete works (ROS 1 secs/nsecs spelling too).
     ros1 = SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(secs=3, nsecs=4)),
                            **good)
-    assert st.prepare(ros1, False, 0.0).meta.stamp_ns == 3 * S + 4
+    assert st.prepare(ros1, RAW, 0.0).meta.stamp_ns == 3 * S + 4
 
 
 # ---------------------------------------------------------------------- CameraInfo
@@ -335,7 +338,7 @@ def test_add_camera_info_rejects_unusable_ones_and_keeps_the_earlier(backend):
         assert not isinstance(info.value, FrameSkipped)
         assert text in str(info.value), str(info.value)
     # Every rejected one arrived later, yet the first (good) one is still used.
-    frame = st.prepare(image(backend), False, 100.0)
+    frame = st.prepare(image(backend), RAW, 100.0)
     assert focal_of(frame) == 40.0
 
 
@@ -344,8 +347,8 @@ def test_exact_sync_pairs_identical_stamps_only(backend):
     st = stream(focal_source="camera_info", camera_info_sync="exact")
     st.add_camera_info(camera_info(backend, T0, fx=40.0), 0.0)
     st.add_camera_info(camera_info(backend, T0 + 10, fx=50.0), 0.1)
-    assert focal_of(st.prepare(image(backend, T0), False, 5.0)) == 40.0
-    assert focal_of(st.prepare(image(backend, T0 + 10), False, 5.0)) == 50.0
+    assert focal_of(st.prepare(image(backend, T0), RAW, 5.0)) == 40.0
+    assert focal_of(st.prepare(image(backend, T0 + 10), RAW, 5.0)) == 50.0
     for stamp in (T0 + 1, T0 + 9, T0 - 1, T0 + 11):
         assert skipped(st, image(backend, stamp), 5.0).reason == "no_camera_info"
 
@@ -354,7 +357,7 @@ def test_exact_sync_prefers_the_newest_of_equal_stamps():
     st = stream(focal_source="camera_info", camera_info_sync="exact")
     st.add_camera_info(camera_info(stamp_ns=T0, fx=40.0), 0.0)
     st.add_camera_info(camera_info(stamp_ns=T0, fx=45.0), 0.5)
-    assert focal_of(st.prepare(image(stamp_ns=T0), False, 1.0)) == 45.0
+    assert focal_of(st.prepare(image(stamp_ns=T0), RAW, 1.0)) == 45.0
 
 
 def test_approximate_sync_pairs_the_nearest_within_slop():
@@ -368,7 +371,7 @@ def test_approximate_sync_pairs_the_nearest_within_slop():
         T0 + 90 * ms: 50.0, T0 + 120 * ms: 50.0, T0 + 80 * ms: 50.0,
     }
     for stamp, fx in expect.items():
-        frame = st.prepare(image(stamp_ns=stamp), False, 1.0)
+        frame = st.prepare(image(stamp_ns=stamp), RAW, 1.0)
         assert focal_of(frame) == fx, stamp
     for stamp in (T0 + 21 * ms, T0 + 50 * ms, T0 + 79 * ms, T0 - 21 * ms, T0 + 121 * ms):
         assert skipped(st, image(stamp_ns=stamp), 1.0).reason == "no_camera_info"
@@ -376,8 +379,8 @@ def test_approximate_sync_pairs_the_nearest_within_slop():
     # In auto mode an unpaired image falls back to the estimate instead of being skipped.
     auto = stream(focal_source="auto", camera_info_sync="approximate", sync_slop=0.02)
     auto.add_camera_info(camera_info(stamp_ns=T0, fx=40.0), 0.0)
-    assert focal_of(auto.prepare(image(stamp_ns=T0 + 10 * ms), False, 0.1)) == 40.0
-    far = auto.prepare(image(stamp_ns=T0 + 30 * ms), False, 0.1)
+    assert focal_of(auto.prepare(image(stamp_ns=T0 + 10 * ms), RAW, 0.1)) == 40.0
+    far = auto.prepare(image(stamp_ns=T0 + 30 * ms), RAW, 0.1)
     assert far.intrinsics is None and far.meta.camera_info is None
 
 
@@ -388,15 +391,15 @@ def test_latest_sync_uses_the_newest_received_by_the_image_time():
     st.add_camera_info(second, 3.0)
     # The stamps are ignored; only the time each message was received counts.
     assert skipped(st, image(stamp_ns=T0), 0.5).reason == "no_camera_info"
-    frame = st.prepare(image(stamp_ns=T0), False, 1.0)
+    frame = st.prepare(image(stamp_ns=T0), RAW, 1.0)
     assert focal_of(frame) == 40.0 and frame.meta.camera_info is first
     # `second` is already known but was received after this image: not used.
-    frame = st.prepare(image(stamp_ns=T0), False, 2.9)
+    frame = st.prepare(image(stamp_ns=T0), RAW, 2.9)
     assert focal_of(frame) == 40.0 and frame.meta.camera_info is first
-    frame = st.prepare(image(stamp_ns=0), False, 3.0)
+    frame = st.prepare(image(stamp_ns=0), RAW, 3.0)
     assert focal_of(frame) == 50.0 and frame.meta.camera_info is second
     # camera_info mode never times out: a calibration is static.
-    assert focal_of(st.prepare(image(), False, 1e6)) == 50.0
+    assert focal_of(st.prepare(image(), RAW, 1e6)) == 50.0
 
 
 def test_history_bounds_the_camera_infos_kept():
@@ -404,8 +407,8 @@ def test_history_bounds_the_camera_infos_kept():
     for i in range(3):
         st.add_camera_info(camera_info(stamp_ns=T0 + i, fx=40.0 + i), float(i))
     assert skipped(st, image(stamp_ns=T0), 5.0).reason == "no_camera_info"  # evicted
-    assert focal_of(st.prepare(image(stamp_ns=T0 + 1), False, 5.0)) == 41.0
-    assert focal_of(st.prepare(image(stamp_ns=T0 + 2), False, 5.0)) == 42.0
+    assert focal_of(st.prepare(image(stamp_ns=T0 + 1), RAW, 5.0)) == 41.0
+    assert focal_of(st.prepare(image(stamp_ns=T0 + 2), RAW, 5.0)) == 42.0
 
 
 @pytest.mark.parametrize("source", ["camera_info", "auto"])
@@ -429,14 +432,14 @@ def test_camera_info_whose_k_breaks_when_scaled_skips_the_frame(fx, scale):
     assert exc.reason == "camera_info_mismatch" and "unusable at the image size" in str(exc)
     # The stream goes on: a CameraInfo that fits serves the next frame.
     st.add_camera_info(camera_info(), 1.0)
-    assert focal_of(st.prepare(image(), False, 1.1)) == 40.0
+    assert focal_of(st.prepare(image(), RAW, 1.1)) == 40.0
 
 
 def test_camera_info_of_a_proportional_size_is_scaled():
     st = stream(focal_source="camera_info")
     info = camera_info(width=4 * W, height=4 * H, fx=160.0, fy=164.0, cx=63.0, cy=47.0)
     st.add_camera_info(info, 0.0)
-    frame = st.prepare(image(), False, 0.5)
+    frame = st.prepare(image(), RAW, 0.5)
     k = frame.intrinsics
     assert (k.fx, k.fy, k.cx, k.cy, k.width, k.height) == (40.0, 41.0, 15.75, 11.75, W, H)
     assert frame.meta.camera_info is info  # the original message, for passthrough
@@ -444,7 +447,7 @@ def test_camera_info_of_a_proportional_size_is_scaled():
     # Within the 1 % aspect tolerance the sizes are scaled independently.
     st2 = stream(focal_source="camera_info")
     st2.add_camera_info(camera_info(width=3200, height=2410, fx=4000.0, cx=1600, cy=1205), 0.0)
-    k = st2.prepare(image(), False, 0.5).intrinsics
+    k = st2.prepare(image(), RAW, 0.5).intrinsics
     assert k.fx == pytest.approx(40.0) and k.cy == pytest.approx(12.0)
     assert k.fy == pytest.approx(4000.0 * H / 2410)
 
@@ -464,7 +467,7 @@ def test_auto_falls_back_to_the_estimate_and_back_reporting_each_switch_once():
     st.add_camera_info(info, 10.0)
 
     def image_at(t: float):
-        return st.prepare(image(stamp_ns=_at(t)), False, t)
+        return st.prepare(image(stamp_ns=_at(t)), RAW, t)
 
     fresh = image_at(10.5)
     assert focal_of(fresh) == 40.0 and fresh.meta.camera_info is info
@@ -502,7 +505,7 @@ def _replay(st: CameraStream, infos, images):
     frames = []
     for received, is_image, t in events:
         if is_image:
-            frames.append((t, st.prepare(image(stamp_ns=_at(t)), False, received)))
+            frames.append((t, st.prepare(image(stamp_ns=_at(t)), RAW, received)))
         else:
             st.add_camera_info(camera_info(stamp_ns=_at(t), fx=40.0), received)
     return frames
@@ -556,17 +559,17 @@ def test_auto_with_unstamped_camera_info_judges_by_arrival_and_its_period():
     st = stream(focal_source="auto", camera_info_sync="latest", camera_info_timeout=0.5)
     for k in range(4):
         st.add_camera_info(camera_info(stamp_ns=0), float(k))
-    assert focal_of(st.prepare(image(stamp_ns=_at(3.9)), False, 3.9)) == 40.0
-    assert st.prepare(image(stamp_ns=_at(3.9)), False, 6.1).intrinsics is None
+    assert focal_of(st.prepare(image(stamp_ns=_at(3.9)), RAW, 3.9)) == 40.0
+    assert st.prepare(image(stamp_ns=_at(3.9)), RAW, 6.1).intrinsics is None
     # A change of focal settings keeps the period: the arrivals are replayed.
     st.configure(FocalSettings(camera_info_timeout=0.6, camera_info_sync="latest"))
     st.add_camera_info(camera_info(stamp_ns=0), 7.0)
-    assert focal_of(st.prepare(image(stamp_ns=_at(9.5)), False, 9.5)) == 40.0
+    assert focal_of(st.prepare(image(stamp_ns=_at(9.5)), RAW, 9.5)) == 40.0
 
 
 def test_auto_without_camera_info_estimates():
     st = stream(focal_source="auto")
-    frame = st.prepare(image(), False, 0.0)
+    frame = st.prepare(image(), RAW, 0.0)
     assert frame.intrinsics is None and frame.estimate_fov is False
     assert frame.focal_filter is not None and frame.meta.camera_info is None
     assert st.pop_messages() == ["no camera_info for this image, using the FoV estimate"]
@@ -584,12 +587,12 @@ def test_fixed_focal_ignores_camera_info():
     st = stream(focal_source="fixed", fixed_focal_px=123.0)
     # Neither a matching nor a CameraInfo of another aspect ratio has any effect.
     st.add_camera_info(camera_info(fx=40.0), 0.0)
-    frame = st.prepare(image(), False, 0.5)
+    frame = st.prepare(image(), RAW, 0.5)
     k = frame.intrinsics
     assert (k.fx, k.fy, k.cx, k.cy, k.width, k.height) == (123.0, 123.0, W / 2, H / 2, W, H)
     assert frame.meta.camera_info is None
     st.add_camera_info(camera_info(width=100, height=100), 1.0)
-    assert focal_of(st.prepare(image(), False, 1.5)) == 123.0
+    assert focal_of(st.prepare(image(), RAW, 1.5)) == 123.0
     assert st.focal_state(W)["source"] == "fixed"
     assert st.pop_messages() == []
 
@@ -597,10 +600,10 @@ def test_fixed_focal_ignores_camera_info():
 def test_fov_head_always_estimates():
     st = stream(focal_source="fov_head")
     st.add_camera_info(camera_info(fx=40.0), 0.0)
-    frame = st.prepare(image(), False, 0.5)
+    frame = st.prepare(image(), RAW, 0.5)
     assert frame.intrinsics is None and frame.meta.camera_info is None
     st.add_camera_info(camera_info(width=100, height=100), 1.0)  # another aspect ratio
-    assert st.prepare(image(), False, 1.5).intrinsics is None
+    assert st.prepare(image(), RAW, 1.5).intrinsics is None
 
 
 # ------------------------------------------------------------- holding for pairing
@@ -609,9 +612,8 @@ def test_fov_head_always_estimates():
 def test_hold_unpaired_waits_for_the_matching_camera_info():
     st = stream(hold_unpaired=True, focal_source="auto", camera_info_sync="exact")
     st.add_camera_info(camera_info(stamp_ns=T0, fx=40.0), 0.0)
-    user = ("mine",)
     msg = image(stamp_ns=T0 + 33)
-    assert st.prepare(msg, False, 0.05, meta=user) is None  # held
+    assert st.prepare(msg, RAW, 0.05) is None  # held
 
     assert st.add_camera_info(camera_info(stamp_ns=T0 + 1, fx=41.0), 0.06) == []  # not its own
     info = camera_info(stamp_ns=T0 + 33, fx=44.0)
@@ -620,19 +622,19 @@ def test_hold_unpaired_waits_for_the_matching_camera_info():
     frame = frames[0]
     assert focal_of(frame) == 44.0 and frame.meta.camera_info is info
     assert frame.meta.header is msg.header and frame.meta.stamp_ns == T0 + 33
-    assert frame.meta.received == 0.05 and frame.meta.user is user
+    assert frame.meta.received == 0.05 and frame.meta.seq == 0  # its own context
     np.testing.assert_array_equal(frame.image, RGB)
     assert st.dropped == 0
     assert st.add_camera_info(camera_info(stamp_ns=T0 + 34), 0.08) == []  # nothing held now
     # An image whose CameraInfo is already there is not held.
-    assert focal_of(st.prepare(image(stamp_ns=T0 + 34), False, 0.09)) == 40.0
+    assert focal_of(st.prepare(image(stamp_ns=T0 + 34), RAW, 0.09)) == 40.0
 
 
 def test_hold_unpaired_keeps_only_the_newest_image():
     st = stream(hold_unpaired=True, focal_source="camera_info", camera_info_sync="exact")
     st.add_camera_info(camera_info(stamp_ns=T0), 0.0)
-    assert st.prepare(image(stamp_ns=T0 + 1), False, 0.1) is None
-    assert st.prepare(image(stamp_ns=T0 + 2), False, 0.2) is None
+    assert st.prepare(image(stamp_ns=T0 + 1), RAW, 0.1) is None
+    assert st.prepare(image(stamp_ns=T0 + 2), RAW, 0.2) is None
     assert st.dropped == 1
     assert st.add_camera_info(camera_info(stamp_ns=T0 + 1), 0.3) == []  # that one was dropped
     frames = st.add_camera_info(camera_info(stamp_ns=T0 + 2, fx=42.0), 0.4)
@@ -643,35 +645,35 @@ def test_hold_unpaired_keeps_only_the_newest_image():
 def test_hold_unpaired_applies_only_while_camera_info_flows_and_pairs_by_stamp():
     # No CameraInfo yet: auto estimates, camera_info skips; nothing is held.
     assert stream(hold_unpaired=True, camera_info_sync="exact").prepare(
-        image(), False, 0.0).intrinsics is None
+        image(), RAW, 0.0).intrinsics is None
     st = stream(hold_unpaired=True, focal_source="camera_info", camera_info_sync="exact")
     assert skipped(st, image(), 0.0).reason == "no_camera_info"
     # Stale CameraInfo in auto mode: the image is not held but estimated.
     st = stream(hold_unpaired=True, camera_info_sync="exact", camera_info_timeout=1.0)
     st.add_camera_info(camera_info(stamp_ns=_at(0.0)), 0.0)
-    assert st.prepare(image(stamp_ns=_at(2.0)), False, 2.0).intrinsics is None
+    assert st.prepare(image(stamp_ns=_at(2.0)), RAW, 2.0).intrinsics is None
     # latest mode never holds.
     st = stream(hold_unpaired=True, camera_info_sync="latest")
     st.add_camera_info(camera_info(), 1.0)
-    assert st.prepare(image(), False, 0.5).intrinsics is None
+    assert st.prepare(image(), RAW, 0.5).intrinsics is None
     # fov_head and fixed never wait for a CameraInfo.
     for settings in ({"focal_source": "fov_head"},
                      {"focal_source": "fixed", "fixed_focal_px": 50.0}):
         st = stream(hold_unpaired=True, camera_info_sync="exact", **settings)
         st.add_camera_info(camera_info(stamp_ns=T0), 0.0)
-        assert st.prepare(image(stamp_ns=T0 + 1), False, 0.1) is not None
+        assert st.prepare(image(stamp_ns=T0 + 1), RAW, 0.1) is not None
 
 
 def test_held_frame_that_does_not_fit_its_camera_info_is_reported_as_skipped():
     st = stream(hold_unpaired=True, focal_source="camera_info", camera_info_sync="exact")
     st.add_camera_info(camera_info(stamp_ns=T0), 0.0)
-    assert st.prepare(image(stamp_ns=T0 + 1), False, 0.1) is None
+    assert st.prepare(image(stamp_ns=T0 + 1), RAW, 0.1) is None
     with pytest.raises(FrameSkipped) as info:
         st.add_camera_info(camera_info(stamp_ns=T0 + 1, width=64, height=64), 0.2)
     assert info.value.reason == "camera_info_mismatch"
     # The CameraInfo itself was recorded: an image of its size pairs with it.
     square = image(stamp_ns=T0 + 1, rgb=smooth_rgb(16, 16))
-    assert st.prepare(square, False, 0.3).intrinsics.width == 16
+    assert st.prepare(square, RAW, 0.3).intrinsics.width == 16
 
 
 # ---------------------------------------------------------------- the focal filter
@@ -679,7 +681,7 @@ def test_held_frame_that_does_not_fit_its_camera_info_is_reported_as_skipped():
 
 def test_focal_filter_smooths_f_over_w_by_hand():
     st = stream(focal_source="fov_head", focal_ema_alpha=0.25)
-    frame = st.prepare(image(), False, 0.0)
+    frame = st.prepare(image(), RAW, 0.0)
     w, h = 100, 80
     # ratio 0.8; then 0.25 * 0.4 + 0.75 * 0.8 = 0.7; then 0.25 * 1.0 + 0.75 * 0.7 = 0.775
     expected = [80.0, 70.0, 77.5]
@@ -709,7 +711,7 @@ def test_focal_filter_smooths_f_over_w_by_hand():
 
 def test_configure_restarts_the_ema_only_for_a_new_focal_policy():
     st = stream(focal_source="auto", focal_ema_alpha=0.5)
-    frame = st.prepare(image(), False, 0.0)
+    frame = st.prepare(image(), RAW, 0.0)
     frame.focal_filter(40.0, W, H)
     frame.focal_filter(60.0, W, H)
     assert st.focal_state(W) == {"source": "fov_head", "ema_px": 50.0, "estimates": 2}
@@ -723,12 +725,12 @@ def test_configure_restarts_the_ema_only_for_a_new_focal_policy():
     st.configure(FocalSettings(focal_source="auto", focal_ema_alpha=0.2))
     assert st.settings.focal_ema_alpha == 0.2
     assert st.focal_state(W) == {"source": None, "ema_px": None, "estimates": 0}
-    frame = st.prepare(image(), False, 0.0)
+    frame = st.prepare(image(), RAW, 0.0)
     assert frame.focal_filter(40.0, W, H).fx == 40.0
     assert frame.focal_filter(60.0, W, H).fx == pytest.approx(0.2 * 60.0 + 0.8 * 40.0)
 
     st.configure(FocalSettings(focal_source="fixed", fixed_focal_px=77.0))
-    assert focal_of(st.prepare(image(), False, 0.0)) == 77.0
+    assert focal_of(st.prepare(image(), RAW, 0.0)) == 77.0
     assert st.focal_state(W)["estimates"] == 0
 
 
@@ -793,7 +795,7 @@ def test_concurrent_use_does_not_raise(sync):
 
     def feed_images(offset):
         for i in range(offset, 2 * n, 2):
-            frame = st.prepare(images[i], False, i * 1e-3)
+            frame = st.prepare(images[i], RAW, i * 1e-3)
             if frame is not None:
                 with lock:
                     frames.append(frame)

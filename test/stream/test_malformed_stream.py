@@ -12,7 +12,7 @@ from malformed import TRANSPORTS, MalformedMessages, build
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from depth_pro_ros.stream import CameraStream, FocalSettings, FrameSkipped
+from depth_pro_ros.stream import CameraStream, FocalSettings, FrameSkipped, Transport
 
 CLASSES = {"image": Image, "compressed": CompressedImage, "camera_info": CameraInfo}
 
@@ -28,7 +28,8 @@ def _feed(stream: CameraStream, case, now: float) -> list[str]:
                 stream.add_camera_info(msg, now)
                 out.append("info")
             else:
-                frame = stream.prepare(msg, message.topic == "compressed", now)
+                frame = stream.prepare(msg, Transport.COMPRESSED if message.topic == "compressed"
+                                       else Transport.RAW, now)
                 out.append("frame" if frame is not None else "held")
         except FrameSkipped as exc:
             out.append(exc.reason)

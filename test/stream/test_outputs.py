@@ -61,13 +61,13 @@ def runs(tiny_checkpoint):
         calibrated = CameraStream(FocalSettings(focal_source="camera_info"))
         info = _calibration()
         calibrated.add_camera_info(info, 0.0)
-        frame = calibrated.prepare(_image(smooth_rgb(H, W)), False, 0.1)
+        frame = calibrated.prepare(_image(smooth_rgb(H, W)), "raw", 0.1)
         assert frame.meta.camera_info is info
         with_info = engine.process(frame)
 
         engine.reconfigure(points=False)
         estimating = CameraStream(FocalSettings(focal_source="fov_head"))
-        frame = estimating.prepare(_image(smooth_rgb(H, W, base=(60, 150, 220))), False, 0.2)
+        frame = estimating.prepare(_image(smooth_rgb(H, W, base=(60, 150, 220))), "raw", 0.2)
         estimated = engine.process(frame)
     finally:
         engine.close()
@@ -124,7 +124,7 @@ def test_topics_and_types(runs):
         "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", "sensor_msgs/msg/PointCloud2",
         "sensor_msgs/msg/Image"]
     for out in outputs:
-        assert OUTPUT_TOPICS[out.topic] == out.msgtype
+        assert OUTPUT_TOPICS[out.topic].msgtype == out.msgtype
         assert out.msgtype in TS.types
         assert "header" not in out.fields  # the caller copies the image's header
         _rclpy(out)  # every field fits a real rclpy message ...
@@ -340,7 +340,8 @@ def test_a_result_without_intrinsics_gives_the_depth_and_its_preview_only(runs):
 def test_an_unanchored_relative_result_goes_to_depth_relative_as_it_is():
     relative = np.array([[0.0, 0.5, 2.0], [np.nan, 1.0, 3.0]], np.float32)
     result = DepthResult(meta=None, relative=relative)
-    (out,) = build_outputs(result, OutputOptions(points=True, colorized=True))
+    assert build_outputs(result, OutputOptions()) == []  # refused without allow_relative
+    (out,) = build_outputs(result, OutputOptions(points=True, colorized=True, relative=True))
     assert (out.topic, out.msgtype, out.fields["encoding"]) == (
         "depth/relative", "sensor_msgs/msg/Image", "32FC1")
     values = np.frombuffer(out.fields["data"].tobytes(), np.float32).reshape(2, 3)
