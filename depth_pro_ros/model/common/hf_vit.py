@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
-__all__ = ["join_qkv", "qkv_part", "rename_vit_key"]
+__all__ = ["qkv_part", "rename_vit_key", "translate"]
 
 # Inside one ViT; qkv is handled apart because three tensors become one.
 _VIT_RULES = [
@@ -49,8 +49,38 @@ def qkv_part(key: str) -> tuple[str, int] | None:
     return f"blocks.{m.group(1)}.attn.qkv.{m.group(4)}", _QKV_ORDER[m.group(2) or m.group(3)]
 
 
-def join_qkv(parts: Mapping[str, Mapping[int, torch.Tensor]], out: dict[str, torch.Tensor],
-             unknown: list[str]) -> None:
+def translate(
+    hf_state: Mapping[str, torch.Tensor],
+    vit_of: Callable[[str], tuple[str, str] | None],
+    rename: Callable[[str], str | None],
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename a transformers state dict: ``vit_of(key)`` says whether a key is inside a ViT
+    (its new prefix, the key relative to the ViT), whose q / k / v parts are joined;
+    ``rename(key)`` names every other key (None: no rule knows it, ``""``: dropped).
+
+    Returns the new state dict and the keys that no rule knows (reported by the caller).
+    """
+    out: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    qkv_parts: dict[str, dict[int, torch.Tensor]] = {}
+    for key, tensor in hf_state.items():
+        vit = vit_of(key)
+        part = qkv_part(vit[1]) if vit is not None else None
+        if part is not None:
+            name, index = part
+            qkv_parts.setdefault(vit[0] + name, {})[index] = tensor
+            continue
+        new = rename(key)
+        if new is None:
+            unknown.append(key)
+        elif new:
+            out[new] = tensor
+    _join_qkv(qkv_parts, out, unknown)
+    return out, unknown
+
+
+def _join_qkv(parts: Mapping[str, Mapping[int, torch.Tensor]], out: dict[str, torch.Tensor],
+              unknown: list[str]) -> None:
     """Concatenate each fused name's q, k, v parts into ``out``; an incomplete set goes to
     ``unknown``."""
     for name, by_index in parts.items():

@@ -17,7 +17,7 @@ import torch
 
 from ..common.errors import CheckpointError
 from ..common.family import StateDict
-from ..common.hf_vit import join_qkv, qkv_part, rename_vit_key
+from ..common.hf_vit import rename_vit_key, translate
 from .config import DepthAnythingConfig
 
 HF_MODEL_TYPES = ("depth_anything", "prompt_depth_anything")
@@ -115,22 +115,11 @@ def hf_to_original_state_dict(
     """Rename a transformers Depth Anything / Prompt Depth Anything state dict to the
     original names (q, k, v concatenated into ``qkv``). Returns the new state dict and the
     keys that no rule knows (reported by the caller)."""
-    out: dict[str, torch.Tensor] = {}
-    unknown: list[str] = []
-    qkv_parts: dict[str, dict[int, torch.Tensor]] = {}
-    for key, tensor in hf_state.items():
-        part = qkv_part(key[len(_BACKBONE):]) if key.startswith(_BACKBONE) else None
-        if part is not None:
-            name, index = part
-            qkv_parts.setdefault("pretrained." + name, {})[index] = tensor
-            continue
-        new = _rename(key)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = tensor
-    join_qkv(qkv_parts, out, unknown)
-    return out, unknown
+    return translate(hf_state, _vit_of, _rename)
+
+
+def _vit_of(key: str) -> tuple[str, str] | None:
+    return ("pretrained.", key[len(_BACKBONE):]) if key.startswith(_BACKBONE) else None
 
 
 # transformers' defaults for what a config.json may leave out (saved configs omit them).

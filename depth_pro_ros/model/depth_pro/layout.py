@@ -17,7 +17,7 @@ import torch
 
 from ..common.errors import CheckpointError
 from ..common.family import ModelType, StateDict
-from ..common.hf_vit import join_qkv, qkv_part, rename_vit_key
+from ..common.hf_vit import rename_vit_key, translate
 from .config import DepthProConfig
 
 HF_MODEL_TYPES = ("depth_pro",)
@@ -61,7 +61,10 @@ _FUSION_INNER = [
 def _rename(key: str) -> str | None:
     for prefix, target in _VIT_PREFIXES.items():
         if key.startswith(prefix):
-            new = rename_vit_key(key[len(prefix):])
+            rest = key[len(prefix):]
+            if _UNUSED.match(rest):
+                return ""  # dropped
+            new = rename_vit_key(rest)
             return None if new is None else target + new
     for pattern, target, index in _INDEXED_RULES:
         m = re.match(pattern, key)
@@ -86,35 +89,18 @@ def _fusion_inner(key: str) -> str:
 
 
 def hf_to_apple_state_dict(
-    hf_state: Mapping[str, torch.Tensor], *, keep_fov: bool = True
+    hf_state: Mapping[str, torch.Tensor],
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename a transformers state dict to Apple's names.
 
     Returns the new state dict and the keys that no rule knows (reported by the caller).
     """
-    out: dict[str, torch.Tensor] = {}
-    unknown: list[str] = []
-    qkv_parts: dict[str, dict[int, torch.Tensor]] = {}
-    for key, tensor in hf_state.items():
-        if not keep_fov and key.startswith("fov_model."):
-            continue
-        prefix = next((p for p in _VIT_PREFIXES if key.startswith(p)), None)
-        if prefix is not None:
-            rest = key[len(prefix):]
-            if _UNUSED.match(rest):
-                continue
-            part = qkv_part(rest)
-            if part is not None:
-                name, index = part
-                qkv_parts.setdefault(_VIT_PREFIXES[prefix] + name, {})[index] = tensor
-                continue
-        new = _rename(key)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = tensor
-    join_qkv(qkv_parts, out, unknown)
-    return out, unknown
+    return translate(hf_state, _vit_of, _rename)
+
+
+def _vit_of(key: str) -> tuple[str, str] | None:
+    prefix = next((p for p in _VIT_PREFIXES if key.startswith(p)), None)
+    return None if prefix is None else (_VIT_PREFIXES[prefix], key[len(prefix):])
 
 
 def config_from_hf(hf_config: Mapping[str, Any], has_fov_weights: bool) -> DepthProConfig:
