@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 __all__ = [
-    "EXPECTED_FILES",
+    "expected_files",
     "is_zip",
     "read_head",
     "refused_objects_message",
@@ -24,11 +24,6 @@ __all__ = [
     "truncated_message",
 ]
 
-#: What a checkpoint may be, for messages about files that are none of these.
-EXPECTED_FILES = (
-    "expected Apple's depth_pro.pt, a Depth Anything .pth / .ckpt, a Hugging Face folder "
-    "or .safetensors file (with its config.json), or a file written by depth-pro-ros"
-)
 _SAVE_STATE_DICT = "torch.save(model.state_dict(), path)"
 # What a pickle of tensors names besides them: rebuild functions, containers, and (in
 # torch's own namespace) storages and dtypes.
@@ -59,6 +54,16 @@ _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 # The attributes every pickled torch.nn.Module carries in its __dict__.
 _MODULE_STATE = frozenset({"_parameters", "_buffers", "_modules"})
+
+
+def expected_files() -> str:
+    """What a checkpoint may be, for messages about files that are none of these (the
+    families' plain files from the registry, imported here only when a message is made)."""
+    from .registry import families_in_order
+
+    plain = ", ".join(f.plain_files for f in families_in_order())
+    return (f"expected {plain}, a Hugging Face folder or .safetensors file (with its "
+            "config.json), or a file written by depth-pro-ros")
 
 
 def read_head(path: Path) -> bytes:
@@ -144,7 +149,7 @@ def torch_file_problem(path: Path) -> str | None:
                     f"dict: save the weights with {_SAVE_STATE_DICT}")
         if kind == "other":
             return (f"checkpoint {path} is a zip archive but not a PyTorch checkpoint (it has "
-                    f"no data.pkl): {EXPECTED_FILES}")
+                    f"no data.pkl): {expected_files()}")
         return None
     if _is_pickle(head):
         if _is_legacy_torch(path):
@@ -153,7 +158,7 @@ def torch_file_problem(path: Path) -> str | None:
                 f"the weights with {_SAVE_STATE_DICT}")
     return _foreign_message(path, head, size) or (
         f"checkpoint {path} is not a PyTorch checkpoint (neither a torch.save zip nor "
-        f"pickle) nor a safetensors file: {EXPECTED_FILES}")
+        f"pickle) nor a safetensors file: {expected_files()}")
 
 
 def safetensors_problem(path: Path) -> str:
@@ -193,7 +198,7 @@ def _foreign_message(path: Path, head: bytes, size: int) -> str | None:
     kind, advice = found
     if advice:
         return f"checkpoint {path} is {kind}: {advice}"
-    return f"checkpoint {path} is {kind}, not a checkpoint: {EXPECTED_FILES}"
+    return f"checkpoint {path} is {kind}, not a checkpoint: {expected_files()}"
 
 
 class _PickleContents:

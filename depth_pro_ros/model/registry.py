@@ -32,15 +32,15 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["FAMILIES", "KINDS", "MODEL_TYPES", "BatchRecipe", "Family", "ModelInfo",
-           "ModelType", "config_classes", "describe", "families", "family", "family_of",
-           "hf_model_types", "model_type", "recipe_for"]
+           "ModelType", "config_classes", "describe", "families", "families_in_order",
+           "family", "family_of", "hf_model_types", "model_type", "recipe_for"]
 
 # Depth Pro is the catch-all: any plain state dict (or Hugging Face folder without a
 # model_type) that no other family claims is taken for Apple's and gets the key check's
 # message.
 _FAMILY_ROWS = (
     Family(
-        name="depth_pro", text="Depth Pro",
+        name="depth_pro", text="Depth Pro", plain_files="Apple's depth_pro.pt",
         config_class=DepthProConfig, network_class=DepthPro,
         create=create_model, make_recipe=dp_recipe.make_recipe,
         describe=dp_layout.describe, describe_arch=dp_layout.describe_arch,
@@ -53,6 +53,7 @@ _FAMILY_ROWS = (
     ),
     Family(
         name="depth_anything", text="Depth Anything",
+        plain_files="a Depth Anything .pth / .ckpt",
         config_class=DepthAnythingConfig, network_class=DepthAnything,
         create=create_depth_anything, make_recipe=da_recipe.make_recipe,
         describe=da_original.describe, describe_arch=da_original.describe_arch,
@@ -88,6 +89,11 @@ FAMILIES = tuple(_FAMILIES)
 #: original Depth Anything V2 files, which cannot tell relative from metric, they replace
 #: the file-name guess; anywhere else they must agree with what the file says.
 MODEL_TYPES = ("auto", *_TYPES)
+
+
+def families_in_order() -> tuple[Family, ...]:
+    """Every family's row, in the order of the table (:data:`FAMILIES`)."""
+    return _FAMILY_ROWS
 
 
 def families() -> tuple[Family, ...]:

@@ -62,6 +62,7 @@ class Family:
 
     name: str  # one of the registry's FAMILIES; a project file's "model" entry
     text: str  # "Depth Pro"
+    plain_files: str  # its plain-state-dict files, for messages: "Apple's depth_pro.pt"
     config_class: type[DictConfig]
     network_class: type[nn.Module]
     create: Callable[..., nn.Module]  # (config, device="cpu", precision=fp32)
