@@ -115,7 +115,7 @@ def main(argv=None) -> int:
           f"{args.frames} frames {args.width}x{args.height} "
           f"{'jpeg' if args.jpeg else 'bgr8'}, batch {args.batch}")
     t_start = time.perf_counter()
-    model = build_model(CONFIGS[args.config](), device, args.precision)
+    model = build_model(args.config, device, args.precision)
     frames = sample_frames(args.frames, args.width, args.height)
     images = decoded(frames, args.jpeg)
     runs: dict[str, list[dict]] = {"bag": [], "engine": []}

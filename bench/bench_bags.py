@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import CONFIGS, build_model, device_name, parser, results_path, write_json
+from _common import build_model, device_name, parser, results_path, write_json
 
 from depth_pro_ros.bag.sample import image_message, sample_frames, stamp_at, write_bag
 from depth_pro_ros.engine import load_model
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="Ray workers")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    model = build_model(CONFIGS[args.config](), device, "fp32")
+    model = build_model(args.config, device, "fp32")
     total = args.bags * args.frames
     modes: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench_bags_") as tmp:

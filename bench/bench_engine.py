@@ -203,7 +203,7 @@ def depth_results(model, images: list[np.ndarray], intrinsics: Intrinsics | None
 def reference_results(args, device: torch.device, images: list[np.ndarray],
                       intrinsics: Intrinsics | None) -> list[DepthResult]:
     """The fp32 results the reduced precisions are compared with (same weights, rounded)."""
-    model = build_model(CONFIGS[args.config](), device, "fp32")
+    model = build_model(args.config, device, "fp32")
     results = depth_results(model, images, intrinsics, args.input_size)
     del model
     if device.type == "cuda":
@@ -236,10 +236,9 @@ def accuracy_vs_fp32(results: list[DepthResult], reference: list[DepthResult]) -
 
 def bench_precision(args, device: torch.device, precision: str,
                     images: list[np.ndarray], reference: list[DepthResult] | None) -> dict:
-    model_config = CONFIGS[args.config]()
     dtype = parse_precision(precision)
     t_build = time.perf_counter()
-    model = build_model(model_config, device, precision)
+    model = build_model(args.config, device, precision)
     synchronize(device)
     reset_peak_memory(device)  # after the fp32 build: the peak counts weights in `precision`
     print(f"[{precision}] model built in {time.perf_counter() - t_build:.1f} s "

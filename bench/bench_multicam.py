@@ -297,7 +297,7 @@ def main(argv=None) -> int:
     copies = most if "separate" in args.modes else 1
     print(f"multi-camera benchmark on {name} ({device}), config {args.config}, "
           f"{args.precision}; building {copies} model(s)")
-    models = [build_model(model_config, device, args.precision) for _ in range(copies)]
+    models = [build_model(args.config, device, args.precision) for _ in range(copies)]
     common = {
         "device": name,
         "device_type": device.type,

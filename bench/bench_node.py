@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
+from _common import temp_dir
+from harness.node import NodeProcess, set_ros_env
+from harness.probe import Probe
 
 
 def _parse() -> argparse.Namespace:
@@ -44,57 +42,29 @@ def _parse() -> argparse.Namespace:
 
 def main() -> int:
     args = _parse()
-    os.environ.update(ROS_DOMAIN_ID=args.domain, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                      ROS_LOCALHOST_ONLY="1", RCUTILS_COLORIZED_OUTPUT="0")
+    set_ros_env(args.domain)
     import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.node import Node
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from sensor_msgs.msg import CameraInfo, Image
 
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
-    node_cmd = [sys.executable, "-m", "depth_pro_ros.ros.node", "--ros-args",
-                "-r", "__ns:=/camera", "--params-file", str(REPO / "config/depth_pro.yaml"),
-                "-p", f"checkpoint:={args.checkpoint}", "-p", f"device:={args.device}"]
-    for param in args.param:
-        node_cmd += ["-p", param]
-    proc = subprocess.Popen(node_cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    proc = NodeProcess(temp_dir(keep=True) / "node.log", f"checkpoint:={args.checkpoint}",
+                       f"device:={args.device}", *args.param, namespace="/camera",
+                       domain=args.domain)
     rclpy.init()
-    probe = Node("camera_sim")
-    image_pub = probe.create_publisher(Image, "/camera/image", 5)
-    info_pub = probe.create_publisher(CameraInfo, "/camera/camera_info", 5)
+    probe = Probe("camera_sim", "/camera", outputs=("depth", "points", "depth/camera_info"),
+                  depth=5, keep=False)
     sent: dict[tuple[int, int], float] = {}
-    latencies: list[float] = []
-    arrivals: dict[str, list[float]] = {"depth": [], "points": [], "depth/camera_info": []}
-    diagnostics: list[DiagnosticArray] = []
-
-    def on_output(topic: str, msg) -> None:
-        now = time.monotonic()
-        arrivals[topic].append(now)
-        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
-        if topic == "depth" and key in sent:
-            latencies.append(1e3 * (now - sent[key]))
-
-    for topic, cls in (("depth", Image), ("points", PointCloud2),
-                       ("depth/camera_info", CameraInfo)):
-        probe.create_subscription(cls, f"/camera/{topic}",
-                                  lambda m, t=topic: on_output(t, m), 5)
-    probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
 
     rng = np.random.default_rng(0)
     w, h = args.width, args.height
     base = (rng.random((h // 8, w // 8, 3)) * 255).astype(np.uint8)
     pixels = np.kron(base, np.ones((8, 8, 1), np.uint8))  # a blocky but structured picture
     try:
-        deadline = time.monotonic() + 300
-        while not (image_pub.get_subscription_count() and diagnostics):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"node did not start:\n{Path(log.name).read_text()}")
-            rclpy.spin_once(probe, timeout_sec=0.1)
+        probe.wait_started(proc, "image")
         start = time.monotonic()
         frames = 0
         while (now := time.monotonic()) < start + args.seconds:
             if now >= start + frames / args.rate:
-                stamp = probe.get_clock().now().to_msg()
+                stamp = probe.node.get_clock().now().to_msg()
                 img = Image(height=h, width=w, encoding="rgb8", step=3 * w,
                             data=np.roll(pixels, frames, axis=1).tobytes())
                 img.header.stamp, img.header.frame_id = stamp, "camera_optical_frame"
@@ -102,38 +72,37 @@ def main() -> int:
                     info = CameraInfo(width=w, height=h)
                     info.k = [0.8 * w, 0.0, w / 2, 0.0, 0.8 * w, h / 2, 0.0, 0.0, 1.0]
                     info.header = img.header
-                    info_pub.publish(info)
+                    probe.info_pub.publish(info)
                 sent[(stamp.sec, stamp.nanosec)] = time.monotonic()
-                image_pub.publish(img)
+                probe.image_pub.publish(img)
                 frames += 1
-            rclpy.spin_once(probe, timeout_sec=0.002)
-        settle = time.monotonic() + 5
-        while time.monotonic() < settle:
-            rclpy.spin_once(probe, timeout_sec=0.05)
-        topics = sorted(name for name, _ in probe.get_topic_names_and_types())
+            rclpy.spin_once(probe.node, timeout_sec=0.002)
+        probe.spin(5.0)
+        topics = sorted(name for name, _ in probe.node.get_topic_names_and_types())
     finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(60)
-        probe.destroy_node()
+        code = proc.stop(timeout=60)
+        probe.close()
         rclpy.try_shutdown()
+    latencies = [1e3 * (probe.arrivals[key] - sent_at) for key, sent_at in sent.items()
+                 if key in probe.arrivals]
 
     def rate(times: list[float]) -> float:
         inside = [t for t in times if start <= t <= start + args.seconds]
         return len(inside) / args.seconds
 
-    status = diagnostics[-1].status[0]
+    status = probe.diagnostics[-1].status[0]
     result = {
         "image_size": [w, h], "node_params": args.param, "input_rate_hz": frames / args.seconds,
-        "output_rate_hz": {t: round(rate(v), 2) for t, v in arrivals.items()},
+        "output_rate_hz": {t: round(rate(v), 2) for t, v in probe.times.items()},
         "latency_ms_median": statistics.median(latencies) if latencies else None,
         "latency_ms_max": max(latencies) if latencies else None,
-        "frames_sent": frames, "depth_received": len(arrivals["depth"]),
+        "frames_sent": frames, "depth_received": len(probe.times["depth"]),
         "topics": topics, "node_exit_code": code,
         "diagnostics": {"level": int.from_bytes(status.level, "little")
                         if isinstance(status.level, bytes) else int(status.level),
                         "message": status.message,
                         **{kv.key: kv.value for kv in status.values}},
-        "node_log_tail": Path(log.name).read_text().splitlines()[-8:],
+        "node_log_tail": proc.log_lines()[-8:],
     }
     text = json.dumps(result, indent=2)
     print(text)

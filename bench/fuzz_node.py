@@ -1,7 +1,7 @@
 """Fuzz depth_pro_node over real DDS: malformed images and CameraInfo, valid frames between.
 
 Starts the node (a random-weight checkpoint built in a temp folder) once per transport
-and sends it ``--messages`` malformed cases from `bench/malformed.py`,
+and sends it ``--messages`` malformed cases from `test/harness/malformed.py`,
 with a valid frame (and its CameraInfo) after every ``--valid-every`` of them. A valid
 frame must come back as depth within ``--timeout`` s, or it counts as a stall; the node
 exiting counts as a crash. Exits 1 when either happened.
@@ -18,18 +18,20 @@ import sys
 import time
 
 import torch
-from _common import device_name, parser, results_path, write_json
-from malformed import TRANSPORTS, MalformedMessages
-from node_harness import (
-    NODE_NAME,
-    BenchProbe,
-    NodeRun,
-    log_summary,
+from _common import (
+    bench_probe,
+    device_name,
+    parser,
     reliable_inputs,
+    results_path,
+    start_node,
     temp_dir,
     tiny_checkpoint,
-    use_domain,
+    write_json,
 )
+from harness.malformed import TRANSPORTS, MalformedMessages
+from harness.node import log_summary, set_ros_env
+from harness.probe import CAMERA_STATUS, Probe
 
 RSS_EVERY_S = 2.0
 INFO_HEAD_START_S = 0.05
@@ -57,7 +59,7 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def send(probe: BenchProbe, messages, pause_ms: float) -> int:
+def send(probe: Probe, messages, pause_ms: float) -> int:
     """Publish a case's messages in order; return how many."""
     for i, message in enumerate(messages):
         probe.publish(message)
@@ -76,8 +78,8 @@ def fuzz_transport(args: argparse.Namespace, transport: str, cases: int, checkpo
     params = [f"checkpoint:={checkpoint}", f"device:={args.device}",
               f"input_transport:={transport}", f"max_input_pixels:={args.max_input_pixels}",
               *reliable_inputs(topic, "camera_info"), *args.param]
-    node = NodeRun(params, folder)
-    probe = BenchProbe(f"fuzz_probe_{transport}")
+    node = start_node(params, folder, args.domain)
+    probe = bench_probe(f"fuzz_probe_{transport}")
     by_kind: collections.Counter[str] = collections.Counter()
     sent = valid_sent = 0
     stalls: list[dict] = []
@@ -169,7 +171,7 @@ def _table(runs: list[dict]) -> str:
 
 def main() -> int:
     args = _parse()
-    use_domain(args.domain)
+    set_ros_env(args.domain)
     import rclpy
 
     transports = list(TRANSPORTS) if args.transport == "both" else [args.transport]
@@ -199,7 +201,7 @@ def main() -> int:
     report = {"benchmark": "fuzz_node", "device": device, "node_device": args.device,
               "config": args.config, "seed": args.seed, "messages": args.messages,
               "valid_every": args.valid_every, "timeout_s": args.timeout,
-              "max_input_pixels": args.max_input_pixels, "node": NODE_NAME,
+              "max_input_pixels": args.max_input_pixels, "node": CAMERA_STATUS.split(":")[0],
               "total": total, "runs": runs}
     print(_table(runs))
     print(f"crashes {total['crashes']}, stalls {total['stalls']}, valid served "

@@ -15,11 +15,21 @@ import statistics
 import sys
 import time
 
-import node_harness as harness
 import numpy as np
 import torch
-from _common import device_name, parser, results_path, write_json
-from malformed import Message
+from _common import (
+    bench_probe,
+    device_name,
+    parser,
+    reliable_inputs,
+    results_path,
+    start_node,
+    temp_dir,
+    tiny_checkpoint,
+    write_json,
+)
+from harness.malformed import Message
+from harness.node import log_summary, set_ros_env
 
 
 def _parse() -> argparse.Namespace:
@@ -51,21 +61,21 @@ def _frame(pixels: np.ndarray, index: int, fx: float) -> tuple[Message, Message]
 
 def main() -> int:
     args = _parse()
-    harness.use_domain(args.domain)
+    set_ros_env(args.domain)
     import rclpy
 
-    folder = harness.temp_dir()
-    checkpoint = harness.tiny_checkpoint(folder, args.config)
+    folder = temp_dir()
+    checkpoint = tiny_checkpoint(folder, args.config)
     params = [f"checkpoint:={checkpoint}", f"device:={args.device}", *args.param]
     if args.reliable:
-        params += harness.reliable_inputs("image", "camera_info")
+        params += reliable_inputs("image", "camera_info")
     rng = np.random.default_rng(0)
     cells = rng.integers(0, 256, (args.height // 8 + 1, args.width // 8 + 1, 3), np.uint8)
     pixels = np.kron(cells, np.ones((8, 8, 1), np.uint8))[:args.height, :args.width]
     fx = 0.8 * args.width
     rclpy.init()
-    node = harness.NodeRun(params, folder)
-    probe = harness.BenchProbe("soak_probe")
+    node = start_node(params, folder, args.domain)
+    probe = bench_probe("soak_probe")
     rss: list[tuple[float, int]] = []
     try:
         probe.wait_started(node, "image")
@@ -97,7 +107,7 @@ def main() -> int:
         probe.close()
         code = node.stop()
         rclpy.try_shutdown()
-    served = [t for t in probe.depth_times if start <= t <= end]
+    served = [t for t in probe.times["depth"] if start <= t <= end]
     device = device_name(torch.device(args.device))
     report = {
         "benchmark": "soak_node", "device": device, "node_device": args.device,
@@ -110,7 +120,7 @@ def main() -> int:
         "diagnostics_gaps": gaps,
         "node_diagnostics": diag,
         "crashed": crashed, "exit_code": code,
-        "log": harness.log_summary(node.log_lines()),
+        "log": log_summary(node.log_lines()),
         "wall_s": round(end - start, 1),
     }
     mb = {k: (v or 0) / 1024 for k, v in report["rss_kb"].items() if k != "samples"}

@@ -153,7 +153,7 @@ def snapshot(path: Path) -> dict[str, tuple[bytes, int]]:
 
 # --------------------------------------------------------------------------------------
 # Damaged bags: corrupt chunks, truncated files, broken databases (the header bombs come
-# from bench/malformed.py, which the node fuzzing uses too).
+# from test/harness/bombs.py, which the node fuzzing uses too).
 # Each function damages a real bag on disk the way a crash or a bad disk would.
 
 

@@ -32,7 +32,7 @@ from bag_builders import (
     write_mcap_zstd,
     write_ros1_bz2,
 )
-from malformed import header_bombs
+from harness.bombs import header_bombs
 
 from depth_pro_ros.bag import BagDataError, BagOptions, process_bag
 from depth_pro_ros.bag.process import _default_typestore

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from harness.ros_messages import image_message
 from message_factories import rclpy_message, smooth_rgb
 from message_factories import sparse_anchor as make_sparse_anchor
-from ros_harness import image_message
 from sensor_msgs.msg import PointCloud2, PointField
 
 from depth_pro_ros.io.pointcloud_msg import pointcloud2_fields, pointcloud2_to_array

@@ -4,7 +4,7 @@ The upstream ROS 2 launch tooling (``launch``, ``launch_ros``, ``ros2launch``, `
 ``ros2pkg``: test tooling from ``../shared/ros2-launch``, never part of the product) and
 this package are built with colcon in a temporary workspace, by this virtual
 environment's Python; ``install/setup.sh`` is sourced in bash and ``ros2 launch`` started
-with the tests' DDS settings (``ros_harness.ROS_ENV``: loopback, a test domain).
+with the tests' DDS settings (``harness.node.ROS_ENV``: loopback, a test domain).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from ros_harness import REPO, ROS_ENV, NodeProcess
+from harness.node import REPO, ROS_ENV, NodeProcess
 
 TOOLING = REPO.parent / "shared" / "ros2-launch"
 SOURCES = TOOLING / "ros2_launch_src.tar.gz"

@@ -17,18 +17,11 @@ import pytest
 import rclpy
 import yaml
 from anchor_helpers import FX, H, W, cloud, points_of
+from harness.node import CONFIG, REPO, set_ros_env
+from harness.probe import CameraProbe, Probe
+from harness.ros_messages import camera_info_message, compressed_message, image_message
 from launch_workspace import Launch, Workspace, missing_tooling
 from message_factories import rclpy_message, smooth_rgb
-from ros_harness import (
-    CONFIG,
-    REPO,
-    CameraProbe,
-    Probe,
-    camera_info_message,
-    compressed_message,
-    image_message,
-    set_ros_env,
-)
 from sensor_msgs.msg import Image, PointCloud2
 
 from depth_pro_ros.io.messages import depth_image_fields, depth_image_to_array

@@ -15,14 +15,11 @@ import time
 import numpy as np
 import pytest
 import yaml
+from harness.node import CONFIG
+from harness.probe import running_node
+from harness.ros_messages import camera_info_message, image_message
 from message_factories import smooth_rgb
 from model_factories import ReferenceRecipe, tiny_model
-from ros_harness import (
-    CONFIG,
-    camera_info_message,
-    image_message,
-    running_node,
-)
 
 from depth_pro_ros.io.messages import depth_image_to_array
 from depth_pro_ros.io.pointcloud_msg import pointcloud2_to_array

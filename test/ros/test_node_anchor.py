@@ -23,9 +23,11 @@ from anchor_helpers import (
     picture,
     sparse_anchor,
 )
+from harness.node import NAMESPACE
+from harness.probe import running_node
+from harness.ros_messages import image_message
 from message_factories import rclpy_message, smooth_rgb
 from model_factories import tiny_model
-from ros_harness import NAMESPACE, image_message, running_node
 from sensor_msgs.msg import Image
 
 from depth_pro_ros.io.messages import depth_image_fields, depth_image_to_array

@@ -21,9 +21,11 @@ from anchor_helpers import (
     points_of,
     sparse_anchor,
 )
+from harness.node import NAMESPACE
+from harness.probe import running_node
+from harness.ros_messages import image_message
 from message_factories import smooth_rgb
 from model_factories import tiny_model
-from ros_harness import NAMESPACE, image_message, running_node
 from sensor_msgs.msg import PointCloud2
 
 from depth_pro_ros.io.messages import depth_image_to_array

@@ -13,16 +13,11 @@ import time
 
 import numpy as np
 import pytest
+from harness.node import NAMESPACE
+from harness.probe import WAIT, CameraProbe, running_node
+from harness.ros_messages import camera_info_message, image_message
 from message_factories import smooth_rgb
 from model_factories import ReferenceRecipe, tiny_model
-from ros_harness import (
-    NAMESPACE,
-    WAIT,
-    CameraProbe,
-    camera_info_message,
-    image_message,
-    running_node,
-)
 
 from depth_pro_ros.io.messages import depth_image_to_array
 

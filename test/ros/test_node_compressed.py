@@ -7,9 +7,9 @@ import signal
 import cv2
 import numpy as np
 import pytest
+from harness.probe import Probe, running_node
 from message_factories import smooth_rgb
 from model_factories import tiny_model
-from ros_harness import Probe, running_node
 from sensor_msgs.msg import CompressedImage
 
 from depth_pro_ros.io.messages import depth_image_to_array

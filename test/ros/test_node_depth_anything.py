@@ -7,25 +7,15 @@ test/engine/test_families.py), and the node refuses settings with which a model 
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import numpy as np
+from harness.node import NAMESPACE, run_in_process
+from harness.probe import Probe, running_node
+from harness.ros_messages import camera_info_message, image_message
 from message_factories import rclpy_message
 from model_factories import tiny_depth_anything
-from ros_harness import (
-    CONFIG,
-    NAMESPACE,
-    REPO,
-    ROS_ENV,
-    Probe,
-    camera_info_message,
-    image_message,
-    running_node,
-)
 from sensor_msgs.msg import Image
 
 from depth_pro_ros.io.messages import depth_image_fields, depth_image_to_array
@@ -49,14 +39,13 @@ def _params(checkpoint, *extra: str) -> tuple[str, ...]:
             "publish_colorized:=false", *extra)
 
 
-def _start_failure(checkpoint, *extra: str) -> str:
-    """Run the node with settings it must refuse; return its log (exit status 2)."""
-    args = [sys.executable, "-m", "depth_pro_ros.ros.node", "--ros-args", "--params-file",
-            str(CONFIG)] + [a for p in _params(checkpoint, *extra) for a in ("-p", p)]
-    done = subprocess.run(args, cwd=REPO, env={**os.environ, **ROS_ENV},
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2, done.stdout + done.stderr
-    return done.stdout + done.stderr
+def _start_failure(capfd, checkpoint, *extra: str) -> str:
+    """Run the node (its entry point, in this process) with settings it must refuse;
+    return what it wrote (exit status 2)."""
+    code = run_in_process(*_params(checkpoint, *extra))
+    out, err = capfd.readouterr()
+    assert code == 2, out + err
+    return out + err
 
 
 @contextlib.contextmanager
@@ -127,13 +116,14 @@ def test_metric_model_publishes_depth_without_a_focal_then_all_outputs_with_one(
         assert out["points"].width * out["points"].height == H * W
 
 
-def test_relative_model_refuses_to_start_without_anchor_or_allow_relative(da_checkpoints):
-    log = _start_failure(da_checkpoints["relative"])
+def test_relative_model_refuses_to_start_without_anchor_or_allow_relative(da_checkpoints,
+                                                                          capfd):
+    log = _start_failure(capfd, da_checkpoints["relative"])
     assert "gives relative depth only: set anchor_source (depth or points) with anchor_fit " \
         "scale_shift for metric depth, or allow_relative: true" in log
-    log = _start_failure(da_checkpoints["relative"], "anchor_source:=depth")
+    log = _start_failure(capfd, da_checkpoints["relative"], "anchor_source:=depth")
     assert "set anchor_fit scale_shift" in log
-    log = _start_failure(da_checkpoints["metric"], "focal_source:=fov_head")
+    log = _start_failure(capfd, da_checkpoints["metric"], "focal_source:=fov_head")
     assert "has none: use auto, camera_info or fixed" in log
 
 

@@ -2,7 +2,7 @@
 
 A short version of bench/fuzz_node.py over real DDS: one node per transport (tiny
 checkpoint, CPU, default focal source ``auto``, a small ``max_input_pixels``) gets every
-kind of `bench/malformed.py` case, with valid frames in between that must
+kind of `test/harness/malformed.py` case, with valid frames in between that must
 each come back as depth. The node's inputs are made reliable and deep so that every
 message reaches it.
 """
@@ -14,8 +14,9 @@ import time
 
 import pytest
 import rclpy
-from malformed import MalformedMessages, build
-from ros_harness import NAMESPACE, NodeProcess, Probe, set_ros_env
+from harness.malformed import MalformedMessages, build
+from harness.node import NAMESPACE, NodeProcess, set_ros_env
+from harness.probe import Probe
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 CASES = 120  # per transport: every kind at least once (the largest list has < 80)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from harness.probe import running_node
+from harness.ros_messages import camera_info_message, image_message
 from message_factories import smooth_rgb
-from ros_harness import camera_info_message, image_message, running_node
 
 W, H = 64, 48
 FX = 500.0

@@ -12,9 +12,10 @@ import time
 import cv2
 import numpy as np
 import pytest
+from harness.probe import CameraProbe, running_node
+from harness.ros_messages import camera_info_message
 from message_factories import smooth_rgb
 from model_factories import ReferenceRecipe, tiny_model
-from ros_harness import CameraProbe, camera_info_message, running_node
 from sensor_msgs.msg import CompressedImage
 
 from depth_pro_ros.io.messages import depth_image_to_array

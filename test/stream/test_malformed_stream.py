@@ -1,4 +1,4 @@
-"""Every malformed case of bench/malformed.py through CameraStream, in process.
+"""Every malformed case of test/harness/malformed.py through CameraStream, in process.
 
 The node's fuzz test sends the same cases over DDS; here they go straight into the stream
 layer (as the node's callbacks hand them over, rclpy messages after a serialization round
@@ -8,7 +8,7 @@ trip), which must refuse each with FrameSkipped or, for a CameraInfo, ValueError
 from __future__ import annotations
 
 import pytest
-from malformed import TRANSPORTS, MalformedMessages, build
+from harness.malformed import TRANSPORTS, MalformedMessages, build
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 

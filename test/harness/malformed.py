@@ -4,7 +4,7 @@
 the one or more messages that make it up, as ROS-free field dicts (the same shape the
 ``*_fields`` functions of :mod:`depth_pro_ros.io.messages` produce). :func:`build` turns
 a :class:`Message` into a real message of any ROS Python binding. Both
-``fuzz_node.py`` and the node's CI test (``test/ros/test_node_fuzz.py``) drive
+``bench/fuzz_node.py`` and the node's CI test (``test/ros/test_node_fuzz.py``) drive
 ``depth_pro_node`` with it.
 
 Everything is drawn from a ``numpy.random.Generator``: the same seed gives the same
@@ -14,13 +14,14 @@ transport hold every kind once.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
+
+from harness.bombs import encode, header_bombs
 
 __all__ = ["Case", "MalformedMessages", "Message", "build", "TRANSPORTS", "UINT32_MAX"]
 
@@ -80,51 +81,6 @@ def _raw(encoding: str, h: int, w: int, step: int, data: bytes, bigendian: int =
             "is_bigendian": bigendian}
 
 
-def _encode(ext: str, pixels: np.ndarray, *params: int) -> bytes:
-    ok, buf = cv2.imencode(ext, pixels, list(params))
-    if not ok:
-        raise RuntimeError(f"OpenCV cannot encode {ext}")
-    return buf.tobytes()
-
-
-# ----------------------------------------------------------------- header bombs
-# A few dozen to a few hundred bytes each, declaring BOMB_SIDE x BOMB_SIDE pixels.
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    import zlib
-
-    return (struct.pack(">I", len(payload)) + kind + payload
-            + struct.pack(">I", zlib.crc32(kind + payload)))
-
-
-def header_bombs(side: int) -> dict[str, bytes]:
-    """Payloads by format whose headers declare ``side`` x ``side`` pixels (JPEG: at most
-    65535); keys png, jpeg, tiff, bmp, webp, pnm, pgm_comment."""
-    png = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", side, side,
-                                                                  8, 2, 0, 0, 0))
-           + _png_chunk(b"IDAT", bytes(64)))
-    jpeg = bytearray(_encode(".jpg", np.zeros((8, 8, 3), np.uint8)))
-    sof = bytes(jpeg).find(b"\xff\xc0")
-    jpeg[sof + 5: sof + 9] = struct.pack(">HH", min(side, 65535), min(side, 65535))
-    tiff_entries = [(256, 4, side), (257, 4, side), (258, 3, 8), (259, 3, 1),
-                    (262, 3, 2), (273, 4, 8), (277, 3, 3), (279, 4, 1)]
-    ifd = struct.pack("<H", len(tiff_entries)) + b"".join(
-        struct.pack("<HHII", tag, kind, 1, value) if kind == 4
-        else struct.pack("<HHIHH", tag, kind, 1, value, 0) for tag, kind, value in tiff_entries)
-    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00" * 4
-    bmp_info = struct.pack("<IiiHHIIiiII", 40, side, side, 1, 24, 0, 0, 2835, 2835, 0, 0)
-    bmp = b"BM" + struct.pack("<IHHI", 54 + 32, 0, 0, 54) + bmp_info + bytes(32)
-    vp8x = (b"VP8X" + struct.pack("<I", 10) + bytes(4) + (side - 1).to_bytes(3, "little")
-            + (side - 1).to_bytes(3, "little"))
-    webp = b"RIFF" + struct.pack("<I", 4 + len(vp8x)) + b"WEBP" + vp8x
-    return {
-        "png": png, "jpeg": bytes(jpeg), "tiff": tiff, "bmp": bmp, "webp": webp,
-        "pnm": f"P6\n{side} {side}\n255\n".encode() + bytes(32),
-        "pgm_comment": f"P5\n#fuzz\n{side}\n#x\n{side}\n255\n".encode() + bytes(32),
-    }
-
-
 # ----------------------------------------------------------------- the generator
 
 
@@ -141,12 +97,12 @@ class MalformedMessages:
         self._seq = 0
         pic = _picture(VALID_H, VALID_W, self.rng)
         self._bgr = pic
-        self._jpeg = _encode(".jpg", pic, cv2.IMWRITE_JPEG_QUALITY, 90)
-        self._png = _encode(".png", pic)
+        self._jpeg = encode(".jpg", pic, cv2.IMWRITE_JPEG_QUALITY, 90)
+        self._png = encode(".png", pic)
         self._bombs = header_bombs(BOMB_SIDE)
         # One row of (limit // row + 1) rows: just over the limit, mostly zeros.
         over_h = self.max_input_pixels // VALID_W + 1
-        self._over_png = _encode(".png", np.zeros((over_h, VALID_W, 3), np.uint8))
+        self._over_png = encode(".png", np.zeros((over_h, VALID_W, 3), np.uint8))
         self._cases: dict[str, dict[str, Callable[[], list[Message]]]] = {
             "raw": {**self._raw_cases(), **self._info_cases("raw")},
             "compressed": {**self._compressed_cases(), **self._info_cases("compressed")},
@@ -348,17 +304,17 @@ class MalformedMessages:
             "format_rgb8_jpeg_compressed": lambda: self._compressed(
                 jpeg, "rgb8; jpeg compressed bgr8"),
             "one_pixel_jpeg": lambda: self._with_info(1, 1, self._compressed(
-                _encode(".jpg", one), "jpeg")),
+                encode(".jpg", one), "jpeg")),
             "one_pixel_png": lambda: self._with_info(1, 1, self._compressed(
-                _encode(".png", one), "png")),
+                encode(".png", one), "png")),
             "one_row_png": lambda: self._with_info(3000, 1, self._compressed(
-                _encode(".png", np.zeros((1, 3000), np.uint8)), "png")),
+                encode(".png", np.zeros((1, 3000), np.uint8)), "png")),
             "png_16bit": lambda: self._compressed(
-                _encode(".png", self._bgr.astype(np.uint16) * 257), "png"),
+                encode(".png", self._bgr.astype(np.uint16) * 257), "png"),
             "png_rgba": lambda: self._compressed(
-                _encode(".png", cv2.cvtColor(self._bgr, cv2.COLOR_BGR2BGRA)), "png"),
+                encode(".png", cv2.cvtColor(self._bgr, cv2.COLOR_BGR2BGRA)), "png"),
             "jpeg_grey": lambda: self._compressed(
-                _encode(".jpg", self._bgr[..., 0].copy()), "jpeg"),
+                encode(".jpg", self._bgr[..., 0].copy()), "jpeg"),
             "over_max_input_pixels": lambda: self._compressed(self._over_png, "png"),
             "stamp_far_future": lambda: [Message("compressed", {"format": "png", "data": png},
                                                  (INT32_MAX, 999_999_999))],

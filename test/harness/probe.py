@@ -1,92 +1,27 @@
-"""Run depth_pro_node as a real process and talk to it over DDS (loopback only).
-
-``NodeProcess`` starts ``python -m depth_pro_ros.ros.node`` with a test-specific
-ROS_DOMAIN_ID and localhost-only discovery; ``Probe`` is an rclpy node in the test
-process that publishes camera messages and collects everything the node publishes.
+"""The rclpy side of a node test or benchmark: :class:`Probe` publishes camera messages
+to ``depth_pro_node`` and records what it publishes back (outputs, their arrival times,
+/diagnostics); :class:`CameraProbe` does it for the node's ``cameras``;
+:func:`running_node` starts a node and a connected probe for a test module.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import subprocess
-import sys
+import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from harness.malformed import Message, build
+from harness.node import NAMESPACE, NodeProcess, set_ros_env
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "config" / "depth_pro.yaml"
-# One domain per test session (pid-derived) so parallel runs on one host do not meet;
-# DEPTH_PRO_TEST_DOMAIN_ID pins it where several suites run at once on one host.
-DOMAIN_ID = os.environ.get("DEPTH_PRO_TEST_DOMAIN_ID") or str(20 + os.getpid() % 80)
-ROS_ENV = {
-    "ROS_DOMAIN_ID": DOMAIN_ID,
-    "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-    "ROS_LOCALHOST_ONLY": "1",  # the same for distributions before Jazzy
-    "RCUTILS_COLORIZED_OUTPUT": "0",
-}
 OUTPUTS = ("depth", "depth/camera_info", "points", "depth/colorized")
 CAMERA_OUTPUTS = ("depth", "depth/camera_info")  # recorded per camera by CameraProbe
-NAMESPACE = "/cam"
 WAIT = 90.0  # seconds: a node start plus a CPU forward pass on a loaded CI machine
-
-
-def set_ros_env() -> None:
-    """Put this process on the tests' DDS domain (call before rclpy.init)."""
-    os.environ.update(ROS_ENV)
-
-
-class NodeProcess:
-    """depth_pro_node in a subprocess; its log goes to a file the tests can read."""
-
-    def __init__(self, log_path: Path, *params: str, namespace: str = NAMESPACE,
-                 params_file: Path | None = CONFIG) -> None:
-        args = [sys.executable, "-m", "depth_pro_ros.ros.node", "--ros-args",
-                "-r", f"__ns:={namespace}"]
-        if params_file is not None:
-            args += ["--params-file", str(params_file)]
-        for p in params:
-            args += ["-p", p]
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, **ROS_ENV, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_for_log(self, text: str, timeout: float = 20.0) -> str:
-        """Wait until ``text`` appears in the node's log; return the log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            log = self.log()
-            if text in log:
-                return log
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} not in the node's log:\n{self.log()}")
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
-        """Send ``sig`` and wait for the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self._log.close()
-        return code
-
-    def wait(self, timeout: float = 60.0) -> int:
-        code = self.proc.wait(timeout)
-        self._log.close()
-        return code
+#: The /diagnostics status of the node's (first) camera, as opposed to the engine's.
+CAMERA_STATUS = "depth_pro_node: depth"
 
 
 class Probe:
@@ -94,9 +29,12 @@ class Probe:
 
     def __init__(self, name: str = "probe", namespace: str = NAMESPACE,
                  outputs: tuple[str, ...] = OUTPUTS, image_topic: str | None = None,
-                 camera_info_topic: str | None = None) -> None:
+                 camera_info_topic: str | None = None, depth: int = 10,
+                 keep: bool = True) -> None:
         """``image_topic`` / ``camera_info_topic``: where the node reads its inputs when
-        they are remapped (default ``<namespace>/image``, ``<namespace>/camera_info``)."""
+        they are remapped (default ``<namespace>/image``, ``<namespace>/camera_info``).
+        ``depth``: the queue of every publisher and subscription. ``keep`` False records
+        only the arrival times of the outputs, not the messages (long benchmark runs)."""
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.node import Node
         from rclpy.qos import QoSProfile
@@ -104,7 +42,7 @@ class Probe:
 
         self.node = Node(name)
         ns = namespace.rstrip("/")
-        qos = QoSProfile(depth=10)
+        qos = QoSProfile(depth=depth)
         image_topic = image_topic or f"{ns}/image"
         self.image_pub = self.node.create_publisher(Image, image_topic, qos)
         self.compressed_pub = self.node.create_publisher(
@@ -114,16 +52,37 @@ class Probe:
         types = {"depth": Image, "depth/camera_info": CameraInfo, "points": PointCloud2,
                  "depth/colorized": Image, "depth/relative": Image}
         self.received: dict[str, list[Any]] = {topic: [] for topic in outputs}
+        #: header stamp (sec, nanosec) -> monotonic arrival time of its depth image
+        self.arrivals: dict[tuple[int, int], float] = {}
+        #: topic -> monotonic arrival times of its messages
+        self.times: dict[str, list[float]] = {topic: [] for topic in outputs}
         self.diagnostics: list[Any] = []
+        self.diagnostic_times: list[float] = []  # their monotonic arrival times
+        self._keep = keep
         self._subs = [
             self.node.create_subscription(types[t], f"{ns}/{t}",
-                                          lambda m, t=t: self.received[t].append(m), qos)
+                                          lambda m, t=t: self._on_output(t, m), qos)
             for t in outputs
         ]
-        self.node.create_subscription(DiagnosticArray, "/diagnostics",
-                                      self.diagnostics.append, qos)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos)
+        self._pubs = {"image": self.image_pub, "compressed": self.compressed_pub,
+                      "camera_info": self.info_pub}
+        self._classes = {"image": Image, "compressed": CompressedImage,
+                         "camera_info": CameraInfo}
 
-    def spin_until(self, predicate, timeout: float = WAIT, what: str = "",
+    def _on_output(self, topic: str, msg: Any) -> None:
+        now = time.monotonic()
+        self.times[topic].append(now)
+        if topic == "depth":
+            self.arrivals[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = now
+        if self._keep:
+            self.received[topic].append(msg)
+
+    def _on_diag(self, msg: Any) -> None:
+        self.diagnostics.append(msg)
+        self.diagnostic_times.append(time.monotonic())
+
+    def spin_until(self, predicate: Callable[[], Any], timeout: float = WAIT, what: str = "",
                    period: float = 0.0) -> None:
         """Spin until ``predicate()`` is true; with ``period``, call it only that often."""
         import rclpy
@@ -140,8 +99,8 @@ class Probe:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
             rclpy.spin_once(self.node, timeout_sec=0.05)
 
-    def resend_until(self, send, done, timeout: float = WAIT, what: str = "",
-                     period: float = 3.0) -> None:
+    def resend_until(self, send: Callable[[], Any], done: Callable[[], Any],
+                     timeout: float = WAIT, what: str = "", period: float = 3.0) -> None:
         """Call ``send()`` now and again every ``period`` s (best effort may lose a
         message) until ``done()``, which is checked on every spin so that an answer is
         seen as soon as it comes."""
@@ -258,7 +217,88 @@ class Probe:
         finally:
             self.node.destroy_client(client)
 
+    # ------------------------------------------------------------ benchmark style
+    def publish(self, message: Message) -> None:
+        """Publish a :class:`harness.malformed.Message` on its topic."""
+        self._pubs[message.topic].publish(build(message, self._classes))
+
+    def spin(self, seconds: float) -> None:
+        """Handle incoming messages for ``seconds`` (at least once)."""
+        import rclpy
+
+        end = time.monotonic() + seconds
+        while True:
+            rclpy.spin_once(self.node, timeout_sec=max(0.0, min(0.05, end - time.monotonic())))
+            if time.monotonic() >= end:
+                return
+
+    def wait_started(self, node: NodeProcess, topic: str, timeout: float = 300.0) -> None:
+        """Until the node subscribes to ``topic`` (``image``, ``compressed`` or
+        ``camera_info``) and has published /diagnostics; RuntimeError with the log's tail
+        when it exits first or takes longer than ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while not (self._pubs[topic].get_subscription_count() and self.diagnostics):
+            if not node.alive() or time.monotonic() > deadline:
+                tail = "\n".join(node.log_lines()[-30:])
+                raise RuntimeError(f"depth_pro_node did not start:\n{tail}")
+            self.spin(0.1)
+
+    def wait_depth(self, stamp: tuple[int, int], timeout: float,
+                   node: NodeProcess) -> float | None:
+        """Seconds until the depth image stamped ``stamp`` arrived; None after
+        ``timeout`` or when the node exited."""
+        start = time.monotonic()
+        while stamp not in self.arrivals:
+            if time.monotonic() - start > timeout or not node.alive():
+                return None
+            self.spin(0.02)
+        return self.arrivals[stamp] - start
+
+    def warm_up(self, node: NodeProcess, messages: tuple[Message, ...],
+                timeout: float = 300.0, period: float = 5.0) -> None:
+        """Publish ``messages`` (a CameraInfo and its image) every ``period`` s until the
+        image's depth comes back: the first messages after discovery can be lost on a
+        best-effort link, and the first inference is slow."""
+        deadline = time.monotonic() + timeout
+        stamp = messages[-1].stamp
+        while True:
+            for message in messages:
+                self.publish(message)
+                self.spin(0.05)  # the CameraInfo first: topics are not ordered
+            if self.wait_depth(stamp, period, node) is not None:
+                return
+            if not node.alive() or time.monotonic() > deadline:
+                raise RuntimeError("depth_pro_node served no depth:\n"
+                                   + "\n".join(node.log_lines()[-30:]))
+
+    def _camera_values(self) -> list[tuple[float, float, dict[str, str]]]:
+        """(arrival, node clock stamp in s, key -> value with ``_message``) of the
+        camera's status in each /diagnostics."""
+        out = []
+        for arrival, msg in zip(self.diagnostic_times, self.diagnostics):
+            for status in msg.status:
+                if status.name == CAMERA_STATUS:
+                    stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+                    values = {kv.key: kv.value for kv in status.values}
+                    out.append((arrival, stamp, {**values, "_message": status.message}))
+        return out
+
+    def last_diagnostics(self) -> dict[str, str]:
+        """The camera's last reported values (with ``_message``); empty before any."""
+        values = self._camera_values()
+        return dict(values[-1][2]) if values else {}
+
+    def diagnostics_gaps(self, since: float = 0.0) -> dict[str, float | int | None]:
+        """Largest and median gap between consecutive /diagnostics of the node (by the
+        node's own stamps, so the probe's spinning does not count) after ``since``."""
+        stamps = [stamp for arrival, stamp, _ in self._camera_values() if arrival >= since]
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        return {"count": len(stamps),
+                "max_gap_s": round(max(gaps), 3) if gaps else None,
+                "median_gap_s": round(statistics.median(gaps), 3) if gaps else None}
+
     def close(self) -> None:
+        """Destroy the rclpy node."""
         self.node.destroy_node()
 
 
@@ -348,44 +388,3 @@ def running_node(log_path: Path, *params: str, warm_up: Any = None,
         proc.stop(signal.SIGKILL)
         rclpy.try_shutdown()
         print(proc.log())
-
-
-def image_message(rgb: np.ndarray, sec: int, encoding: str = "rgb8", frame_id: str = "cam_optical",
-                  **kwargs: Any):
-    """An rclpy Image of ``rgb`` in ``encoding`` stamped ``sec`` seconds (+ 0.5 s)."""
-    from message_factories import encode_image, rclpy_message
-    from sensor_msgs.msg import Image
-
-    msg = rclpy_message(Image, encode_image(rgb, encoding, **kwargs))
-    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 500_000_000
-    msg.header.frame_id = frame_id
-    return msg
-
-
-def compressed_message(rgb: np.ndarray, fmt: str, sec: int, frame_id: str = "cam_optical"):
-    """An rclpy CompressedImage of ``rgb`` (``fmt``: jpg or png) stamped ``sec`` s."""
-    import cv2
-    from sensor_msgs.msg import CompressedImage
-
-    ok, data = cv2.imencode(f".{fmt}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    assert ok, fmt
-    msg = CompressedImage(format=fmt, data=data.tobytes())
-    msg.header.stamp.sec, msg.header.frame_id = sec, frame_id
-    return msg
-
-
-def camera_info_message(fx: float, width: int, height: int, sec: int, fy: float | None = None,
-                        frame_id: str = "cam_optical"):
-    """A calibrated rclpy CameraInfo (principal point off-centre so that scaling shows)."""
-    from sensor_msgs.msg import CameraInfo
-
-    fy = fx if fy is None else fy
-    cx, cy = 0.45 * width, 0.55 * height
-    msg = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
-    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
-    msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    msg.d = [0.01, -0.02, 0.0, 0.0, 0.0]
-    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 500_000_000
-    msg.header.frame_id = frame_id
-    return msg
