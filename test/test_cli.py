@@ -286,3 +286,21 @@ def test_image_command_runs_through_the_engine(tiny_checkpoint, tmp_path, monkey
     assert code == 0, err
     assert len(made) == 1 and made[0].config.backend == "torch"
     assert made[0].stats.processed == 1 and "-> " in stdout
+
+
+def test_backend_option_of_image_bag_and_bags():
+    """--backend takes the engine's BACKENDS (default torch) and reaches the bag options."""
+    from depth_pro_ros.cli.bag import bag_options
+    from depth_pro_ros.cli.parser import build_parser
+    from depth_pro_ros.engine import BACKENDS
+
+    for command in ("image", "bag", "bags"):
+        code, _, err = _main(command, "x", "--backend", "no-such-backend")
+        assert code == 2 and "invalid choice: 'no-such-backend'" in err, (command, err)
+        code, stdout, _ = _main(command, "--help")
+        assert code == 0 and "{" + ",".join(BACKENDS) + "}" in stdout
+    args = build_parser().parse_args(["bag", "in", "-o", "out", "--image-topic", "/cam"])
+    assert args.backend == "torch"
+    args = build_parser().parse_args(["bag", "in", "-o", "out", "--image-topic", "/cam",
+                                      "--backend", BACKENDS[-1]])
+    assert bag_options(args, Path("in"), Path("out")).backend == BACKENDS[-1]
