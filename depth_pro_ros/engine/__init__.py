@@ -1,5 +1,6 @@
-"""Streaming inference engine: pipeline, preprocessing, focal tracking, point clouds."""
+"""Streaming inference engine: pipeline, backends, focal tracking, anchoring, point clouds."""
 
+from depth_pro_ros.engine.backends import BACKENDS
 from depth_pro_ros.engine.device import PRECISION_CHOICES, resolve_device, resolve_precision
 from depth_pro_ros.engine.focal import (
     FocalEMA,
@@ -18,7 +19,6 @@ from depth_pro_ros.engine.pointcloud import (
     to_numpy_record,
 )
 from depth_pro_ros.engine.types import (
-    BACKENDS,
     BatchRecord,
     DepthResult,
     EngineConfig,

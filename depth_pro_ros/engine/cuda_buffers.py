@@ -1,17 +1,16 @@
-"""CUDA-only plumbing of the engine: pinned host buffers, timing events, graph replay.
+"""CUDA-only plumbing of the engine's pipeline: pinned host buffers and timing events.
 
 The pipeline (:mod:`depth_pro_ros.engine.pipeline`) creates these objects only when its
-device is a CUDA device; the CPU path never touches them.
+device is a CUDA device; the CPU path never touches them. Graph replay is the torch
+backend's (:mod:`depth_pro_ros.engine.backends.torch_backend`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
-__all__ = ["GraphedNetwork", "PinnedSlots", "gpu_stage_ms", "timing_events", "to_pinned_host"]
+__all__ = ["PinnedSlots", "gpu_stage_ms", "timing_events", "to_pinned_host"]
 
 
 class _PinnedSlot:
@@ -79,37 +78,3 @@ def gpu_stage_ms(events: dict[str, torch.cuda.Event]) -> dict[str, float]:
         "inference": events["net0"].elapsed_time(events["net1"]),
         "postprocess": events["net1"].elapsed_time(events["done"]),
     }
-
-
-class GraphedNetwork:
-    """Replays a network as CUDA graphs, one per input shape, dtype and keyword arguments
-    (tensor arguments, such as a prompt depth, are graph inputs like ``x``)."""
-
-    def __init__(self, model: Callable) -> None:
-        self.model = model
-        self.graphs: dict[tuple, tuple] = {}
-
-    def __call__(self, x: torch.Tensor, **kwargs):
-        tensors = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
-        key = (tuple(x.shape), x.dtype,
-               *sorted((k, tuple(v.shape), v.dtype) for k, v in tensors.items()),
-               *sorted((k, v) for k, v in kwargs.items() if k not in tensors))
-        if key not in self.graphs:
-            static_in = x.clone()
-            static_kw = {**kwargs, **{k: v.clone() for k, v in tensors.items()}}
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):  # warm up kernels and allocator outside the capture
-                    self.model(static_in, **static_kw)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_out = self.model(static_in, **static_kw)
-            self.graphs[key] = (graph, static_in, static_kw, static_out)
-        graph, static_in, static_kw, static_out = self.graphs[key]
-        static_in.copy_(x)
-        for k, v in tensors.items():
-            static_kw[k].copy_(v)
-        graph.replay()
-        return static_out

@@ -6,16 +6,19 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from depth_pro_ros.engine.anchor.fit import AnchorFit
+from depth_pro_ros.engine.backends import BACKEND_FACTORIES
 from depth_pro_ros.engine.focal import FocalSource, Intrinsics
 from depth_pro_ros.engine.preprocess import CHANNEL_ORDERS
 
+if TYPE_CHECKING:
+    import torch
+
 POLICIES = ("latest", "all")
-#: Inference backends the engine can run a network with (see engine/backends).
-BACKENDS = ("torch",)
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,9 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.backend not in BACKENDS:
-            problems.append(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend not in BACKEND_FACTORIES:  # the table itself: a new row is enough
+            problems.append(f"backend must be one of {tuple(BACKEND_FACTORIES)}, got "
+                            f"{self.backend!r}")
         if self.policy not in POLICIES:
             problems.append(f"policy must be one of {POLICIES}, got {self.policy!r}")
         if self.queue_size < 1:
@@ -76,21 +80,21 @@ class AnchorOutcome:
 
     ``scale`` / ``shift`` were applied to the depth (anchored inverse depth = inverse /
     scale + shift); ``scale`` None means the depth was left unanchored (no fit yet, or
-    anchors older than the timeout). ``fit`` is this frame's own fit (an
-    ``engine.anchor.AnchorFit``; None when no anchor paired with the frame), ``age_s``
-    the age of the last accepted fit, ``problem`` why this frame's anchor was not used.
+    anchors older than the timeout). ``fit`` is this frame's own fit (None when no
+    anchor paired with the frame), ``age_s`` the age of the last accepted fit,
+    ``problem`` why this frame's anchor was not used.
     """
 
     scale: float | None = None
     shift: float = 0.0
-    fit: Any = None
+    fit: AnchorFit | None = None
     age_s: float | None = None
     problem: str | None = None
 
 
 # The anchoring step of a frame: given its metric depth (a device tensor at the output
 # size) and the intrinsics of that depth, what to apply (called on the engine's worker).
-AnchorFilter = Callable[[Any, Intrinsics], AnchorOutcome]
+AnchorFilter = Callable[["torch.Tensor", Intrinsics], AnchorOutcome]
 
 
 @dataclass
@@ -207,7 +211,9 @@ class EngineStats:
     dropped: int = 0  # replaced by a newer frame before processing (policy "latest")
     failed: int = 0
     callback_errors: int = 0  # exceptions raised by the on_result callback
-    dropped_by_source: Counter = field(default_factory=Counter)  # ``Frame.source`` -> count
-    batch_sizes: Counter = field(default_factory=Counter)  # frames per batch -> batches
+    # ``Frame.source`` -> frames of it dropped
+    dropped_by_source: Counter[Hashable] = field(default_factory=Counter)
+    batch_sizes: Counter[int] = field(default_factory=Counter)  # frames per batch -> batches
     # The last RECENT_BATCHES batches (GPU stage times on CUDA, CPU times elsewhere).
-    recent_batches: deque = field(default_factory=lambda: deque(maxlen=RECENT_BATCHES))
+    recent_batches: deque[BatchRecord] = field(
+        default_factory=lambda: deque(maxlen=RECENT_BATCHES))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from engine_support import process_one
 from model_factories import ReferenceRecipe
 
 from depth_pro_ros.engine import (
@@ -229,9 +230,9 @@ def test_focal_filter_smooths_estimates_with_ema(model, ref):
 def test_process_and_create_engine_from_checkpoint(model, ref, tmp_path):
     path = save_checkpoint(model, tmp_path / "tiny.pt")
     with create_engine(str(path), _cpu(policy="all")) as engine:
-        assert next(engine.model.parameters()).device.type == "cpu"
+        assert engine.backend.device.type == "cpu"
         frame = _frame(P_RGB, meta="checkpoint")
-        result = engine.process(frame)
+        result = process_one(engine, frame)
     _check_against_reference(result, frame, model, ref)
 
 
@@ -376,7 +377,7 @@ def test_points_match_depth_to_points(model, ref):
     config = _cpu(policy="all", points=True, points_rgb=True, points_decimation=2,
                   min_depth=float(low), max_depth=float(high))
     with DepthEngine(model, config) as engine:
-        result = engine.process(_frame(P_BGR_BIG, K_BIG, meta="points"))
+        result = process_one(engine, _frame(P_BGR_BIG, K_BIG, meta="points"))
     assert result.ok, result.error
     np.testing.assert_allclose(result.depth, reference_depth, rtol=1e-5, atol=0)
     assert result.intrinsics == K_BIG  # the depth image's intrinsics, not the cloud's
@@ -418,8 +419,8 @@ def test_output_scale_halves_depth_and_intrinsics(model, ref):
     colour = np.empty((60, 80, 3), np.uint8)
     colour[...] = (30, 100, 200)  # bgr: r=200, g=100, b=30
     with DepthEngine(model, config) as engine:
-        result = engine.process(_frame(P_BGR_BIG, K_BIG, meta="half"))
-        flat = engine.process(Frame(image=colour, channel_order="bgr", intrinsics=K_BIG))
+        result = process_one(engine, _frame(P_BGR_BIG, K_BIG, meta="half"))
+        flat = process_one(engine, Frame(image=colour, channel_order="bgr", intrinsics=K_BIG))
     assert result.ok, result.error
     assert result.depth.shape == (30, 40)
     assert result.intrinsics == K_BIG.scaled_to(40, 30)
@@ -541,7 +542,7 @@ def test_context_manager_closes(model, ref):
         started = _engine_threads(before)
         assert started
         frame = _frame(P_RGB, meta="ctx")
-        result = engine.process(frame)
+        result = process_one(engine, frame)
         _check_against_reference(result, frame, model, ref)
     assert not any(t.is_alive() for t in started)
     assert not [t for t in threading.enumerate() if t.name == "depth_engine"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engine_support import process_one
 
 from depth_pro_ros.engine import (
     DepthEngine,
@@ -128,7 +129,7 @@ def test_cuda_matches_cpu_engine(cpu_model, cuda_model):
     frames = _frames(3)
     on_gpu = _run(cuda_model, frames)
     with DepthEngine(cpu_model, EngineConfig(device="cpu", policy="all")) as engine:
-        on_cpu = [engine.process(frame) for frame in frames]
+        on_cpu = [process_one(engine, frame) for frame in frames]
     for a, b in zip(on_gpu, on_cpu):
         assert a.focal_source == b.focal_source
         assert a.intrinsics.fx == pytest.approx(b.intrinsics.fx, rel=1e-3)

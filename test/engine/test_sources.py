@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from engine_support import process_one
 from model_factories import tiny_model
 
 from depth_pro_ros.engine import DepthEngine, EngineConfig, FocalTracker, Frame, Intrinsics
@@ -229,7 +230,7 @@ def test_batched_and_unbatched_results_agree(model):
         _frame("rear", 0, intrinsics=K_SMALL.scaled_to(128, 96), estimate_fov=True),
     ]
     with DepthEngine(model, EngineConfig(device="cpu", policy="latest")) as engine:
-        single = [engine.process(frame) for frame in frames]
+        single = [process_one(engine, frame) for frame in frames]
         assert engine.stats.batch_sizes == Counter({1: 3})
     with _held_engine(model, batch_size=3) as (engine, gate):
         assert engine.submit(_gate_frame(BIG))

@@ -1,4 +1,5 @@
-"""Focal length bookkeeping: pinhole intrinsics, EMA smoothing and source selection.
+"""Which focal each frame gets: the policy (:class:`FocalSource`), the EMA of the FoV
+head's estimates and the per-camera choice (:class:`FocalTracker`).
 
 Pure Python (no torch, no ROS) so that the node, the bag tool and the tests share the
 exact same policy. Time is always passed in explicitly, which keeps the policy
@@ -8,118 +9,17 @@ deterministic and testable.
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import Enum
 
-__all__ = [
-    "CAMERA_INFO_PERIODS",
-    "CameraInfoFreshness",
-    "DEFAULT_CAMERA_INFO_TIMEOUT_S",
-    "DEFAULT_EMA_ALPHA",
-    "FOCAL_SOURCES",
-    "FocalEMA",
-    "FocalSource",
-    "FocalTracker",
-    "Intrinsics",
-    "intrinsics_from_camera_info",
-    "parse_focal_source",
-]
+from depth_pro_ros.engine.focal.freshness import (
+    DEFAULT_CAMERA_INFO_TIMEOUT_S,
+    CameraInfoFreshness,
+)
+from depth_pro_ros.engine.focal.intrinsics import Intrinsics
 
-
-@dataclass(frozen=True)
-class Intrinsics:
-    """Pinhole intrinsics of an image of ``width`` x ``height`` pixels.
-
-    Pixel centres lie at integer coordinates (ROS/OpenCV convention): the pixel in
-    column ``u`` and row ``v`` sees the ray ``((u - cx) / fx, (v - cy) / fy, 1)``.
-    """
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    def validate(self) -> Intrinsics:
-        """Raise ``ValueError`` naming the first problem found; return ``self`` if valid."""
-        for name in ("fx", "fy", "cx", "cy"):
-            value = getattr(self, name)
-            if not math.isfinite(value):
-                raise ValueError(f"intrinsics {name} is not finite ({value})")
-        if self.fx <= 0.0 or self.fy <= 0.0:
-            raise ValueError(f"intrinsics focal lengths must be > 0 (fx={self.fx}, fy={self.fy})")
-        if self.width <= 0 or self.height <= 0:
-            raise ValueError(
-                f"intrinsics image size must be > 0 (width={self.width}, height={self.height})"
-            )
-        return self
-
-    def scaled_to(self, width: int, height: int) -> Intrinsics:
-        """Return these intrinsics for the same view resized to ``width`` x ``height``.
-
-        K is scaled proportionally (``fx' = fx * sx``, ``cx' = cx * sx`` and likewise in
-        y), which is what ROS ``image_proc`` resize does to CameraInfo. The exact
-        pixel-centre mapping would be ``cx' = (cx + 0.5) * sx - 0.5``; the difference is
-        under half a pixel and we follow the ROS tools so that outputs agree with them.
-        """
-        if width <= 0 or height <= 0:
-            raise ValueError(f"target image size must be > 0 (width={width}, height={height})")
-        if width == self.width and height == self.height:
-            return self
-        sx = width / self.width
-        sy = height / self.height
-        return Intrinsics(
-            fx=self.fx * sx,
-            fy=self.fy * sy,
-            cx=self.cx * sx,
-            cy=self.cy * sy,
-            width=int(width),
-            height=int(height),
-        ).validate()
-
-    @classmethod
-    def from_focal(cls, f_px: float, width: int, height: int) -> Intrinsics:
-        """Synthesize square-pixel intrinsics from one focal length in pixels.
-
-        The principal point is put at ``(W / 2, H / 2)``, as Apple's Depth Pro and most
-        tools that synthesize intrinsics do (rather than ``(W - 1) / 2``, the exact centre
-        under the integer pixel-centre convention; the two differ by half a pixel).
-        """
-        return cls(
-            fx=float(f_px),
-            fy=float(f_px),
-            cx=width / 2.0,
-            cy=height / 2.0,
-            width=int(width),
-            height=int(height),
-        ).validate()
-
-
-def intrinsics_from_camera_info(k: Sequence[float], width: int, height: int) -> Intrinsics:
-    """Build intrinsics from a CameraInfo's row-major 3x3 ``k``, ``width`` and ``height``.
-
-    Raises ``ValueError`` with the reason when the CameraInfo is unusable (an
-    uncalibrated camera publishes K all zero). Skew (``k[1]``) is ignored.
-    """
-    values = [float(v) for v in k]
-    if len(values) != 9:
-        raise ValueError(f"CameraInfo K must have 9 elements, got {len(values)}")
-    if width <= 0 or height <= 0:
-        raise ValueError(f"CameraInfo image size must be > 0 (width={width}, height={height})")
-    if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"CameraInfo K contains non-finite values: {values}")
-    if all(v == 0.0 for v in values):
-        raise ValueError("CameraInfo K is all zero (camera not calibrated)")
-    fx, fy = values[0], values[4]
-    if fx <= 0.0 or fy <= 0.0:
-        raise ValueError(f"CameraInfo K has non-positive focal length (fx={fx}, fy={fy})")
-    return Intrinsics(
-        fx=fx, fy=fy, cx=values[2], cy=values[5], width=int(width), height=int(height)
-    ).validate()
+__all__ = ["DEFAULT_EMA_ALPHA", "FOCAL_SOURCES", "FocalEMA", "FocalSource", "FocalTracker",
+           "parse_focal_source"]
 
 
 class FocalSource(str, Enum):
@@ -139,97 +39,6 @@ class FocalSource(str, Enum):
 FOCAL_SOURCES: tuple[str, ...] = tuple(s.value for s in FocalSource)
 #: Weight of each new FoV estimate in the EMA on f/W.
 DEFAULT_EMA_ALPHA = 0.1
-#: Seconds a CameraInfo may be older than the image before ``auto`` stops trusting it
-#: (see :class:`CameraInfoFreshness` for how the age is measured).
-DEFAULT_CAMERA_INFO_TIMEOUT_S = 2.0
-#: ``auto`` trusts a CameraInfo for at least this many of its observed periods, so that a
-#: slow CameraInfo (1 Hz) stays in use when one message is lost and the next one is late.
-CAMERA_INFO_PERIODS = 3
-# Intervals between CameraInfo messages the period is the median of, and how many are
-# needed first (a median of one or two would take a single long gap for the period).
-_PERIOD_INTERVALS = 8
-_MIN_PERIOD_INTERVALS = 3
-
-
-class CameraInfoFreshness:
-    """How old a CameraInfo is for an image, and how old it may be for ``auto``.
-
-    The age has two measures, and the CameraInfo is stale only when both exceed the limit:
-
-    - by header stamps: the image's stamp minus the CameraInfo's. It does not grow when
-      the node is busy (callbacks run late, messages wait in the middleware), but is
-      unusable when a stamp is zero or the CameraInfo is stamped more than the limit
-      after the image (another clock);
-    - by arrival: the time the image was taken in minus the time the CameraInfo was
-      (both the caller's clock). It works whatever the stamps are, but grows when the
-      node takes messages in late.
-
-    The limit is ``timeout``, or :data:`CAMERA_INFO_PERIODS` times the observed CameraInfo
-    period when that is longer: a CameraInfo that keeps arriving, however slowly, is not
-    stale between two messages. The period is the median of the last 8 intervals between
-    consecutive CameraInfo messages (:meth:`arrived`), by stamp where the stamp advanced,
-    else by arrival; it is known from the fourth message on. Pure bookkeeping: times are
-    passed in (seconds; stamps in ns).
-    """
-
-    def __init__(self, timeout: float = DEFAULT_CAMERA_INFO_TIMEOUT_S) -> None:
-        if math.isnan(timeout) or timeout <= 0.0:
-            raise ValueError(f"camera_info_timeout must be > 0 s, got {timeout}")
-        self._timeout = float(timeout)
-        self._last: tuple[int, float] | None = None
-        self._intervals: deque[float] = deque(maxlen=_PERIOD_INTERVALS)
-        self._period: float | None = None
-
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
-    @property
-    def period(self) -> float | None:
-        """The observed CameraInfo period in seconds (None before four have arrived)."""
-        return self._period
-
-    @property
-    def limit(self) -> float:
-        """The largest age at which a CameraInfo is still fresh, in seconds."""
-        if self._period is None:
-            return self._timeout
-        return max(self._timeout, CAMERA_INFO_PERIODS * self._period)
-
-    def arrived(self, stamp_ns: int, received: float) -> None:
-        """Note one CameraInfo message (header stamp, time taken in) for the period."""
-        stamp_ns, received = int(stamp_ns), float(received)
-        if self._last is not None:
-            last_stamp, last_received = self._last
-            if last_stamp > 0 and stamp_ns > last_stamp:
-                interval = (stamp_ns - last_stamp) * 1e-9
-            else:
-                interval = received - last_received
-            if math.isfinite(interval) and interval > 0.0:
-                self._intervals.append(interval)
-                if len(self._intervals) >= _MIN_PERIOD_INTERVALS:
-                    self._period = statistics.median(self._intervals)
-        self._last = (stamp_ns, received)
-
-    def age(self, info_stamp_ns: int | None, info_received: float,
-            image_stamp_ns: int | None, image_received: float) -> float:
-        """Seconds the CameraInfo is older than the image: the smaller of the two
-        measures (by arrival alone when the stamps cannot be compared). Negative when the
-        CameraInfo is newer than the image."""
-        age = image_received - info_received
-        if info_stamp_ns is not None and image_stamp_ns is not None \
-                and info_stamp_ns > 0 and image_stamp_ns > 0:
-            by_stamp = (image_stamp_ns - info_stamp_ns) * 1e-9
-            if by_stamp >= -self.limit:  # else stamped far after the image: another clock
-                age = min(age, by_stamp)
-        return age
-
-    def describe_limit(self) -> str:
-        """The limit in words, for log lines."""
-        text = f"timeout {self.limit:.1f} s"
-        if self._period is not None and self.limit > self._timeout:
-            text += f": {CAMERA_INFO_PERIODS} CameraInfo periods of {self._period:.2f} s"
-        return text
 
 
 def parse_focal_source(source: FocalSource | str) -> FocalSource:

@@ -1,0 +1,28 @@
+"""The engine's own errors.
+
+Each also derives from the built-in exception callers caught before the engine had its
+own (``RuntimeError`` for a closed engine, ``ValueError`` for unusable input), so
+existing ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EngineClosedError", "EngineError", "FrameInputError", "UnknownBackendError"]
+
+
+class EngineError(Exception):
+    """Base of the errors the engine raises itself."""
+
+
+class EngineClosedError(EngineError, RuntimeError):
+    """A frame was submitted to an engine that is closed (or closing)."""
+
+
+class FrameInputError(EngineError, ValueError):
+    """A frame lacks what the model needs (prompt depth, known intrinsics) or is malformed.
+
+    Raised on the worker it fails only that frame's batch (the frames' ``error``)."""
+
+
+class UnknownBackendError(EngineError, ValueError):
+    """An inference backend name that is not in the backend table."""
