@@ -37,10 +37,10 @@ import time
 import numpy as np
 import torch
 from _common import CONFIGS, build_model, device_name, parser, results_path, write_json
+from accuracy import compare_depth, relative_error
 
 from depth_pro_ros.bag.sample import sample_frames
 from depth_pro_ros.engine import DepthEngine, DepthResult, EngineConfig, Frame, Intrinsics
-from depth_pro_ros.engine.accuracy import compare_depth, relative_error
 from depth_pro_ros.model import BatchRecipe, parse_precision, recipe_for
 
 STAGES = ("queue", "preprocess", "inference", "postprocess", "total")
@@ -191,9 +191,11 @@ def depth_results(model, images: list[np.ndarray], intrinsics: Intrinsics | None
                   input_size: int) -> list[DepthResult]:
     """One result per image, through the engine (as the pipeline runs deliver them)."""
     with DepthEngine(model, EngineConfig(policy="all", input_size=input_size)) as engine:
-        results = [engine.process(Frame(image=img, channel_order="bgr", intrinsics=intrinsics,
-                                        prompt=prompt_for(engine.recipe, i)))
-                   for i, img in enumerate(images)]
+        results = []
+        for i, img in enumerate(images):  # one at a time: the results are single-frame runs
+            engine.submit(Frame(image=img, channel_order="bgr", intrinsics=intrinsics,
+                                prompt=prompt_for(engine.recipe, i)))
+            results.append(engine.get())
     failed = [r.error for r in results if not r.ok]
     if failed:
         raise RuntimeError(f"accuracy frames failed: {failed}")

@@ -113,18 +113,6 @@ class DepthEngine:
                 return None
             return self._results.popleft()
 
-    def process(self, frame: Frame) -> DepthResult:
-        """Submit one frame and wait for its result (for scripts and tests)."""
-        if self._on_result is not None:
-            raise RuntimeError("process() cannot be used with an on_result callback")
-        self.drain()
-        with self._lock:
-            self._results.clear()
-        self.submit(frame)
-        result = self.get()
-        assert result is not None
-        return result
-
     def reconfigure(self, **changes) -> EngineConfig:
         """Change output settings (points, depth range, ``output_scale``, ``batch_size``)
         from the next batch.

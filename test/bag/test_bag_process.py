@@ -29,6 +29,7 @@ from bag_builders import (
     snapshot,
     write_bag,
 )
+from engine_support import process_one
 
 from depth_pro_ros.bag import BagOptions, process_bag
 from depth_pro_ros.engine import EngineConfig, create_engine
@@ -113,7 +114,7 @@ def expected(runs, tiny_checkpoint):
                     msg = reader.deserialize(raw, conn.msgtype)
                     frame = streams[conn.topic].prepare(
                         msg, "compressed" if conn.topic == CAM1 else "raw", t * 1e-9)
-                    out[conn.topic].append(engine.process(frame))
+                    out[conn.topic].append(process_one(engine, frame))
     finally:
         engine.close()
     assert all(r.ok for rs in out.values() for r in rs)

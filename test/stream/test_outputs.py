@@ -13,6 +13,7 @@ import dataclasses
 import cv2
 import numpy as np
 import pytest
+from engine_support import process_one
 from message_factories import encode_image, rclpy_message, rosbags_header, smooth_rgb
 from rosbags.typesys import Stores, get_typestore
 
@@ -63,12 +64,12 @@ def runs(tiny_checkpoint):
         calibrated.add_camera_info(info, 0.0)
         frame = calibrated.prepare(_image(smooth_rgb(H, W)), "raw", 0.1)
         assert frame.meta.camera_info is info
-        with_info = engine.process(frame)
+        with_info = process_one(engine, frame)
 
         engine.reconfigure(points=False)
         estimating = CameraStream(FocalSettings(focal_source="fov_head"))
         frame = estimating.prepare(_image(smooth_rgb(H, W, base=(60, 150, 220))), "raw", 0.2)
-        estimated = engine.process(frame)
+        estimated = process_one(engine, frame)
     finally:
         engine.close()
     assert with_info.ok and estimated.ok, (with_info.error, estimated.error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from engine_support import process_one
 from model_factories import tiny_depth_anything, tiny_model
 
 from depth_pro_ros.engine import DepthEngine, EngineConfig, Frame, Intrinsics
@@ -73,7 +74,7 @@ def test_input_size_must_suit_the_family(models):
 def test_metric_depth_matches_the_reference_recipe_without_a_focal(models):
     rgb = _rgb(1)
     with _engine(models["metric"], points=True) as engine:
-        result = engine.process(Frame(rgb))
+        result = process_one(engine, Frame(rgb))
     assert result.ok, result.error
     assert result.intrinsics is None and result.points is None and result.focal_source is None
     reference = _reference(models["metric"], rgb)
@@ -85,7 +86,7 @@ def test_metric_depth_with_a_focal_gives_points_and_bgr_channel_order(models):
     rgb = _rgb(2)
     known = Intrinsics.from_focal(60.0, W, H)
     with _engine(models["metric"], points=True) as engine:
-        result = engine.process(Frame(np.ascontiguousarray(rgb[..., ::-1]), "bgr",
+        result = process_one(engine, Frame(np.ascontiguousarray(rgb[..., ::-1]), "bgr",
                                       intrinsics=known))
     np.testing.assert_allclose(result.depth, _reference(models["metric"], rgb), rtol=RTOL)
     assert result.intrinsics.fx == 60.0
@@ -95,7 +96,7 @@ def test_metric_depth_with_a_focal_gives_points_and_bgr_channel_order(models):
 def test_output_scale_resizes_the_output_directly(models):
     rgb = _rgb(3)
     with _engine(models["metric"], output_scale=0.5) as engine:
-        result = engine.process(Frame(rgb))
+        result = process_one(engine, Frame(rgb))
     assert result.depth.shape == (H // 2, W // 2)
     # The output is resized once, from the network's size to the output size.
     raw = torch.nn.functional.interpolate(
@@ -107,7 +108,7 @@ def test_output_scale_resizes_the_output_directly(models):
 def test_relative_model_unanchored_gives_relative_inverse_depth(models):
     rgb = _rgb(4)
     with _engine(models["relative"]) as engine:
-        result = engine.process(Frame(rgb))
+        result = process_one(engine, Frame(rgb))
     assert result.ok and result.depth is None
     reference = _reference(models["relative"], rgb)
     assert (reference > 0).mean() > 0.9
@@ -133,7 +134,7 @@ def test_relative_model_anchored_with_scale_and_shift_gives_metric_depth(models)
         return AnchorOutcome(scale=fit.scale, shift=fit.shift, fit=fit)
 
     with _engine(models["relative"]) as engine:
-        result = engine.process(Frame(rgb, anchor_filter=anchor_filter))
+        result = process_one(engine, Frame(rgb, anchor_filter=anchor_filter))
     assert result.relative is None
     assert result.anchor.scale == pytest.approx(scale, rel=1e-3)
     np.testing.assert_allclose(result.depth, truth, rtol=1e-3)
@@ -155,8 +156,8 @@ def test_prompt_model_uses_each_frames_prompt(models):
 
 def test_prompt_model_fails_a_frame_without_prompt_and_goes_on(models):
     with _engine(models["prompt"]) as engine:
-        failed = engine.process(Frame(_rgb(8)))
-        good = engine.process(Frame(_rgb(8), prompt=_prompt(3)))
+        failed = process_one(engine, Frame(_rgb(8)))
+        good = process_one(engine, Frame(_rgb(8), prompt=_prompt(3)))
     assert "no prompt depth" in failed.error
     assert good.ok
 
@@ -187,7 +188,7 @@ def test_larger_input_size_gives_a_larger_network_input(models):
     rgb = _rgb(12)
     engine = DepthEngine(models["metric"], EngineConfig(device="cpu", input_size=112))
     with engine:
-        result = engine.process(Frame(rgb))
+        result = process_one(engine, Frame(rgb))
     np.testing.assert_allclose(result.depth,
                                infer_depth_anything(models["metric"], rgb, 112).numpy(),
                                rtol=RTOL)

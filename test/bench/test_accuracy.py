@@ -1,9 +1,17 @@
-"""Depth agreement metrics on hand-computed cases."""
+"""Depth agreement metrics of the benchmarks (bench/accuracy.py) on hand-computed cases."""
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from depth_pro_ros.engine.accuracy import compare_depth, relative_error
+# bench/ is a folder of scripts, not a package: load the module from its file.
+_spec = importlib.util.spec_from_file_location(
+    "bench_accuracy", Path(__file__).resolve().parents[2] / "bench" / "accuracy.py")
+_accuracy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_accuracy)
+compare_depth, relative_error = _accuracy.compare_depth, _accuracy.relative_error
 
 
 def test_metrics_by_hand():

@@ -1,6 +1,6 @@
 """Agreement between two depth maps of the same frame (e.g. a fast mode against fp32).
 
-``bench/bench_engine.py`` reports it for each reduced precision against fp32.
+``bench_engine.py`` reports it for each reduced precision against fp32.
 """
 
 from __future__ import annotations
