@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from depth_pro_ros.bag.errors import BagError, BagInputError
-from depth_pro_ros.bag.process import BagOptions, process_bag
+from depth_pro_ros.bag.options import BagOptions
+from depth_pro_ros.bag.process import process_bag
 from depth_pro_ros.bag.sample import (
     BagMessage,
     camera_info_message,

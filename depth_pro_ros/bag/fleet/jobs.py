@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from depth_pro_ros.bag.errors import BagError, describe_exception
 from depth_pro_ros.bag.fleet.records import BagOutcome, JsonValue
-from depth_pro_ros.bag.process import BagOptions, process_bag
+from depth_pro_ros.bag.options import BagOptions
+from depth_pro_ros.bag.process import process_bag
 
 if TYPE_CHECKING:
     from depth_pro_ros.engine import DepthEngine

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from depth_pro_ros.bag.errors import BagInputError
 from depth_pro_ros.bag.fleet.records import JsonValue, dumps_strict, strict_json
-from depth_pro_ros.bag.process import RUN_RECORD, BagOptions, engine_config
+from depth_pro_ros.bag.options import BagOptions, engine_config
+from depth_pro_ros.bag.process import RUN_RECORD
 
 __all__ = ["FleetSettings", "checkpoint_sha256", "complete_output", "find_bags",
            "output_name", "plan_outputs", "remove_partials", "run_record"]

@@ -14,7 +14,7 @@ from depth_pro_ros.bag.errors import BagSetupError
 from depth_pro_ros.bag.fleet.jobs import FleetProgress, Job, run_one
 from depth_pro_ros.bag.fleet.plan import FleetSettings, remove_partials
 from depth_pro_ros.bag.fleet.records import BagOutcome, JsonValue
-from depth_pro_ros.bag.process import BagOptions, create_bag_engine
+from depth_pro_ros.bag.options import BagOptions, create_bag_engine
 
 if TYPE_CHECKING:
     from ray import ObjectRef

@@ -30,7 +30,7 @@ from depth_pro_ros.bag.fleet.records import (
     format_table,
     write_summary,
 )
-from depth_pro_ros.bag.process import BagOptions, create_bag_engine
+from depth_pro_ros.bag.options import BagOptions, create_bag_engine
 from depth_pro_ros.model.weights import MissingCheckpointError, resolve_checkpoint
 
 __all__ = ["run_fleet"]
