@@ -159,9 +159,14 @@ def test_use_compressed_and_cameras_arguments_convert_to_parameter_values(
 
 
 def test_topic_arguments_remap_the_nodes_subscriptions(launch):
+    from depth_pro_ros.stream.transport import INPUT_TRANSPORTS
+
     remaps = launch.ns["REMAPPED_BY"]
+    # The image topics come from the transport table (one per transport), the others from
+    # the node's create_subscription calls.
+    subscribed = _subscribed_topics() | {t.topic for t in INPUT_TRANSPORTS.values()}
     # image/compressed follows image_topic ("<image_topic>/compressed").
-    assert set(remaps) | {"image/compressed"} == _subscribed_topics() == {
+    assert set(remaps) | {"image/compressed"} == subscribed == {
         "image", "image/compressed", "camera_info", "anchor/depth", "anchor/points"}
     for topic, argument in remaps.items():
         # By default every topic keeps its own name: no remapping happens.
