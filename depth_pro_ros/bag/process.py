@@ -70,8 +70,6 @@ RUN_RECORD = "depth_pro_ros.json"
 _ANCHOR_LOOKAHEAD_S = 0.5
 #: Anchor message types -> anchor source.
 _ANCHOR_TYPES = {"sensor_msgs/msg/Image": "depth", "sensor_msgs/msg/PointCloud2": "points"}
-# The former private name, which test_bag_fleet imports.
-_create_engine = create_engine
 
 
 def process_bag(

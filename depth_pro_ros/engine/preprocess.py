@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from depth_pro_ros.model import CHANNEL_ORDERS, to_rgb
+from depth_pro_ros.model import to_rgb
 
-__all__ = ["CHANNEL_ORDERS", "rgb_at_size", "to_rgb"]
+__all__ = ["rgb_at_size"]
 
 
 def rgb_at_size(image: torch.Tensor, channel_order: str, size: tuple[int, int]) -> torch.Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 from depth_pro_ros.engine.anchor.fit import AnchorFit
 from depth_pro_ros.engine.backends import BACKEND_FACTORIES
 from depth_pro_ros.engine.focal import FocalSource, Intrinsics
-from depth_pro_ros.engine.preprocess import CHANNEL_ORDERS
+from depth_pro_ros.model import CHANNEL_ORDERS
 
 if TYPE_CHECKING:
     import torch

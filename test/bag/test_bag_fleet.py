@@ -209,12 +209,12 @@ def test_summary_of_an_earlier_version_is_merged_and_an_unreadable_one_kept(tmp_
 
 
 def test_given_engine_must_match_and_stays_open(fleet, tmp_path, tiny_checkpoint):
-    from depth_pro_ros.bag.process import _create_engine
+    from depth_pro_ros.bag.options import create_engine
 
     inputs, refs = fleet
     opts = BagOptions(input=inputs / "alpha", output=tmp_path / "a", checkpoint=tiny_checkpoint,
                       image_topics=[CAM], device="cpu", progress=False)
-    engine = _create_engine(tiny_checkpoint, engine_config(opts))
+    engine = create_engine(tiny_checkpoint, engine_config(opts))
     try:
         import dataclasses
 
