@@ -27,8 +27,13 @@ import torch
 from depth_pro_ros.engine.anchor import AnchorSettings
 from depth_pro_ros.engine.focal import Intrinsics
 from depth_pro_ros.engine.types import AnchorFilter, AnchorOutcome
-from depth_pro_ros.io.messages import depth_image_to_array, stamp_to_nanoseconds
-from depth_pro_ros.io.pointcloud_msg import pointcloud2_to_array
+from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS, byte_buffer, check_layout
+from depth_pro_ros.io.messages import (
+    DEPTH_ENCODINGS,
+    depth_image_to_array,
+    stamp_to_nanoseconds,
+)
+from depth_pro_ros.io.pointcloud_msg import pointcloud2_xyz
 from depth_pro_ros.stream.pairing import SYNC_MODES, StampedHistory
 
 __all__ = ["ANCHOR_SOURCES", "PROMPT_CLOUD_SIDE", "AnchorOptions", "AnchorStream",
@@ -100,9 +105,12 @@ class AnchorStream:
     engine's worker in frame order.
     """
 
-    def __init__(self, options: AnchorOptions, history: int | None = 16) -> None:
+    def __init__(self, options: AnchorOptions, history: int | None = 16,
+                 max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> None:
         self._lock = threading.Lock()
         self._options = options
+        #: Most pixels (depth) or points (cloud) an anchor may declare; None: no limit.
+        self.max_pixels = max_pixels
         self._tracker = options.settings.tracker()
         self._anchors: StampedHistory[_Anchor] = StampedHistory(history)
         self._problems: list[str] = []
@@ -130,9 +138,11 @@ class AnchorStream:
             stamp_ns = stamp_to_nanoseconds(msg.header.stamp)
             frame_id = str(msg.header.frame_id)
             if source == "depth":
-                anchor = _Anchor(frame_id, float(received), depth=depth_image_to_array(msg))
+                anchor = _Anchor(frame_id, float(received),
+                                 depth=depth_anchor(msg, self.max_pixels))
             else:
-                anchor = _Anchor(frame_id, float(received), points=cloud_xyz(msg))
+                anchor = _Anchor(frame_id, float(received),
+                                 points=cloud_xyz(msg, self.max_pixels))
         except (AttributeError, TypeError, ValueError) as exc:
             with self._lock:
                 self._unreadable += 1
@@ -212,11 +222,19 @@ class AnchorStream:
             if anchor is not None and opts.sync == "latest" and \
                     received - anchor.received > opts.settings.timeout:
                 anchor = None  # the sensor stopped: its last anchor is not this frame's
-            if anchor is not None and anchor.points is not None and opts.transform is None \
-                    and anchor.frame_id != frame_id:
+            if anchor is None or anchor.frame_id == frame_id:
+                return anchor, None
+            if anchor.points is not None and opts.transform is None:
                 return None, (f"anchor cloud in frame '{anchor.frame_id}' but the image is "
                               f"in '{frame_id}': set anchor_transform (the cloud frame -> "
                               "camera frame transform) or publish the cloud in the camera's "
+                              "frame")
+            if anchor.depth is not None:
+                # A depth image holds no 3-D points to transform: it must already be
+                # registered (reprojected) to the camera.
+                return None, (f"anchor depth image in frame '{anchor.frame_id}' but the "
+                              f"image is in '{frame_id}': publish the depth registered to "
+                              "the camera (e.g. depth_image_proc/register) in the camera's "
                               "frame")
             return anchor, None
 
@@ -289,16 +307,27 @@ def dense_prompt(depth: np.ndarray, min_points: int = 1, min_depth: float = 0.0,
     return d
 
 
-def cloud_xyz(msg: Any) -> np.ndarray:
-    """The x, y, z fields of a PointCloud2 as (N, 3) float32 (non-finite points kept)."""
-    values = pointcloud2_to_array(msg)
-    names = [str(f.name) for f in msg.fields]
-    missing = [axis for axis in "xyz" if axis not in names]
-    if missing:
-        raise ValueError(f"PointCloud2 has no {', '.join(missing)} field (fields: "
-                         f"{', '.join(names) or 'none'})")
-    return np.stack([values[..., names.index(axis)].reshape(-1) for axis in "xyz"],
-                    axis=1).astype(np.float32)
+def cloud_xyz(msg: Any, max_points: int | None = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
+    """The x, y, z fields of a PointCloud2 as (N, 3) float32 (non-finite points kept).
+
+    Every size the cloud declares is checked against its data and ``max_points`` before
+    anything is allocated, and only x, y, z are read (``io.pointcloud_msg.pointcloud2_xyz``).
+    """
+    return pointcloud2_xyz(msg, max_points)
+
+
+def depth_anchor(msg: Any, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
+    """A depth-image anchor as (H, W) float32 metres, its declared size bounded first.
+
+    The declared width x height must be at most ``max_pixels`` and fit the data (step,
+    rows) before anything is decoded: the decoded image is 4 bytes a pixel.
+    """
+    encoding = str(msg.encoding).strip().upper()
+    if encoding in DEPTH_ENCODINGS:  # others: depth_image_to_array names the encoding
+        check_layout("depth anchor", encoding, int(msg.height), int(msg.width),
+                     int(msg.step), byte_buffer(msg.data).size,
+                     4 if encoding == "32FC1" else 2, max_pixels)
+    return depth_image_to_array(msg)
 
 
 def resize_nearest(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

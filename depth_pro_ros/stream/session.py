@@ -58,7 +58,8 @@ class CameraSession:
         self.transport = Transport(transport)
         self.stream = CameraStream(focal, history=history, hold_unpaired=hold_unpaired,
                                    max_input_pixels=max_input_pixels, name=name)
-        self.anchor = AnchorStream(anchor) if anchor is not None and anchor.enabled else None
+        self.anchor = AnchorStream(anchor, max_pixels=max_input_pixels) \
+            if anchor is not None and anchor.enabled else None
         self.needs_prompt = needs_prompt
         self.estimate_fov = estimate_fov
         self._names = names
@@ -69,8 +70,10 @@ class CameraSession:
         their EMA); whether the camera anchors at all is fixed at start-up."""
         self.stream.configure(focal)
         self.stream.max_input_pixels = max_input_pixels
-        if self.anchor is not None and anchor is not None:
-            self.anchor.configure(anchor)
+        if self.anchor is not None:
+            self.anchor.max_pixels = max_input_pixels  # anchors are bounded like images
+            if anchor is not None:
+                self.anchor.configure(anchor)
         self.estimate_fov = estimate_fov
 
     # ---------------------------------------------------------------- input

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -11,9 +13,11 @@ from rosbags.typesys import Stores, get_typestore
 
 from depth_pro_ros.io.pointcloud_msg import (
     POINTFIELD_DATATYPES,
+    check_pointcloud2,
     point_fields,
     pointcloud2_fields,
     pointcloud2_to_array,
+    pointcloud2_xyz,
     pointfield_datatype,
 )
 
@@ -160,3 +164,93 @@ def test_pointcloud2_errors():
     unknown.fields[1].datatype = 9
     with pytest.raises(ValueError, match="unknown datatype 9"):
         pointcloud2_to_array(unknown)
+
+
+# ------------------------------------------------------------ lying layouts (issue 24)
+
+
+def _lying(point_step: int, fields: list[tuple], points: int, *, height: int = 1,
+           row_step: int | None = None, data_bytes: int | None = None, **extra):
+    """A rosbags PointCloud2 of ``points`` points whose layout may lie."""
+    width = points // height
+    row_step = point_step * width if row_step is None else row_step
+    size = row_step * height if data_bytes is None else data_bytes
+    values = dict(height=height, width=width, fields=fields, is_bigendian=False,
+                  point_step=point_step, row_step=row_step,
+                  data=np.zeros(size, np.uint8), is_dense=False, **extra)
+    values["fields"] = point_fields(values["fields"], TS2.types["sensor_msgs/msg/PointField"])
+    return rosbags_message(TS2, "sensor_msgs/msg/PointCloud2", values)
+
+
+def _peak_bytes(call) -> tuple[object, int]:
+    """``call()``'s result (or the exception it raised) and its peak traced allocation."""
+    tracemalloc.start()
+    try:
+        try:
+            result = call()
+        except ValueError as exc:
+            result = exc
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+INT8, FLOAT32 = 1, 7
+XYZ = [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1)]
+
+
+def test_only_x_y_z_are_read_from_a_cloud_with_many_fields():
+    """250 one-byte fields besides x, y, z: the anchor reader allocates the (N, 3) result
+    only, never points x fields (which is 85 times more here)."""
+    extra = [(f"f{i}", 12 + i, INT8, 1) for i in range(250)]
+    msg = _lying(262, XYZ + extra, 20_000)
+    xyz, peak = _peak_bytes(lambda: pointcloud2_xyz(msg))
+    assert isinstance(xyz, np.ndarray) and xyz.shape == (20_000, 3)
+    assert peak < 2 * xyz.nbytes, peak  # points x 253 fields x 4 bytes would be 20 MB
+
+
+@pytest.mark.parametrize(("point_step", "fields", "points", "kw", "message"), [
+    # The issue's example, smaller: ~1000 one-byte fields at offset 0, point_step 1.
+    (1, [(f"f{i}", 0, INT8, 1) for i in range(1000)], 3000, {}, "1000 fields, more than 256"),
+    (1, [(a, 0, INT8, 1) for a in "xyz"], 30_000, {}, "overlap"),
+    (12, XYZ + [("i", 13, FLOAT32, 1)], 3000, {}, "'i' .* does not fit in point_step 12"),
+    (12, XYZ[:2] + [("z", 8, FLOAT32, 10**9)], 3000, {}, "does not fit in point_step"),
+    (12, XYZ[:2] + [("z", 8, FLOAT32, 0)], 3000, {}, "count 0"),
+    (12, XYZ[:2] + [("z", 8, 99, 1)], 3000, {}, "unknown datatype 99"),
+    (12, XYZ, 3000, {"row_step": 12}, "row_step 12 < point_step \\* width"),
+    (12, XYZ, 3000, {"data_bytes": 100}, "too short: expected 36000 bytes"),
+    (12, XYZ, 3000, {"height": 3000, "row_step": 0, "data_bytes": 0}, "row_step 0 <"),
+    (12, XYZ + XYZ[:1], 3000, {}, "x field 2 times"),
+    (12, XYZ[:2], 3000, {}, "no z field"),
+])
+def test_lying_cloud_layouts_are_refused_before_anything_is_read(point_step, fields,
+                                                                 points, kw, message):
+    msg = _lying(point_step, fields, points, **kw)
+    error, peak = _peak_bytes(lambda: pointcloud2_xyz(msg))
+    assert isinstance(error, ValueError), error
+    assert re.search(message, str(error)) and "\n" not in str(error)
+    assert peak < 64_000, peak  # the checks allocate nothing the size of the cloud
+
+
+def test_declared_sizes_beyond_the_limits_are_refused():
+    """height x width above max_points, and sizes too large for any data, say so in one
+    line before any allocation (a 10**12-point cloud of 12 bytes)."""
+    huge = _lying(12, XYZ, 3, data_bytes=12)
+    huge.height, huge.width, huge.row_step = 10**6, 10**6, 12 * 10**6
+    with pytest.raises(ValueError, match="more than the limit of 1,000"):
+        pointcloud2_xyz(huge, max_points=1000)
+    error, peak = _peak_bytes(lambda: pointcloud2_xyz(huge))
+    assert "too short" in str(error) and peak < 64_000
+    negative = _lying(12, XYZ, 3)
+    negative.point_step = -12
+    with pytest.raises(ValueError, match="point_step is negative"):
+        check_pointcloud2(negative)
+
+
+def test_the_full_reader_refuses_overlapping_fields():
+    """pointcloud2_to_array (tools, tests) allocates 4 bytes per field and point: fields
+    sharing bytes would let a small cloud declare any amount of that."""
+    msg = _lying(4, [(f"f{i}", 0, INT8, 1) for i in range(200)], 3000)
+    error, peak = _peak_bytes(lambda: pointcloud2_to_array(msg))
+    assert isinstance(error, ValueError) and "overlap" in str(error)
+    assert peak < 64_000, peak  # 3000 x 200 x 4 bytes = 2.4 MB before the fix
