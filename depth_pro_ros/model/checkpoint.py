@@ -194,6 +194,10 @@ def _torch_load(path: Path) -> Any:
     except pickle.UnpicklingError:  # weights_only refuses any object but tensors
         raise CheckpointError(file_kinds.refused_objects_message(path)) from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError):
+        # torch fails some files for their layout before it reads their pickle (a zip
+        # without a version record): a pickle that names code is still said to be one.
+        if file_kinds.unsafe_globals(path):
+            raise CheckpointError(file_kinds.refused_objects_message(path)) from None
         raise CheckpointError(file_kinds.truncated_message(path)) from None
 
 

@@ -10,6 +10,7 @@ read as a stream of opcodes.
 from __future__ import annotations
 
 import pickletools
+import re
 import zipfile
 from pathlib import Path
 from typing import IO
@@ -22,6 +23,7 @@ __all__ = [
     "safetensors_problem",
     "torch_file_problem",
     "truncated_message",
+    "unsafe_globals",
 ]
 
 _SAVE_STATE_DICT = "torch.save(model.state_dict(), path)"
@@ -29,6 +31,18 @@ _SAVE_STATE_DICT = "torch.save(model.state_dict(), path)"
 # torch's own namespace) storages and dtypes.
 _PICKLE_HELPERS = ("torch._utils.", "collections.", "builtins.", "copyreg.", "_codecs.")
 _TENSOR_MACHINERY = (*_PICKLE_HELPERS, "torch.")
+# Names a pickle of tensors may import and nothing else may: anything outside them is
+# code or an object that a weights file must not hold.
+_WEIGHTS_GLOBALS = re.compile(
+    r"torch\._utils\._rebuild_\w+|torch\._tensor\._rebuild_\w+|torch\.\w*Storage"
+    r"|torch\.storage\.\w+|torch\.(Size|device|Tensor|dtype|strided|sparse_\w+|\w*float\w*"
+    r"|\w*int\d*|bool|complex\w*|bfloat16|half|double|long|short|chalf|cfloat|cdouble"
+    r"|qu?int\w*)"
+    r"|torch\.nn\.parameter\.Parameter|torch\.serialization\._get_layout"
+    r"|collections\.(OrderedDict|Counter|defaultdict)|_codecs\.encode"
+    r"|builtins\.(set|frozenset|bytearray|slice|complex|int|float|bool|str|bytes|tuple|list"
+    r"|dict)|__builtin__\.(set|frozenset|bytearray|slice|complex)"
+)
 
 _HEAD_BYTES = 512  # enough for every signature below (tar's is at offset 257)
 
@@ -78,6 +92,11 @@ def is_zip(head: bytes) -> bool:
 def _is_pickle(head: bytes) -> bool:
     """A pickle of protocol 2 or later (what torch.save and pickle.dump write)."""
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def _is_old_pickle(head: bytes) -> bool:
+    """Bytes that may start a protocol 0 / 1 pickle (a GLOBAL, MARK or empty container)."""
+    return head[:1] in (b"c", b"(", b"}", b"]", b")")
 
 
 def _foreign_kind(head: bytes, size: int) -> tuple[str, str | None] | None:
@@ -154,8 +173,12 @@ def torch_file_problem(path: Path) -> str | None:
     if _is_pickle(head):
         if _is_legacy_torch(path):
             return None
+        if unsafe_globals(path):
+            return refused_objects_message(path)
         return (f"checkpoint {path} is a plain Python pickle, not a PyTorch checkpoint: save "
                 f"the weights with {_SAVE_STATE_DICT}")
+    if _is_old_pickle(head) and unsafe_globals(path):  # protocol 0 / 1: no PROTO opcode
+        return refused_objects_message(path)
     return _foreign_message(path, head, size) or (
         f"checkpoint {path} is not a PyTorch checkpoint (neither a torch.save zip nor "
         f"pickle) nor a safetensors file: {expected_files()}")
@@ -184,11 +207,22 @@ def refused_objects_message(path: Path) -> str:
         named = f" ({cls})" if cls else ""
         return (f"checkpoint {path} holds a pickled whole torch module{named}, written by "
                 "torch.save(model), not a state dict: save model.state_dict() instead")
-    others = [g for g in dict.fromkeys(contents.globals) if not g.startswith(_TENSOR_MACHINERY)]
+    others = [g for g in dict.fromkeys(contents.globals) if not _WEIGHTS_GLOBALS.fullmatch(g)]
     objects = f" ({', '.join(others[:3])})" if others else ""
     return (f"checkpoint {path} holds Python objects besides tensors{objects}, which are not "
-            "loaded because unpickling them could run code: expected a state dict of tensors "
-            f"({_SAVE_STATE_DICT})")
+            "loaded because unpickling them could run code: it holds code or objects that a "
+            f"weights file must not hold; expected a state dict of tensors ({_SAVE_STATE_DICT})")
+
+
+def unsafe_globals(path: Path) -> list[str]:
+    """The classes and functions the file's pickle would import that a pickle of tensors
+    never does (read as opcodes, never unpickled); [] for a file without any, or with no
+    readable pickle."""
+    try:
+        names = _pickle_contents(path).globals
+    except (OSError, zipfile.BadZipFile, ValueError, StopIteration, RuntimeError):
+        return []
+    return [g for g in dict.fromkeys(names) if not _WEIGHTS_GLOBALS.fullmatch(g)]
 
 
 def _foreign_message(path: Path, head: bytes, size: int) -> str | None:

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 from ..common.config import DictConfig
+from ..common.limits import check_fields, check_parameters, vit_parameters
 
 __all__ = ["HEADS", "MAX_DEPTH_INDOOR", "MAX_DEPTH_OUTDOOR", "PATCH_SIZE", "RELEASED",
            "RELEASED_HEADS", "DepthAnythingConfig"]
@@ -57,15 +58,32 @@ class DepthAnythingConfig(DictConfig):
     prompt: bool = False
 
     def __post_init__(self) -> None:
+        # Types and sizes first (a checkpoint's config is untrusted): nothing below may
+        # multiply or build from an unchecked value.
+        check_fields(vars(self), ints=("embed_dim", "depth", "num_heads", "patch_size",
+                                       "pos_grid", "fusion_features", "head_features"),
+                     floats=("mlp_ratio", "max_depth"),
+                     int_tuples={"hook_block_ids": 4, "neck_dims": 4}, bools=("prompt",))
         # Lists (from JSON) become tuples so configs compare and hash cleanly.
-        object.__setattr__(self, "hook_block_ids", tuple(int(i) for i in self.hook_block_ids))
-        object.__setattr__(self, "neck_dims", tuple(int(d) for d in self.neck_dims))
+        object.__setattr__(self, "hook_block_ids", tuple(self.hook_block_ids))
+        object.__setattr__(self, "neck_dims", tuple(self.neck_dims))
         object.__setattr__(self, "mlp_ratio", float(self.mlp_ratio))
         object.__setattr__(self, "max_depth", float(self.max_depth))
-        object.__setattr__(self, "prompt", bool(self.prompt))
         problems = self._problems()
         if problems:
             raise ValueError("invalid DepthAnythingConfig: " + "; ".join(problems))
+        check_parameters("DepthAnythingConfig", self.parameter_estimate())
+
+    def parameter_estimate(self) -> int:
+        """About how many parameters the network has (within a factor of 2), from the
+        sizes alone: the ViT, the DPT neck and fusion blocks, and the head."""
+        vit = vit_parameters(self.embed_dim, self.depth, self.mlp_hidden, self.patch_size,
+                             self.pos_grid * self.pos_grid)
+        d, f = self.neck_dims, self.fusion_features
+        fusion = 37 + (18 if self.prompt else 0)  # two residual units (+ the prompt branch)
+        neck = (sum(self.embed_dim * x + 9 * f * x for x in d) + 16 * d[0] * d[0]
+                + 4 * d[1] * d[1] + 9 * d[3] * d[3] + 4 * fusion * f * f)
+        return vit + neck + 5 * f * f + 5 * f * self.head_features
 
     def _problems(self) -> list[str]:
         out = []

@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
-from ..common.errors import CheckpointError
+from ..common.errors import CheckpointError, ConfigLimitError
 from ..common.family import StateDict
 from ..common.hf_vit import rename_vit_key, translate
+from ..common.limits import hf_named
 from .config import DepthAnythingConfig
 
 HF_MODEL_TYPES = ("depth_anything", "prompt_depth_anything")
@@ -134,6 +135,19 @@ _FIXED_BACKBONE = {"hidden_act": "gelu", "qkv_bias": True, "use_swiglu_ffn": Fal
 _FIXED_TOP = {"reassemble_factors": [4, 2, 1, 0.5], "head_in_index": -1}
 
 
+# The config.json entries each DepthAnythingConfig field comes from, for messages.
+_HF_NAMES = {"embed_dim": "backbone_config.hidden_size",
+             "depth": "backbone_config.num_hidden_layers",
+             "num_heads": "backbone_config.num_attention_heads",
+             "mlp_ratio": "backbone_config.mlp_ratio",
+             "patch_size": "backbone_config.patch_size",
+             "pos_grid": "backbone_config.image_size / patch_size",
+             "hook_block_ids": "backbone_config.out_indices",
+             "neck_dims": "neck_hidden_sizes", "fusion_features": "fusion_hidden_size",
+             "head_features": "head_hidden_size", "head": "depth_estimation_type",
+             "max_depth": "max_depth"}
+
+
 def config_from_hf(hf_config: Mapping[str, Any]) -> DepthAnythingConfig:
     """Build a :class:`DepthAnythingConfig` from a transformers ``config.json`` dict of
     model type ``depth_anything`` or ``prompt_depth_anything``.
@@ -165,18 +179,21 @@ def config_from_hf(hf_config: Mapping[str, Any]) -> DepthAnythingConfig:
             if (list(value) if isinstance(expected, list) else value) != expected:
                 raise ValueError(f"{k}={value!r} is not supported (the architecture has "
                                  f"{expected!r})")
-        hidden = int(vit["hidden_size"])
-        if int(hf_config.get("reassemble_hidden_size", hidden)) != hidden:
-            raise ValueError(f"reassemble_hidden_size={hf_config['reassemble_hidden_size']} "
-                             f"differs from the backbone's hidden_size {hidden}")
+        # Values go to the config as they are: it checks their types and sizes (int()
+        # would pass 12.7, true or "12").
+        hidden = vit["hidden_size"]
+        if hf_config.get("reassemble_hidden_size", hidden) != hidden:
+            raise ValueError(f"reassemble_hidden_size={hf_config['reassemble_hidden_size']!r} "
+                             f"differs from the backbone's hidden_size {hidden!r}")
         patch = vit["patch_size"]
         if "patch_size" in hf_config and hf_config["patch_size"] != patch:
-            raise ValueError(f"patch_size={hf_config['patch_size']} differs from the "
-                             f"backbone's patch_size {patch}")
+            raise ValueError(f"patch_size={hf_config['patch_size']!r} differs from the "
+                             f"backbone's patch_size {patch!r}")
         image_size = vit["image_size"]
-        if not isinstance(patch, int) or not isinstance(image_size, int):
+        if not _is_int(patch) or not _is_int(image_size):
             raise ValueError("non-square patch_size / image_size are not supported")
-        hooks = _hook_ids(backbone, int(vit["num_hidden_layers"]))
+        depth = vit["num_hidden_layers"]
+        hooks = _hook_ids(backbone, depth) if _is_int(depth) and 0 < depth <= 1000 else (0,) * 4
         head = hf_config.get("depth_estimation_type", "relative")
         max_depth = hf_config.get("max_depth", 1)
         if prompt or max_depth is None:
@@ -184,38 +201,49 @@ def config_from_hf(hf_config: Mapping[str, Any]) -> DepthAnythingConfig:
             max_depth = 1.0
         return DepthAnythingConfig(
             embed_dim=hidden,
-            depth=int(vit["num_hidden_layers"]),
-            num_heads=int(vit["num_attention_heads"]),
-            mlp_ratio=float(vit["mlp_ratio"]),
+            depth=depth,
+            num_heads=vit["num_attention_heads"],
+            mlp_ratio=vit["mlp_ratio"],
             patch_size=patch,
-            pos_grid=image_size // patch,
+            pos_grid=image_size // patch if patch > 0 else 0,
             hook_block_ids=hooks,
             neck_dims=tuple(hf_config.get("neck_hidden_sizes", (48, 96, 192, 384))),
-            fusion_features=int(hf_config.get("fusion_hidden_size", 64)),
-            head_features=int(hf_config.get("head_hidden_size", 32)),
+            fusion_features=hf_config.get("fusion_hidden_size", 64),
+            head_features=hf_config.get("head_hidden_size", 32),
             head=head,
-            max_depth=float(max_depth),
+            max_depth=max_depth,
             prompt=prompt,
         )
-    except (KeyError, TypeError, IndexError) as exc:
+    except ConfigLimitError as exc:
+        raise hf_named(exc, _HF_NAMES) from None
+    except (KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
         raise ValueError(f"missing or malformed entry {exc}") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _hook_ids(backbone: Mapping[str, Any], depth: int) -> tuple[int, ...]:
     """Backbone ``out_indices`` (1-based stages; 0 is the embeddings) -> 0-based blocks."""
     indices = backbone.get("out_indices")
-    if indices is None and backbone.get("out_features") is not None:
+    names = backbone.get("out_features")
+    if indices is None and names is not None:
+        if not isinstance(names, list) or len(names) != 4:
+            raise ValueError(f"backbone out_features must list 4 stages, got {str(names)[:40]}")
         indices = []
-        for name in backbone["out_features"]:
-            m = re.fullmatch(r"stage(\d+)", str(name))
+        for name in names:
+            m = re.fullmatch(r"stage(\d{1,4})", str(name)[:20])
             if not m:
                 raise ValueError(f"backbone out_features entry {name!r} is not a stageN name")
             indices.append(int(m.group(1)))
     if indices is None:
         raise ValueError("backbone_config has no out_indices / out_features (the 4 hooked "
                          "stages)")
-    indices = [int(i) + (depth + 1 if int(i) < 0 else 0) for i in indices]
-    if len(indices) != 4 or any(i < 1 or i > depth for i in indices):
+    if not isinstance(indices, list) or len(indices) != 4 or not all(map(_is_int, indices)):
+        raise ValueError(f"backbone out_indices must be 4 integers, got {str(indices)[:40]}")
+    indices = [i + (depth + 1 if i < 0 else 0) for i in indices]
+    if any(i < 1 or i > depth for i in indices):
         raise ValueError(f"backbone out_indices must be 4 transformer stages in 1..{depth} "
                          f"(stage 0 is the embeddings), got {indices}")
     return tuple(i - 1 for i in indices)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..common.config import DictConfig
+from ..common.limits import check_fields, check_parameters, vit_parameters
 
 # Depth Pro tiles its pyramid into ViT inputs whose token grid is 24x24; the merge padding
 # (3 and 6 cells) and the 6x6 FoV head kernel are tied to that grid.
@@ -32,12 +33,32 @@ class DepthProConfig(DictConfig):
     use_fov_head: bool = True
 
     def __post_init__(self) -> None:
+        # Types and sizes first (a checkpoint's config is untrusted): nothing below may
+        # multiply or build from an unchecked value.
+        check_fields(vars(self), ints=("embed_dim", "depth", "num_heads", "patch_size",
+                                       "vit_image_size", "decoder_features"),
+                     floats=("mlp_ratio",),
+                     int_tuples={"hook_block_ids": 2, "encoder_dims": 4},
+                     bools=("use_fov_head",))
         # Normalise lists (from JSON) to tuples so configs compare and hash cleanly.
-        object.__setattr__(self, "hook_block_ids", tuple(int(i) for i in self.hook_block_ids))
-        object.__setattr__(self, "encoder_dims", tuple(int(d) for d in self.encoder_dims))
+        object.__setattr__(self, "hook_block_ids", tuple(self.hook_block_ids))
+        object.__setattr__(self, "encoder_dims", tuple(self.encoder_dims))
+        object.__setattr__(self, "mlp_ratio", float(self.mlp_ratio))
         problems = self._problems()
         if problems:
             raise ValueError("invalid DepthProConfig: " + "; ".join(problems))
+        check_parameters("DepthProConfig", self.parameter_estimate())
+
+    def parameter_estimate(self) -> int:
+        """About how many parameters the network has (within a factor of 2), from the
+        sizes alone: its ViTs (patch, image and FoV encoders), projections and decoder."""
+        vits = 3 if self.use_fov_head else 2
+        vit = vit_parameters(self.embed_dim, self.depth, self.mlp_hidden, self.patch_size,
+                             TOKEN_GRID * TOKEN_GRID)
+        dims, f = self.encoder_dims, self.decoder_features
+        decoder = (sum(self.embed_dim * d + 12 * d * d + 9 * f * d for d in dims)
+                   + len(dims) * 41 * f * f + 6 * dims[-1] * dims[-1])
+        return vits * vit + decoder
 
     def _problems(self) -> list[str]:
         out = []

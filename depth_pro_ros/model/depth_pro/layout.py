@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
-from ..common.errors import CheckpointError
+from ..common.errors import CheckpointError, ConfigLimitError
 from ..common.family import ModelType, StateDict
 from ..common.hf_vit import rename_vit_key, translate
+from ..common.limits import hf_named
 from .config import DepthProConfig
 
 HF_MODEL_TYPES = ("depth_pro",)
@@ -103,6 +104,26 @@ def _vit_of(key: str) -> tuple[str, str] | None:
     return None if prefix is None else (_VIT_PREFIXES[prefix], key[len(prefix):])
 
 
+# The config.json entries each DepthProConfig field comes from, for messages.
+_HF_NAMES = {"embed_dim": "patch_model_config.hidden_size",
+             "depth": "patch_model_config.num_hidden_layers",
+             "num_heads": "patch_model_config.num_attention_heads",
+             "mlp_ratio": "patch_model_config.intermediate_size / hidden_size",
+             "patch_size": "patch_model_config.patch_size", "vit_image_size": "patch_size",
+             "hook_block_ids": "intermediate_hook_ids",
+             "encoder_dims": "intermediate_feature_dims / scaled_images_feature_dims",
+             "decoder_features": "fusion_hidden_size", "use_fov_head": "use_fov_model"}
+
+
+def _ratio(intermediate: Any, hidden: Any) -> Any:
+    """``intermediate_size / hidden_size`` (4 when absent); non-numbers pass through for
+    the config to name."""
+    if intermediate is None:
+        return 4.0
+    numbers = all(isinstance(v, int) and not isinstance(v, bool) for v in (intermediate, hidden))
+    return intermediate / hidden if numbers and hidden > 0 else intermediate
+
+
 def config_from_hf(hf_config: Mapping[str, Any], has_fov_weights: bool) -> DepthProConfig:
     """Build the Apple-style config from a transformers ``config.json`` dict."""
     try:
@@ -122,25 +143,29 @@ def config_from_hf(hf_config: Mapping[str, Any], has_fov_weights: bool) -> Depth
         for k, expected in unsupported.items():
             if k in hf_config and hf_config[k] != expected:
                 raise ValueError(f"{k}={hf_config[k]} is not Depth Pro's {expected}")
-        hidden = int(vit["hidden_size"])
-        mlp = vit.get("mlp_ratio") or vit.get("intermediate_size", 4 * hidden) / hidden
+        # Values go to the config as they are: it checks their types and sizes (int()
+        # would pass 12.7, true or "12").
+        hidden = vit["hidden_size"]
+        mlp = vit.get("mlp_ratio") or _ratio(vit.get("intermediate_size"), hidden)
         inter = hf_config["intermediate_feature_dims"]
         scaled = hf_config["scaled_images_feature_dims"]
         use_fov = hf_config.get("use_fov_model")
         return DepthProConfig(
             embed_dim=hidden,
-            depth=int(vit["num_hidden_layers"]),
-            num_heads=int(vit["num_attention_heads"]),
-            mlp_ratio=float(mlp),
-            patch_size=int(vit.get("patch_size", 16)),
-            vit_image_size=int(hf_config.get("patch_size", vit.get("image_size", 384))),
+            depth=vit["num_hidden_layers"],
+            num_heads=vit["num_attention_heads"],
+            mlp_ratio=mlp,
+            patch_size=vit.get("patch_size", 16),
+            vit_image_size=hf_config.get("patch_size", vit.get("image_size", 384)),
             hook_block_ids=tuple(reversed(hf_config["intermediate_hook_ids"])),
             encoder_dims=(inter[0], scaled[2], scaled[1], scaled[0]),
-            decoder_features=int(hf_config["fusion_hidden_size"]),
+            decoder_features=hf_config["fusion_hidden_size"],
             # A config without the flag says nothing; trust the weights then.
-            use_fov_head=bool(use_fov) if use_fov is not None else has_fov_weights,
+            use_fov_head=use_fov if use_fov is not None else has_fov_weights,
         )
-    except (KeyError, TypeError, IndexError) as exc:
+    except ConfigLimitError as exc:
+        raise hf_named(exc, _HF_NAMES) from None
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
         raise ValueError(f"missing or malformed entry {exc}") from None
 
 

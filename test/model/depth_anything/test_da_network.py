@@ -216,7 +216,7 @@ def test_config_validation_names_the_problem():
         DepthAnythingConfig(head="absolute")
     with pytest.raises(ValueError, match="max_depth does not apply to prompt models"):
         DepthAnythingConfig(prompt=True, head="metric", max_depth=20)
-    with pytest.raises(ValueError, match="max_depth must be a positive"):
+    with pytest.raises(ValueError, match="max_depth = 0: must be above 0"):
         DepthAnythingConfig(head="metric", max_depth=0)
     with pytest.raises(ValueError, match="unknown config keys"):
         DepthAnythingConfig.from_dict({"embed_dims": 3})
