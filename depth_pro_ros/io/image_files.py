@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from depth_pro_ros.io.bounded_files import image_file_bytes, read_npy
 from depth_pro_ros.io.colorize import annotate_range, colorize_depth, valid_depth_mask
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS, decode_image_bytes
 
@@ -52,8 +53,9 @@ def read_rgb(
 
     The file is untrusted: its header must state a size (see
     :func:`depth_pro_ros.io.image_decode.decode_image_bytes`) of at most ``max_pixels``
-    (None: no bound), checked before decoding. Codec warnings go to ``warnings`` (when
-    given), never to stderr.
+    (None: no bound), checked before decoding, and a file larger than that image can be
+    is refused before it is read in full (:func:`.bounded_files.image_file_bytes`).
+    Codec warnings go to ``warnings`` (when given), never to stderr.
 
     Raises:
         ValueError: with the path and the reason, when the file is missing, is not a
@@ -61,19 +63,11 @@ def read_rgb(
             large (an ``ImageDecodeError``, ``ImageTooLargeError`` for the latter).
     """
     p = Path(path)
-    if not p.exists():
-        raise ValueError(f"cannot read image {p}: no such file")
-    if not p.is_file():
-        raise ValueError(f"cannot read image {p}: not a regular file")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read image {p}: {exc.strerror or exc}") from exc
-    if not data:
-        raise ValueError(f"cannot read image {p}: the file is empty")
+    what = f"cannot read image {p}"
+    # Header first: a file far larger than its image is refused before it is read.
+    data = image_file_bytes(p, what, max_pixels)
 
     buf = np.frombuffer(data, dtype=np.uint8)
-    what = f"cannot read image {p}"
     img = None
     if not data.startswith(_JPEG_MAGIC):
         # Only non-JPEG formats can carry alpha; look at the stored channels first.
@@ -221,27 +215,30 @@ def write_relative_outputs(outdir: str | os.PathLike, stem: str,
     return paths
 
 
-def read_prompt_depth(path: str | os.PathLike) -> np.ndarray:
-    """A prompt depth file as float32 metres (h, w): ``.npy`` in metres, or a 16-bit PNG
-    in millimetres (0 = no measurement, as LiDAR depth maps are usually stored).
+def read_prompt_depth(path: str | os.PathLike,
+                      max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
+    """A prompt depth file as float32 metres (h, w): ``.npy`` in metres, or a 16-bit
+    single-channel image (PNG, TIFF ...) in millimetres (0 = no measurement, as LiDAR
+    depth maps are usually stored).
+
+    The file is untrusted: the size its header declares must be at most ``max_pixels``
+    (None: no bound) and agree with the file's size, checked before the data is read.
 
     Raises:
-        ValueError: unreadable, or not a single-channel depth map.
+        ValueError: unreadable, too large, or not a single-channel depth map.
     """
     p = Path(path)
+    what = f"cannot read prompt depth {p}"
     if p.suffix.lower() == ".npy":
-        try:
-            depth = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read prompt depth {p}: {exc}") from None
+        depth = read_npy(p, what, max_pixels)
         if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
             raise ValueError(f"prompt depth {p}: expected an (h, w) float array in metres, "
                              f"got {depth.dtype} {depth.shape}")
         return depth.astype(np.float32)
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError(f"cannot read prompt depth {p} (a .npy in metres or a 16-bit PNG "
-                         "in millimetres)")
+    data = image_file_bytes(p, what, max_pixels)
+    img = decode_image_bytes(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED,
+                             f"{what} (a .npy in metres or a 16-bit PNG in millimetres)",
+                             max_pixels)
     if img.ndim != 2 or img.dtype != np.uint16:
         raise ValueError(f"prompt depth {p}: expected a single-channel 16-bit PNG in "
                          f"millimetres, got {img.dtype} {img.shape}")

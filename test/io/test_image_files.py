@@ -1,6 +1,9 @@
 """depth_pro_ros.io.image_files: reading photos, writing depth results (real files)."""
 
+import os
 import struct
+import tracemalloc
+import zlib
 
 import cv2
 import numpy as np
@@ -251,3 +254,96 @@ def test_prompt_depth_files_npy_metres_and_png_millimetres(tmp_path):
                           ("garbage.png", "cannot read prompt depth")):
         with pytest.raises(ValueError, match=message):
             read_prompt_depth(tmp_path / name)
+
+
+# ------------------------------------------------- declared sizes, checked header first
+
+_SMALL_PEAK = 8 << 20  # bytes: far below what any refused file declares
+
+
+def _peak(call) -> tuple[BaseException, int]:
+    """The exception ``call()`` raises and the peak memory traced meanwhile."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as info:
+            call()
+        return info.value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _npy_header(shape: tuple, descr: str = "<f4") -> bytes:
+    """A .npy version 1.0 header declaring ``shape`` (no data follows)."""
+    text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
+    text += " " * (-(len(text) + 11) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode()
+
+
+def _png_header(width: int, height: int, bit_depth: int = 16, colour: int = 0) -> bytes:
+    """A PNG signature and IHDR declaring ``width`` x ``height`` (no pixel data)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (_npy_header((200000, 200000)), "declares 200000 x 200000"),
+    (_npy_header((2000, 2000)), "but the file is"),  # within the limit, data missing
+    (_npy_header((2, 2)) + b"\x00" * 16 + b"\x00" * 4096, "more appended"),
+    (_npy_header((4, 4), "|O"), "expected plain numbers"),
+    (_npy_header((10**12,)), "declares"),
+    (b"\x93NUMPY\x01\x00\xff\xff" + b" " * 100, "not a readable .npy file"),
+])
+def test_npy_prompt_header_is_checked_before_any_data_is_read(tmp_path, content, says):
+    path = tmp_path / "prompt.npy"
+    path.write_bytes(content)
+    error, peak = _peak(lambda: read_prompt_depth(path))
+    assert says in str(error) and str(path) in str(error), error
+    assert peak < _SMALL_PEAK
+
+
+def test_png_prompt_declaring_too_many_pixels_is_refused(tmp_path):
+    path = tmp_path / "prompt.png"
+    path.write_bytes(_png_header(16000, 16000) + b"\x00" * 1000)
+    error, peak = _peak(lambda: read_prompt_depth(path))
+    assert "16000 x 16000" in str(error) and "limit" in str(error), error
+    assert peak < _SMALL_PEAK
+    # A lower --max-input-pixels bounds prompts too.
+    cv2.imwrite(str(tmp_path / "small.png"), np.full((40, 50), 1500, np.uint16))
+    with pytest.raises(ValueError, match="40 = 2,000 pixels, more than the limit of 1,000"):
+        read_prompt_depth(tmp_path / "small.png", max_pixels=1000)
+    assert read_prompt_depth(tmp_path / "small.png", max_pixels=2000).shape == (40, 50)
+
+
+@pytest.mark.parametrize("read", [read_rgb, read_prompt_depth], ids=["photo", "prompt"])
+def test_a_file_far_larger_than_its_image_is_not_read(tmp_path, read):
+    """1 GiB holding a 64 x 48 PNG (a sparse file: no disk used) is refused after its
+    first megabyte, and so is a file whose head declares nothing and is larger than the
+    pixel limit allows."""
+    path = tmp_path / "big.png"
+    cv2.imwrite(str(path), np.zeros((48, 64), np.uint16))
+    os.truncate(path, 1 << 30)
+    error, peak = _peak(lambda: read(path))
+    assert "1,073,741,824 bytes" in str(error) and "64 x 48" in str(error), error
+    assert peak < _SMALL_PEAK
+    unknown = tmp_path / "unknown.tif"
+    unknown.write_bytes(b"II*\x00" + struct.pack("<I", 1 << 30))  # its directory: far away
+    os.truncate(unknown, 1 << 30)
+    error, peak = _peak(lambda: read(unknown, max_pixels=1000))
+    assert "the pixel limit is 1,000" in str(error), error
+    assert peak < _SMALL_PEAK
+
+
+def test_a_photo_longer_than_the_head_reads_whole(tmp_path):
+    noise = np.random.default_rng(1).integers(0, 256, (700, 900, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "noise.png"), noise)
+    assert (tmp_path / "noise.png").stat().st_size > (1 << 20)
+    np.testing.assert_array_equal(read_rgb(tmp_path / "noise.png"), noise[..., ::-1])
+
+
+@pytest.mark.parametrize("read", [read_rgb, read_prompt_depth], ids=["photo", "prompt"])
+def test_a_fifo_is_refused_without_blocking(tmp_path, read):
+    fifo = tmp_path / "p.png"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        read(fifo)
