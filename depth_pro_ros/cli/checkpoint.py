@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depth_pro_ros.cli.options import error, number
+from depth_pro_ros.cli.options import error, in_range
+from depth_pro_ros.engine import ranges
 
 __all__ = ["add_parser", "run"]
 
@@ -38,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     help="model family and head (default: depth_pro)")
     ck.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT",
                     help="checkpoint file to write (the project's .pt format)")
-    ck.add_argument("--seed", type=number(int, 0), default=None, metavar="N",
+    ck.add_argument("--seed", type=in_range(int, ranges.SEED), default=None, metavar="N",
                     help="random seed (default: a fixed seed per family)")
     ck.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     ck.set_defaults(func=run, parser=ck)

@@ -19,9 +19,9 @@ from depth_pro_ros.cli.options import (
     add_max_input_pixels,
     add_model_options,
     error,
-    positive_float,
+    in_range,
 )
-from depth_pro_ros.engine import PRECISION_CHOICES
+from depth_pro_ros.engine import PRECISION_CHOICES, ranges
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     image.add_argument("--checkpoint", type=Path, default=None, help=CHECKPOINT_HELP)
     image.add_argument(
         "--focal-px",
-        type=positive_float,
+        type=in_range(float, ranges.FOCAL_PX, inclusive=False),
         default=None,
         metavar="F",
         help="known horizontal focal length in pixels of the photos (default: estimated)",
@@ -103,6 +103,30 @@ def _existing_outputs(outdir: Path, stems: list[str], relative: bool) -> int:
     error(f"{existing[0]} exists{more}; pass --overwrite to replace the outputs, or "
           "choose another --outdir; no photo was processed")
     return 1
+
+
+def _reason(exc: BaseException) -> str:
+    """An OSError as ``strerror: filename`` (its str() shows ``[Errno 28]``), else str()."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+def _unusable_outdir(outdir: Path) -> int:
+    """0, or 1 after saying why OUTDIR cannot take the outputs (a file, under a file,
+    not writable), before any photo is processed."""
+    import os
+
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "it is a file" if outdir.is_file() else _reason(exc)
+        error(f"cannot use output folder {outdir}: {reason}; no photo was processed")
+        return 1
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        error(f"cannot use output folder {outdir}: not writable; no photo was processed")
+        return 1
+    return 0
 
 
 def _depth_text(depth: np.ndarray) -> tuple[str, tuple[float, float] | None]:
@@ -219,8 +243,11 @@ def _run_photos(engine: DepthEngine, args: argparse.Namespace) -> int:
     # that existing outputs are refused before any photo is processed.
     used_stems: set[str] = set()
     stems = [_unique_stem(photo, used_stems) for photo in photos]
-    if not args.overwrite and (code := _existing_outputs(args.outdir, stems, relative)):
+    if (code := _unusable_outdir(args.outdir)) or (
+            not args.overwrite and (code := _existing_outputs(args.outdir, stems, relative))):
         return code
+    # Never written over, even with --overwrite (an output name may be an input's).
+    inputs = [*photos, *prompts, *([args.checkpoint] if args.checkpoint else [])]
 
     # A bar for several photos on a terminal (as `bag`); --no-progress: never.
     show_bar = len(photos) > 1 and (
@@ -243,7 +270,8 @@ def _run_photos(engine: DepthEngine, args: argparse.Namespace) -> int:
         for warning in warnings:
             write(f"{photo}: decoder warning: {warning}")
         try:
-            prompt = dense_prompt(read_prompt_depth(prompts[i])) if prompts else None
+            prompt = (dense_prompt(read_prompt_depth(prompts[i], args.max_input_pixels))
+                      if prompts else None)
             result = _depth_of(engine, rgb, args.focal_px, prompt)
         except ValueError as exc:  # Frame.validate: a prompt the model cannot use
             failures += 1
@@ -256,15 +284,17 @@ def _run_photos(engine: DepthEngine, args: argparse.Namespace) -> int:
         out = result.relative if relative else result.depth
         try:
             if relative:
-                paths = write_relative_outputs(args.outdir, stems[i], out)
+                paths = write_relative_outputs(args.outdir, stems[i], out, args.overwrite,
+                                               inputs)
             else:
                 depth_text, colour_range = _depth_text(out)
                 # The legend is drawn for exactly the range printed.
                 paths = write_depth_outputs(args.outdir, stems[i], out,
-                                            *(colour_range or (None, None)))
-        except (OSError, ValueError) as exc:
+                                            *(colour_range or (None, None)),
+                                            overwrite=args.overwrite, protect=inputs)
+        except (OSError, ValueError) as exc:  # nothing of this photo was written
             failures += 1
-            fail(f"{photo}: could not write outputs: {exc}")
+            fail(f"{photo}: could not write outputs: {_reason(exc)}")
             continue
         size = f"{rgb.shape[1]}x{rgb.shape[0]}"
         if relative:

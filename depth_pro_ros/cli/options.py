@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from depth_pro_ros.engine import BACKENDS, PRECISION_CHOICES
+from depth_pro_ros.engine import BACKENDS, PRECISION_CHOICES, ranges
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.model import MODEL_TYPES
 from depth_pro_ros.model.weights import CHECKPOINT_ENV, DEFAULT_CHECKPOINT
@@ -22,6 +22,7 @@ __all__ = [
     "add_model_options",
     "error",
     "finite_float",
+    "in_range",
     "non_negative_float",
     "number",
     "positive_float",
@@ -43,10 +44,14 @@ def error(message: str) -> None:
 
 
 def number(cast: type[int] | type[float], minimum: float | None,
-           inclusive: bool = True) -> Callable[[str], float]:
-    """An argparse ``type`` for finite numbers above (or from) ``minimum`` (None: any)."""
+           inclusive: bool = True, maximum: float | None = None) -> Callable[[str], float]:
+    """An argparse ``type`` for finite numbers above (or from) ``minimum`` (None: any) and
+    at most ``maximum`` (None: no bound)."""
     word = "an integer" if cast is int else "a finite number"
     bound = "" if minimum is None else (f" >= {minimum:g}" if inclusive else f" > {minimum:g}")
+    if maximum is not None:
+        top = maximum if isinstance(maximum, int) else f"{maximum:g}"
+        bound += f"{' and' if bound else ''} <= {top}"
 
     def parse(text: str) -> float:
         try:
@@ -54,11 +59,18 @@ def number(cast: type[int] | type[float], minimum: float | None,
         except ValueError:
             raise argparse.ArgumentTypeError(f"not {word}: {text!r}") from None
         below = minimum is not None and (value < minimum or (value == minimum and not inclusive))
-        if not math.isfinite(value) or below:
+        above = maximum is not None and value > maximum
+        if not math.isfinite(value) or below or above:
             raise argparse.ArgumentTypeError(f"must be {word}{bound}, got {text!r}")
         return value
 
     return parse
+
+
+def in_range(cast: type[int] | type[float], limits: tuple[float, float],
+             inclusive: bool = True) -> Callable[[str], float]:
+    """``number`` over one of :mod:`depth_pro_ros.engine.ranges`' ranges (the node's)."""
+    return number(cast, limits[0], inclusive, limits[1])
 
 
 positive_float = number(float, 0.0, inclusive=False)
@@ -71,7 +83,8 @@ finite_float = number(float, None)
 def add_max_input_pixels(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--max-input-pixels`` (image, bag and bags)."""
     p.add_argument(
-        "--max-input-pixels", type=positive_int, default=DEFAULT_MAX_INPUT_PIXELS, metavar="N",
+        "--max-input-pixels", type=in_range(int, ranges.MAX_INPUT_PIXELS),
+        default=DEFAULT_MAX_INPUT_PIXELS, metavar="N",
         help="images declaring more pixels (width x height, read from the header before "
              f"decoding) are refused (default: {DEFAULT_MAX_INPUT_PIXELS})",
     )
@@ -85,7 +98,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
              "only for an original Depth Anything V2 .pth whose name lost 'metric_hypersim' "
              "/ 'metric_vkitti'; a contradiction with the file is an error")
     p.add_argument(
-        "--input-size", type=number(int, 0), default=0, metavar="N",
+        "--input-size", type=in_range(int, ranges.INPUT_SIZE), default=0, metavar="N",
         help="Depth Anything V2: lower bound on the network input's shorter side, a "
              "multiple of 14 (larger: sharper and slower; default 0 = 518); Prompt Depth "
              "Anything: upper bound on the longer side (0 = 1008); Depth Pro's input is fixed")
@@ -110,7 +123,7 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help=PRECISION_HELP)
     p.add_argument(
-        "--batch-size", type=positive_int, default=None, metavar="N",
+        "--batch-size", type=in_range(int, ranges.BATCH_SIZE), default=None, metavar="N",
         help="images of equal size (in a bag: from any of its cameras) run as one batch "
         "(default: 4 on CUDA, 1 on the CPU)",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import cv2
@@ -100,15 +101,60 @@ def read_rgb(
     return np.ascontiguousarray(rgb)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _same_file(a: Path, b: Path) -> bool:
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _check_target(path: Path, overwrite: bool, protect: Collection[Path]) -> None:
+    if any(_same_file(path, p) for p in protect):
+        raise FileExistsError(f"{path} is an input of this run: it is never replaced")
+    if not overwrite and os.path.lexists(path):
+        raise FileExistsError(f"{path} exists and replacing outputs was not asked for")
+
+
+def _place(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename ``tmp`` to ``path``; without ``overwrite`` never over an existing file, not
+    even one created since the check (a hard link fails when the name exists)."""
+    if overwrite:
         os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} exists and replacing outputs was not asked for") from None
+    except OSError:  # a file system without hard links: check, then rename
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} exists and replacing outputs was not asked for") \
+                from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def _write_all(files: dict[Path, bytes], overwrite: bool, protect: Collection[Path]) -> None:
+    """Write every file or none: each goes to a temporary name first and is renamed into
+    place once all are written; on any failure (a full disk, a read-only folder) the
+    temporary files and the ones already renamed are removed, so no partial set is left
+    looking complete."""
+    for path in files:
+        _check_target(path, overwrite, protect)
+    written: list[Path] = []
+    placed: list[Path] = []
+    try:
+        for path, data in files.items():
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            written.append(tmp)
+            with open(tmp, "wb") as f:
+                f.write(data)
+        for tmp, path in zip(written, files):
+            _place(tmp, path, overwrite)
+            placed.append(path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for leftover in (*written, *placed):
+            leftover.unlink(missing_ok=True)
         raise
 
 
@@ -122,10 +168,10 @@ def _output_folder(outdir: str | os.PathLike, stem: str) -> Path:
     return out
 
 
-def _write_npy(path: Path, array: np.ndarray) -> None:
+def _npy_bytes(array: np.ndarray) -> bytes:
     npy = io.BytesIO()
     np.save(npy, array, allow_pickle=False)
-    _write_atomically(path, npy.getvalue())
+    return npy.getvalue()
 
 
 def _encode_png(img: np.ndarray, path: Path) -> bytes:
@@ -167,11 +213,15 @@ def write_depth_outputs(
     depth_m: np.ndarray,
     min_depth: float | None = None,
     max_depth: float | None = None,
+    overwrite: bool = False,
+    protect: Collection[Path] = (),
 ) -> dict[str, Path]:
     """Write one depth map in three forms and return their paths.
 
-    Files (in ``outdir``, created if missing; each written to a temporary file and
-    renamed into place):
+    Files (in ``outdir``, created if missing; all three or none: each is written to a
+    temporary file and renamed into place once all are written). An existing file is
+    replaced only with ``overwrite``, and a file among ``protect`` (the run's inputs)
+    never; either refusal is a ``FileExistsError`` raised before anything is written:
 
     * ``<stem>_depth.npy`` -- float32 metres, HxW, NaN where invalid (key ``"npy"``);
     * ``<stem>_depth_mm.png`` -- uint16 millimetres, 0 = invalid, clipped at 65535
@@ -186,32 +236,35 @@ def write_depth_outputs(
         raise ValueError(f"depth must be a 2-D HxW array, got shape {depth.shape}")
     paths = depth_output_paths(_output_folder(outdir, stem), stem)
 
+    for path in paths.values():  # refuse before any encoding work
+        _check_target(path, overwrite, protect)
     stored = np.where(valid_depth_mask(depth), depth, np.float32(np.nan)).astype(np.float32)
-    _write_npy(paths["npy"], stored)
-
-    _write_atomically(paths["mm_png"], _encode_png(depth_to_millimetres(depth), paths["mm_png"]))
-
     bgr, (lo, hi) = colorize_depth(depth, min_depth, max_depth)
     preview = annotate_range(bgr, lo, hi)
-    _write_atomically(paths["color_png"], _encode_png(preview, paths["color_png"]))
+    _write_all({paths["npy"]: _npy_bytes(stored),
+                paths["mm_png"]: _encode_png(depth_to_millimetres(depth), paths["mm_png"]),
+                paths["color_png"]: _encode_png(preview, paths["color_png"])},
+               overwrite, protect)
     return paths
 
 
-def write_relative_outputs(outdir: str | os.PathLike, stem: str,
-                           relative: np.ndarray) -> dict[str, Path]:
+def write_relative_outputs(outdir: str | os.PathLike, stem: str, relative: np.ndarray,
+                           overwrite: bool = False,
+                           protect: Collection[Path] = ()) -> dict[str, Path]:
     """Write a relative model's unitless inverse depth (HxW, larger = nearer) and return
     the paths: ``<stem>_relative.npy`` (float32, as the model gave it; key ``"npy"``) and
     ``<stem>_relative_color.png`` (a preview without a metric legend; key
-    ``"color_png"``)."""
+    ``"color_png"``); both or none, ``overwrite`` and ``protect`` as for
+    :func:`write_depth_outputs`."""
     rel = np.asarray(relative, dtype=np.float32)
     if rel.ndim != 2:
         raise ValueError(f"relative depth must be a 2-D HxW array, got shape {rel.shape}")
     paths = relative_output_paths(_output_folder(outdir, stem), stem)
-    _write_npy(paths["npy"], rel)
     with np.errstate(divide="ignore"):
         pseudo_depth = np.where(rel > 0, 1.0 / rel, np.nan).astype(np.float32)
     bgr, _ = colorize_depth(pseudo_depth)  # colours evenly spaced in the inverse depth
-    _write_atomically(paths["color_png"], _encode_png(bgr, paths["color_png"]))
+    _write_all({paths["npy"]: _npy_bytes(rel),
+                paths["color_png"]: _encode_png(bgr, paths["color_png"])}, overwrite, protect)
     return paths
 
 

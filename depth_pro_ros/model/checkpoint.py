@@ -46,6 +46,7 @@ __all__ = ["MODEL_TYPES", "PROJECT_FORMAT", "CheckpointError", "load_checkpoint"
 PROJECT_FORMAT = "depth_pro_ros"
 _SHOWN = 5  # keys listed per category in a mismatch message
 _DEPTH_PRO = "depth_pro"  # the family of project files written before families existed
+_MAX_JSON_BYTES = 16 << 20  # config.json and the shard index are a few kB
 
 
 class _Found(NamedTuple):
@@ -248,9 +249,15 @@ def _read_hf(path: Path) -> _Found:
 
 
 def _read_json(path: Path) -> dict:
+    """A config.json / index.json: a size bound before it is read (real ones are a few
+    kB), and nesting too deep for the parser is a damaged file, not a crash."""
     try:
+        size = path.stat().st_size
+        if size > _MAX_JSON_BYTES:
+            raise CheckpointError(f"checkpoint {path}: {size:,} bytes, far more than a "
+                                  f"config can take (at most {_MAX_JSON_BYTES:,})")
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"checkpoint {path}: unreadable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"checkpoint {path}: expected a JSON object")

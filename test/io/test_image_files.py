@@ -202,11 +202,33 @@ def test_write_depth_outputs_round_trip(tmp_path):
     assert not color[0, :5].any()  # NaN -> black
 
 
-def test_write_depth_outputs_overwrites(tmp_path):
-    write_depth_outputs(tmp_path, "x", np.full((4, 4), 1.0, np.float32))
-    paths = write_depth_outputs(tmp_path, "x", np.full((4, 4), 2.0, np.float32))
+def test_write_depth_outputs_replaces_only_when_asked_and_never_an_input(tmp_path):
+    paths = write_depth_outputs(tmp_path, "x", np.full((4, 4), 1.0, np.float32))
+    with pytest.raises(FileExistsError, match="x_depth.npy exists and replacing outputs"):
+        write_depth_outputs(tmp_path, "x", np.full((4, 4), 2.0, np.float32))
+    np.testing.assert_array_equal(np.load(paths["npy"]), 1.0)
+    with pytest.raises(FileExistsError, match="is an input of this run: it is never replaced"):
+        write_depth_outputs(tmp_path, "x", np.full((4, 4), 2.0, np.float32), overwrite=True,
+                            protect=[paths["color_png"]])
+    np.testing.assert_array_equal(np.load(paths["npy"]), 1.0)
+    write_depth_outputs(tmp_path, "x", np.full((4, 4), 2.0, np.float32), overwrite=True)
     np.testing.assert_array_equal(np.load(paths["npy"]), 2.0)
     assert len(list(tmp_path.iterdir())) == 3
+    # With a relative model's outputs too.
+    rel = write_relative_outputs(tmp_path, "x", np.ones((2, 2), np.float32))
+    with pytest.raises(FileExistsError):
+        write_relative_outputs(tmp_path, "x", np.ones((2, 2), np.float32))
+    assert set(rel.values()) <= set(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_failed_write_leaves_no_partial_set(tmp_path, overwrite):
+    """One output name is taken by a folder: writing fails, and neither the other outputs
+    nor temporary files are left behind (a partial set would look complete)."""
+    (tmp_path / "x_depth_color.png").mkdir()
+    with pytest.raises(OSError):
+        write_depth_outputs(tmp_path, "x", np.ones((4, 4), np.float32), overwrite=overwrite)
+    assert [p.name for p in tmp_path.iterdir()] == ["x_depth_color.png"]
 
 
 def test_write_depth_outputs_accepts_hxwx1_and_float64(tmp_path):

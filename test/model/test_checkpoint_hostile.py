@@ -206,3 +206,17 @@ def test_a_pickle_holding_code_is_named_and_never_run(tmp_path, kind):
                        "system")
     assert "truncated" not in message
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["huge", "deep"])
+def test_an_oversized_or_too_deep_config_json_is_one_line(tmp_path, kind):
+    folder = tmp_path / "hf"
+    _hf_folder(folder, {}, _DA_KEYS)
+    config = folder / "config.json"
+    if kind == "huge":  # sparse: no disk used, and never read
+        config.write_text("{}")
+        os.truncate(config, 1 << 30)
+        _refused(folder, "config.json: 1,073,741,824 bytes, far more than a config")
+    else:
+        config.write_text("[" * 100_000 + "]" * 100_000)
+        _refused(folder, "config.json: unreadable JSON")

@@ -1,0 +1,22 @@
+"""The accepted ranges of the settings the node's parameters and the command line share.
+
+Pure numbers (no ROS): ``ros/parameters.py``'s table states the node's ranges and the
+``depth-pro-ros`` options take theirs from here; a test checks that both agree. Each is
+an inclusive ``(low, high)``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BATCH_SIZE", "FOCAL_PX", "INPUT_SIZE", "MAX_INPUT_PIXELS", "SEED"]
+
+#: Network input side in pixels (0: the model's default). 8190 = 585 x 14 is far above
+#: any useful size; beyond it every frame would fail to allocate.
+INPUT_SIZE: tuple[int, int] = (0, 8190)
+#: Bound on width x height of an input image (the bound itself, not an image size).
+MAX_INPUT_PIXELS: tuple[int, int] = (1, 2**40)
+#: Frames per batch (the node's max_batch_size also takes 0 = the number of cameras).
+BATCH_SIZE: tuple[int, int] = (1, 64)
+#: A known focal length in pixels (the node's fixed_focal_px; the command line needs > 0).
+FOCAL_PX: tuple[float, float] = (0.0, 1e6)
+#: Random seed of a stand-in checkpoint (torch's generator takes 64 bits).
+SEED: tuple[int, int] = (0, 2**63 - 1)
