@@ -145,7 +145,8 @@ class Stages:
                 depth = torch.where(value > 0, 1.0 / value, torch.nan) if relative else value
                 anchored = False
                 if frame.anchor_filter is not None:
-                    out.anchor = frame.anchor_filter(depth, out.intrinsics)
+                    out.anchor = frame.anchor_filter(depth, out.intrinsics,
+                                                     relative=relative)
                     if out.anchor.scale is not None:
                         depth = apply_anchor(depth, out.anchor.scale, out.anchor.shift)
                         anchored = True

@@ -6,7 +6,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -92,9 +92,14 @@ class AnchorOutcome:
     problem: str | None = None
 
 
-# The anchoring step of a frame: given its metric depth (a device tensor at the output
-# size) and the intrinsics of that depth, what to apply (called on the engine's worker).
-AnchorFilter = Callable[["torch.Tensor", Intrinsics], AnchorOutcome]
+class AnchorFilter(Protocol):
+    """The anchoring step of a frame: given its depth (a device tensor at the output
+    size), the intrinsics of that depth and whether the depth is a relative model's (then
+    only a ``scale_shift`` fit is valid: no fallback to ``scale``), what to apply (called
+    on the engine's worker)."""
+
+    def __call__(self, depth: torch.Tensor, intrinsics: Intrinsics | None, *,
+                 relative: bool = False) -> AnchorOutcome: ...
 
 
 @dataclass

@@ -187,7 +187,7 @@ def anchor_values(state: dict[str, Any]) -> dict[str, str]:
     """/diagnostics key-values of a camera's anchoring (``AnchorStream.state``): whether
     the depth is anchored now, the smoothed scale (and shift), the last fit's inliers /
     points and residual (median absolute relative error of its inliers), the age of the
-    last accepted fit."""
+    last accepted fit, the model it used and why it was rejected or fell back."""
     fit = state["last_fit"]
 
     def number(value: float | None, spec: str) -> str:
@@ -200,6 +200,10 @@ def anchor_values(state: dict[str, Any]) -> dict[str, str]:
         "anchor_scale": number(state["scale"], ".5f"),
         "anchor_shift": number(state["shift"], ".6f") if state["fit"] == "scale_shift" else "",
         "anchor_inliers": f"{fit.inliers}/{fit.points}" if fit is not None else "",
+        # The model the last fit used (scale after a fallback) and why it was rejected
+        # or fell back.
+        "anchor_fit_used": fit.kind if fit is not None else "",
+        "anchor_fit_reason": (fit.reason or fit.fallback or "") if fit is not None else "",
         "anchor_residual": number(fit.residual if fit is not None else None, ".4f"),
         "anchor_age_s": number(state["age_s"], ".2f"),
         "anchor_fits": str(state["fits_ok"]),

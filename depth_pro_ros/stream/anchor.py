@@ -170,8 +170,12 @@ class AnchorStream:
         """The anchoring step of the image stamped ``stamp_ns``, in frame ``frame_id``,
         taken in at ``received`` (the clock of the anchors' ``received``)."""
         anchor, problem = self._pair(frame_id, stamp_ns, received)
-        return lambda depth, intrinsics: self._apply(anchor, problem, depth, intrinsics,
-                                                     received)
+
+        def step(depth: torch.Tensor, intrinsics: Intrinsics | None, *,
+                 relative: bool = False) -> AnchorOutcome:
+            return self._apply(anchor, problem, depth, intrinsics, received, relative)
+
+        return step
 
     def prompt_for(self, frame_id: str, stamp_ns: int, received: float,
                    intrinsics: Intrinsics | None,
@@ -253,15 +257,18 @@ class AnchorStream:
 
     # ---------------------------------------------------------------- worker side
     def _apply(self, anchor: _Anchor | None, problem: str | None, depth: torch.Tensor,
-               intrinsics: Intrinsics, now: float) -> AnchorOutcome:
+               intrinsics: Intrinsics | None, now: float, relative: bool) -> AnchorOutcome:
         fit = None
         try:
             if anchor is not None:
                 target = _anchor_image(anchor, self._options.transform, intrinsics,
                                        depth.shape, depth.device)
-                fit = self._options.settings.fit_anchor(depth, target)
+                fit = self._options.settings.fit_anchor(depth, target, relative)
                 if not fit.ok:
                     problem = f"anchor fit rejected: {fit.reason}"
+                elif fit.fallback is not None:
+                    # Used, but not the fit asked for: say why, like a rejection.
+                    problem = f"anchor fit fell back to scale: {fit.fallback}"
         except Exception as exc:  # noqa: BLE001 -- a bad anchor must not fail the frame
             problem, fit = f"anchor unusable: {type(exc).__name__}: {exc}", None
         with self._lock:
@@ -362,11 +369,14 @@ def project_points(points: torch.Tensor, intrinsics: Intrinsics,
 
 
 def _anchor_image(anchor: _Anchor, transform: tuple[float, ...] | None,
-                  intrinsics: Intrinsics, size: tuple[int, int],
+                  intrinsics: Intrinsics | None, size: tuple[int, int],
                   device: torch.device) -> torch.Tensor:
     """The anchor as a depth image of ``size`` on ``device``."""
     if anchor.depth is not None:
         return resize_nearest(torch.from_numpy(anchor.depth).to(device), tuple(size))
+    if intrinsics is None:
+        raise ValueError("a point-cloud anchor needs the camera's focal (CameraInfo or "
+                         "fixed_focal_px) to project the cloud")
     points = torch.from_numpy(anchor.points).to(device)
     if transform is not None:
         points = _transformed(points, transform)

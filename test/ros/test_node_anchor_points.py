@@ -26,7 +26,7 @@ from harness.probe import running_node
 from harness.ros_messages import image_message
 from message_factories import smooth_rgb
 from model_factories import tiny_model
-from sensor_msgs.msg import PointCloud2
+from sensor_msgs.msg import PointCloud2, PointField
 
 from depth_pro_ros.io.messages import depth_image_to_array
 from depth_pro_ros.model import infer
@@ -75,3 +75,24 @@ def test_a_point_cloud_anchor_scales_the_published_depth(points_node, model):
     np.testing.assert_allclose(depth, SCALE * reference, rtol=RTOL)
     check_consistent(out, depth)
     assert float(probe.latest_diagnostics()["anchor_scale"]) == pytest.approx(SCALE, rel=RTOL)
+
+
+def test_a_cloud_with_a_lying_layout_costs_nothing_and_the_node_serves_on(points_node):
+    """The issue's cloud, smaller: point_step 1 and 1000 one-byte fields at offset 0 over
+    30 kB of data. Before the fix the node read it as points x fields float32 (+120 MB
+    here, +1.15 GB for the issue's 300 kB); now it is refused from its declared layout
+    with one error, and the next frame is served."""
+    proc, probe, pub = points_node
+    msg = cloud(np.ones((30_000, 3), np.float32))
+    msg.fields = [PointField(name=name, offset=0, datatype=PointField.INT8, count=1)
+                  for name in ["x", "y", "z"] + [f"f{i}" for i in range(997)]]
+    msg.point_step, msg.row_step = 1, 30_000
+    msg.data = bytes(30_000)
+    before = proc.memory_kb()["VmHWM"]
+    pub.publish(msg)
+    log = proc.wait_for_log("anchor ignored: PointCloud2 declares 1000 fields")
+    assert proc.memory_kb()["VmHWM"] - before < 40_000  # kB
+    assert "Traceback" not in log
+    image = image_message(picture(8), next(NEXT_SEC))
+    probe.image_pub.publish(image)
+    assert probe.outputs_for(image.header.stamp)["depth"] is not None

@@ -46,17 +46,21 @@ A fit is rejected (``ok=False`` with a ``reason``) when there are fewer than
 inliers, the median relative depth error of the inliers exceeds ``max_residual`` (this
 catches anchors unrelated to the image, where the spread is so wide that everything
 falls inside the cutoff), the parameters are non-finite or the scale is not positive,
-``scale_shift`` cannot separate scale from shift (too little spread of inverse depth),
-or the anchored inverse depth is <= 0 at an inlier.
+the anchor does not determine ``scale_shift`` (too few distinct depths, too little span,
+an ill-conditioned or noise-fitted line: :mod:`~depth_pro_ros.engine.anchor.determinacy`;
+with ``fallback_to_scale`` only ``scale`` is then fitted), or the anchored inverse depth
+is <= 0 at an inlier.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+
+from depth_pro_ros.engine.anchor.determinacy import UNDETERMINED, determinacy, undetermined
 
 __all__ = [
     "ANCHOR_FITS",
@@ -90,9 +94,6 @@ _LMEDS_SCORE_POINTS = 4096  # points scored per candidate line (strided subset)
 # the residual are still decided on every point.
 _MAX_FIT_POINTS = 65536
 _SEED = 20240613
-# scale_shift: weighted variance of x over its weighted mean square below this means the
-# inverse depths are (nearly) all equal and scale and shift cannot be told apart.
-_MIN_RELATIVE_SPREAD = 1e-6
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,10 @@ class AnchorFit:
     reason: str | None = None
     # Not compared (tensor equality is elementwise) nor shown in reprs (it is image-sized).
     inlier_mask: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    #: The model fitted: the one asked for, or "scale" after a fallback.
+    kind: str = "scale"
+    #: Why ``scale_shift`` was asked for but only ``scale`` was fitted (None: no fallback).
+    fallback: str | None = None
 
     @property
     def params(self) -> tuple[float, float]:
@@ -203,6 +208,7 @@ def fit_anchor(
     max_depth: float = math.inf,
     min_inlier_fraction: float = DEFAULT_MIN_INLIER_FRACTION,
     max_residual: float = DEFAULT_MAX_RESIDUAL,
+    fallback_to_scale: bool = False,
 ) -> AnchorFit:
     """Fit network ``depth`` to sparse metric ``anchor`` depth, robustly, in inverse depth.
 
@@ -211,8 +217,27 @@ def fit_anchor(
     device. A pixel is used when the anchor is finite, > 0 and within ``[min_depth,
     max_depth]`` and the depth is finite and > 0 (NaN / inf / 0 mean no measurement).
     Deterministic: the same input gives the same fit. See the module docstring for the
-    model, the method and the rejection rules.
+    model, the method and the rejection rules. ``fallback_to_scale``: when the anchor
+    does not determine ``scale_shift``, fit ``scale`` instead (``kind`` and
+    ``fallback`` say so) rather than reject (right for metric networks only).
     """
+    settings = dict(min_points=min_points, min_depth=min_depth, max_depth=max_depth,
+                    min_inlier_fraction=min_inlier_fraction, max_residual=max_residual)
+    result = _fit(depth, anchor, fit, **settings)
+    if result.ok or fit != "scale_shift" or not fallback_to_scale or \
+            not (result.reason or "").startswith(UNDETERMINED):
+        return result
+    scale = _fit(depth, anchor, "scale", **settings)
+    if scale.ok:
+        return replace(scale, fallback=result.reason)
+    return replace(scale, reason=f"{scale.reason} (fitting scale alone, as {result.reason})",
+                   fallback=result.reason)
+
+
+def _fit(depth: torch.Tensor | np.ndarray, anchor: torch.Tensor | np.ndarray, fit: str, *,
+         min_points: int, min_depth: float, max_depth: float, min_inlier_fraction: float,
+         max_residual: float) -> AnchorFit:
+    """One fit of the model ``fit`` (see :func:`fit_anchor`)."""
     problems = check_fit_args(
         fit, min_points, min_depth, max_depth, min_inlier_fraction, max_residual
     )
@@ -237,7 +262,7 @@ def fit_anchor(
     def reject(reason: str, k: float = math.nan, t: float = math.nan, inliers: int = 0,
                residual: float = math.nan, mask: torch.Tensor | None = None) -> AnchorFit:
         scale = 1.0 / k if k != 0.0 else math.inf
-        return AnchorFit(scale, t, n, inliers, residual, False, reason, mask)
+        return AnchorFit(scale, t, n, inliers, residual, False, reason, mask, kind=fit)
 
     if n < min_points:
         return reject(f"too few anchor points: {n} valid < min_points {min_points}")
@@ -253,7 +278,7 @@ def fit_anchor(
         k, t = _lmeds_start(xs, ys)
 
     # IRLS with Tukey biweights; fixed iteration count, so no host sync in the loop.
-    rel_spread = torch.ones_like(k)
+    w = torch.ones_like(xs)
     for _ in range(_IRLS_ITERATIONS):
         rel = (ys - (k * xs + t)) / ys
         # Tukey weight of the relative residual, times y (the near weighting) over y^2
@@ -267,18 +292,19 @@ def fit_anchor(
             det = sxx * sw - sx * sx
             k = (sxy * sw - sx * sy) / det
             t = (sxx * sy - sx * sxy) / det
-            rel_spread = det / (sw * sxx)
 
     rel = (y - (k * x + t)) / y
-    inlier = (rel / (_TUKEY_C * _robust_sigma(rel))).abs() < 1.0
+    sigma = _robust_sigma(rel)
+    inlier = (rel / (_TUKEY_C * sigma)).abs() < 1.0
     pred = k * x + t
     # |d_fit - d_anchor| / d_anchor = |y / pred - 1| in inverse depths.
     depth_err = torch.where(inlier, (y / pred - 1.0).abs(), torch.full_like(y, math.nan))
     min_pred = torch.where(inlier, pred, torch.full_like(pred, math.inf)).min()
     stats = torch.stack([
-        k, t, inlier.sum().double(), depth_err.nanmedian(), min_pred, rel_spread
+        k, t, inlier.sum().double(), depth_err.nanmedian(), min_pred,
+        *determinacy(xs, ys, w, k, t, sigma),
     ]).tolist()  # the one host sync after the count above
-    k_f, t_f, inliers_f, residual, min_pred_f, spread_f = stats
+    k_f, t_f, inliers_f, residual, min_pred_f, distinct, span, spread, snr = stats
     inliers = int(inliers_f)
 
     mask = torch.zeros(d.shape, dtype=torch.bool, device=d.device)
@@ -287,15 +313,14 @@ def fit_anchor(
     def result(reason: str | None) -> AnchorFit:
         if reason is not None:
             return reject(reason, k_f, t_f, inliers, residual, mask)
-        return AnchorFit(1.0 / k_f, t_f, n, inliers, residual, True, None, mask)
+        return AnchorFit(1.0 / k_f, t_f, n, inliers, residual, True, None, mask, kind=fit)
 
     if not (math.isfinite(k_f) and math.isfinite(t_f)):
         return result(f"degenerate fit: non-finite parameters (1/scale={k_f}, shift={t_f})")
+    if fit == "scale_shift" and (why := undetermined(distinct, span, spread, snr)):
+        return result(why)
     if k_f <= 0.0:
         return result(f"degenerate fit: non-positive scale (1/scale={k_f})")
-    if fit == "scale_shift" and not (spread_f > _MIN_RELATIVE_SPREAD):
-        return result("degenerate fit: inverse depths too similar to separate scale and "
-                      "shift (use fit 'scale')")
     needed = max(min_points, math.ceil(min_inlier_fraction * n))
     if inliers < needed:
         return result(f"too few inliers: {inliers} of {n} points < {needed} "
@@ -306,6 +331,7 @@ def fit_anchor(
     if not (min_pred_f > 0.0):
         return result("degenerate fit: anchored inverse depth <= 0 at an inlier")
     return result(None)
+
 
 
 def apply_anchor(

@@ -169,12 +169,14 @@ class AnchorSettings:
             raise ValueError("invalid AnchorSettings: " + "; ".join(problems))
 
     def fit_anchor(self, depth: torch.Tensor | np.ndarray,
-                   anchor: torch.Tensor | np.ndarray) -> AnchorFit:
-        """:func:`fit_anchor` with these settings."""
+                   anchor: torch.Tensor | np.ndarray, relative: bool = False) -> AnchorFit:
+        """:func:`fit_anchor` with these settings. A metric ``depth`` falls back to a
+        ``scale`` fit when the anchor does not determine ``scale_shift``; a ``relative``
+        model's depth has no metric scale, so its undetermined fit is rejected."""
         return fit_anchor(depth, anchor, self.fit, min_points=self.min_points,
                           min_depth=self.min_depth, max_depth=self.max_depth,
                           min_inlier_fraction=self.min_inlier_fraction,
-                          max_residual=self.max_residual)
+                          max_residual=self.max_residual, fallback_to_scale=not relative)
 
     def tracker(self) -> AnchorTracker:
         """A fresh :class:`AnchorTracker` with these settings' smoothing and timeout."""

@@ -123,8 +123,10 @@ def test_relative_model_anchored_with_scale_and_shift_gives_metric_depth(models)
     scale, shift = 0.8, 0.05
     truth = apply_anchor(np.where(relative > 0, 1.0 / relative, np.nan), scale, shift)
 
-    def anchor_filter(depth, intrinsics):
+    def anchor_filter(depth, intrinsics, *, relative=False):
         from depth_pro_ros.engine.anchor import fit_anchor
+
+        assert relative  # a relative model's depth: scale_shift only, no fallback
         from depth_pro_ros.engine.types import AnchorOutcome
 
         target = torch.full_like(depth, float("nan"))
