@@ -1,10 +1,17 @@
-"""Fuzz depth_pro_node over real DDS: malformed images and CameraInfo, valid frames between.
+"""Fuzz depth_pro_node over real DDS: malformed images, CameraInfo, anchors and parameter
+service requests, valid frames between.
 
 Starts the node (a random-weight checkpoint built in a temp folder) once per transport
-and sends it ``--messages`` malformed cases from `test/harness/malformed.py`,
-with a valid frame (and its CameraInfo) after every ``--valid-every`` of them. A valid
-frame must come back as depth within ``--timeout`` s, or it counts as a stall; the node
-exiting counts as a crash. Exits 1 when either happened.
+and sends it ``--messages`` malformed cases, mixed from the ``--surfaces``: ``images``
+(images and CameraInfo, `test/harness/malformed.py`), ``anchors`` (PointCloud2 anchors on
+the raw-transport node, started with ``anchor_source:=points``, depth-image anchors on the
+compressed one, ``anchor_source:=depth``; `test/harness/malformed_anchor.py`) and
+``parameters`` (requests to the six parameter services through an rclpy client,
+`test/harness/malformed_parameters.py`), each kind as often as any other. After every
+``--valid-every`` cases a valid frame (and its CameraInfo) must come back as depth within
+``--timeout`` s, or it counts as a stall; a parameter request not answered within
+``--timeout`` s is a stall too, and a bad parameter value accepted is counted as such.
+The node exiting counts as a crash. Exits 1 when any of these happened.
 
     .venv/bin/python bench/fuzz_node.py --messages 500 --transport both
 """
@@ -16,9 +23,12 @@ import collections
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from _common import (
+    NAMESPACE,
     bench_probe,
     device_name,
     parser,
@@ -30,11 +40,16 @@ from _common import (
     write_json,
 )
 from harness.malformed import TRANSPORTS, MalformedMessages
+from harness.malformed_anchor import MalformedAnchors
+from harness.malformed_parameters import MalformedParameters, call, reply_problem
 from harness.node import log_summary, set_ros_env
 from harness.probe import CAMERA_STATUS, Probe
 
 RSS_EVERY_S = 2.0
 INFO_HEAD_START_S = 0.05
+SURFACES = ("images", "anchors", "parameters")
+#: The anchor input of each transport's node when ``anchors`` is fuzzed.
+ANCHOR_OF = {"raw": "points", "compressed": "depth"}
 
 
 def _parse() -> argparse.Namespace:
@@ -54,9 +69,32 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--domain", default="78", help="ROS_DOMAIN_ID of the run")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter (repeatable), e.g. focal_source:=fov_head")
+    p.add_argument("--surfaces", default=",".join(SURFACES),
+                   help=f"comma-separated subset of {','.join(SURFACES)}")
     p.add_argument("--keep-logs", action="store_true",
                    help="keep the node logs and print where they are")
-    return p.parse_args()
+    args = p.parse_args()
+    args.surfaces = tuple(x for x in args.surfaces.split(",") if x)
+    unknown = set(args.surfaces) - set(SURFACES)
+    if unknown or not args.surfaces:
+        p.error(f"--surfaces: choose from {', '.join(SURFACES)}")
+    return args
+
+
+class Mixer:
+    """Cases of several surfaces, each kind as often as any other: a surface is drawn
+    with a probability proportional to its number of kinds. ``sources``: surface ->
+    (its number of kinds, a function giving its next case)."""
+
+    def __init__(self, rng, sources: dict[str, tuple[int, Callable[[], Any]]]) -> None:
+        self.rng, self.sources = rng, sources
+        self.kinds = sum(n for n, _ in sources.values())
+        self.weights = [n / self.kinds for n, _ in sources.values()]
+
+    def next(self) -> tuple[str, Any]:
+        """The surface drawn and its next case."""
+        name = str(self.rng.choice(list(self.sources), p=self.weights))
+        return name, self.sources[name][1]()
 
 
 def send(probe: Probe, messages, pause_ms: float) -> int:
@@ -73,16 +111,34 @@ def send(probe: Probe, messages, pause_ms: float) -> int:
 def fuzz_transport(args: argparse.Namespace, transport: str, cases: int, checkpoint,
                    folder) -> dict:
     """One node, one transport: send ``cases`` malformed cases; return the report."""
-    gen = MalformedMessages(args.seed + TRANSPORTS.index(transport), args.max_input_pixels)
+    seed = args.seed + TRANSPORTS.index(transport)
+    gen = MalformedMessages(seed, args.max_input_pixels)
+    sources: dict[str, tuple[int, Callable[[], Any]]] = {}
+    if "images" in args.surfaces:
+        sources["images"] = (len(gen.kinds(transport)), lambda: gen.malformed(transport))
     topic = "image/compressed" if transport == "compressed" else "image"
+    inputs = [topic, "camera_info"]
+    anchor = ANCHOR_OF[transport] if "anchors" in args.surfaces else None
+    if anchor:
+        anchors = MalformedAnchors(anchor, seed, frame_id="fuzz_optical")
+        sources["anchors"] = (len(anchors.kinds()), anchors.malformed)
+        inputs.append(f"anchor/{anchor}")
+    if "parameters" in args.surfaces:
+        requests = MalformedParameters(seed)
+        sources["parameters"] = (len(requests.kinds()), requests.malformed)
+    mixer = Mixer(gen.rng, sources)
     params = [f"checkpoint:={checkpoint}", f"device:={args.device}",
               f"input_transport:={transport}", f"max_input_pixels:={args.max_input_pixels}",
-              *reliable_inputs(topic, "camera_info"), *args.param]
+              *([f"anchor_source:={anchor}"] if anchor else []),
+              *reliable_inputs(*inputs), *args.param]
     node = start_node(params, folder, args.domain)
     probe = bench_probe(f"fuzz_probe_{transport}")
+    target = f"{NAMESPACE}/depth_pro_node"
     by_kind: collections.Counter[str] = collections.Counter()
     sent = valid_sent = 0
     stalls: list[dict] = []
+    refused_wrongly: collections.Counter[str] = collections.Counter()  # bad values taken
+    clients: dict = {}  # service name -> its client, kept for the run
     latencies: list[float] = []
     rss_samples: list[int] = []
     recent: list[str] = []  # kinds sent since the last valid frame, named in a stall
@@ -95,10 +151,21 @@ def fuzz_transport(args: argparse.Namespace, transport: str, cases: int, checkpo
         before = node.memory_kb()
         start = next_rss = time.monotonic()
         for i in range(cases):
-            case = gen.malformed(transport)
-            by_kind[case.kind] += 1
-            recent.append(case.kind)
-            sent += send(probe, case.messages, args.pause_ms)
+            surface, case = mixer.next()
+            kind = case.kind if surface != "parameters" else f"parameters/{case.kind}"
+            by_kind[kind] += 1
+            recent.append(kind)
+            if surface == "parameters":
+                reply = call(probe.node, target, case, args.timeout, probe.spin, clients)
+                problem = reply_problem(case, reply)
+                sent += 1
+                if reply is None and node.alive():
+                    stalls.append({"after_case": i + 1, "service": case.service,
+                                   "kind": case.kind})
+                elif problem:
+                    refused_wrongly[case.kind] += 1
+            else:
+                sent += send(probe, case.messages, args.pause_ms)
             if time.monotonic() >= next_rss and node.alive():
                 rss_samples.append(node.memory_kb()["VmRSS"])
                 next_rss += RSS_EVERY_S
@@ -129,10 +196,11 @@ def fuzz_transport(args: argparse.Namespace, transport: str, cases: int, checkpo
     lines = node.log_lines()
     served = len(latencies)
     report = {
-        "transport": transport, "node_params": params[1:],
+        "transport": transport, "node_params": params[1:], "surfaces": list(sources),
         "cases": sum(by_kind.values()), "ros_messages_sent": sent,
         "cases_by_kind": dict(sorted(by_kind.items())),
-        "kinds": len(by_kind), "kinds_available": len(gen.kinds(transport)),
+        "kinds": len(by_kind), "kinds_available": mixer.kinds,
+        "bad_parameters_accepted": dict(refused_wrongly),
         "valid_sent": valid_sent, "valid_served": served,
         "stalls": stalls, "crashed": crashed, "exit_code": code,
         "valid_latency_s": {"median": round(statistics.median(latencies), 3),
@@ -192,6 +260,8 @@ def main() -> int:
         "ros_messages_sent": sum(r["ros_messages_sent"] for r in runs),
         "crashes": sum(r["crashed"] for r in runs),
         "stalls": sum(len(r["stalls"]) for r in runs),
+        "bad_parameters_accepted": sum(sum(r["bad_parameters_accepted"].values())
+                                       for r in runs),
         "valid_sent": sum(r["valid_sent"] for r in runs),
         "valid_served": sum(r["valid_served"] for r in runs),
         "log_lines": sum(r["log"]["lines"] for r in runs),
@@ -201,16 +271,18 @@ def main() -> int:
     report = {"benchmark": "fuzz_node", "device": device, "node_device": args.device,
               "config": args.config, "seed": args.seed, "messages": args.messages,
               "valid_every": args.valid_every, "timeout_s": args.timeout,
+              "surfaces": list(args.surfaces),
               "max_input_pixels": args.max_input_pixels, "node": CAMERA_STATUS.split(":")[0],
               "total": total, "runs": runs}
     print(_table(runs))
-    print(f"crashes {total['crashes']}, stalls {total['stalls']}, valid served "
+    print(f"crashes {total['crashes']}, stalls {total['stalls']}, bad parameter values "
+          f"accepted {total['bad_parameters_accepted']}, valid served "
           f"{total['valid_served']}/{total['valid_sent']}, node log lines "
           f"{total['log_lines']}, wall {total['wall_s']} s")
     path = results_path(args, device, "_fuzz_node")
     write_json(report, path)
     print(f"JSON: {path}")
-    return 1 if total["crashes"] or total["stalls"] else 0
+    return 1 if total["crashes"] or total["stalls"] or total["bad_parameters_accepted"] else 0
 
 
 if __name__ == "__main__":

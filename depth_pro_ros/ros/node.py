@@ -33,11 +33,11 @@ from depth_pro_ros.engine import DepthResult, Frame, create_engine, resolve_devi
 from depth_pro_ros.io.messages import fill
 from depth_pro_ros.model import CheckpointError
 from depth_pro_ros.ros.errors import StartupError
+from depth_pro_ros.ros.guard import Reporter, guard_services, shown, spin
 from depth_pro_ros.ros.health import CameraHealth, anchor_values, engine_values
-from depth_pro_ros.ros.parameters import declare_parameters, settings_from
+from depth_pro_ros.ros.parameters import check_model, declare_parameters, settings_from
 from depth_pro_ros.ros.throttle import ErrorThrottle
 from depth_pro_ros.stream import FrameContext, FrameSkipped
-from depth_pro_ros.stream.model_use import check_model_use
 from depth_pro_ros.stream.outputs import topics_for
 from depth_pro_ros.stream.session import CameraSession
 from depth_pro_ros.stream.transport import transport_of
@@ -140,6 +140,8 @@ class DepthProNode(Node):
                           cam.topic("anchor/depth" if depth_anchor else "anchor/points"),
                           lambda msg, cam=cam: self._on_anchor(cam, msg))
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.reporter = Reporter(self, ERROR_THROTTLE_S)
+        guard_services(self, self.reporter)  # after the last service (rclpy's) is created
         self.create_timer(1.0, self._publish_diagnostics)
         anchor_topic = {"depth": "anchor/depth", "points": "anchor/points"}.get(anchor.source)
 
@@ -175,11 +177,8 @@ class DepthProNode(Node):
                                          model_type=values["model_type"])
         except (CheckpointError, ValueError) as exc:
             raise StartupError(str(exc)) from None
-        try:
-            check_model_use(self._engine.recipe.info, anchored=self._settings.anchor.enabled,
-                            anchor_fit=self._settings.anchor.settings.fit,
-                            allow_relative=values["allow_relative"],
-                            focal_source=self._settings.focal.focal_source)
+        try:  # the check a runtime parameter change meets too (_on_set_parameters)
+            check_model(self._settings, self._engine.recipe.info)
         except ValueError as exc:
             self._engine.close()
             raise StartupError(str(exc)) from None
@@ -280,18 +279,19 @@ class DepthProNode(Node):
         changes = {p.name: p.value for p in params if p.name in self._settings.values}
         if not changes:
             return SetParametersResult(successful=True)
-        try:
-            new = settings_from({**self._settings.values, **changes})
+        try:  # start-up's validation, the loaded model's included
+            new = settings_from({**self._settings.values, **changes}, self._model)
             self._engine.reconfigure(**new.engine_changes)
         except ValueError as exc:
-            self.get_logger().warning(f"parameter change rejected: {exc}")
+            self.reporter.error("parameters", f"parameter change rejected: {exc}",
+                                warning=True)
             return SetParametersResult(successful=False, reason=str(exc))
         for cam in self._cameras:
             cam.session.configure(new.focal, new.anchor, new.values["max_input_pixels"],
                                   bool(new.values["estimate_fov"]))
         self._settings = new
         self.get_logger().info("parameters changed: " + ", ".join(
-            f"{name}={value!r}" for name, value in changes.items()))
+            f"{name}={shown(value)}" for name, value in changes.items()))
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ reporting
@@ -374,7 +374,7 @@ def main(args: list[str] | None = None) -> int:
         rclpy.try_shutdown()
         return 0
     try:
-        rclpy.spin(node)
+        spin(node, node.reporter)  # logs an exception from a callback and goes on
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C / SIGTERM: shut down quietly below
     finally:

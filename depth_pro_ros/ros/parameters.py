@@ -25,15 +25,17 @@ from depth_pro_ros.engine.anchor import ANCHOR_FITS, AnchorSettings
 from depth_pro_ros.engine.focal import FOCAL_SOURCES
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
-from depth_pro_ros.model import MODEL_TYPES
+from depth_pro_ros.model import MODEL_TYPES, ModelInfo
 from depth_pro_ros.model.weights import default_checkpoint
 from depth_pro_ros.ros.errors import StartupError
+from depth_pro_ros.ros.guard import shown
 from depth_pro_ros.stream import CAMERA_INFO_SYNC, FocalSettings, OutputOptions
 from depth_pro_ros.stream.anchor import ANCHOR_SOURCES, AnchorOptions
+from depth_pro_ros.stream.model_use import check_model_use
 from depth_pro_ros.stream.transport import Transport
 
-__all__ = ["PARAMETERS", "ParamSpec", "NodeSettings", "declare_parameters", "descriptor",
-           "settings_from"]
+__all__ = ["PARAMETERS", "ParamSpec", "NodeSettings", "check_model", "declare_parameters",
+           "descriptor", "settings_from"]
 
 #: A camera name: relative ROS name tokens (letters, digits, underscores), '/'-separated.
 _CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
@@ -223,17 +225,27 @@ def _check(values: Mapping[str, Any]) -> None:
             continue  # string arrays are checked where they are parsed
         if spec.choices and value not in spec.choices:
             raise ValueError(f"parameter '{name}' must be one of {', '.join(spec.choices)}, "
-                             f"got {value!r}")
+                             f"got {shown(value)}")
         if spec.low is not None and not (
             isinstance(value, (int, float)) and math.isfinite(value)
             and spec.low <= value <= spec.high
         ):
             raise ValueError(f"parameter '{name}' must be in [{spec.low}, {spec.high}], "
-                             f"got {value!r}")
+                             f"got {shown(value)}")
 
 
-def settings_from(values: Mapping[str, Any]) -> NodeSettings:
-    """Validate a complete set of parameter values and build the layer settings.
+def check_model(settings: NodeSettings, model: ModelInfo) -> None:
+    """Raise ``ValueError`` (one line saying what to set) when the loaded ``model`` cannot
+    serve ``settings``: at start-up and for every runtime change alike."""
+    check_model_use(model, anchored=settings.anchor.enabled,
+                    anchor_fit=settings.anchor.settings.fit,
+                    allow_relative=bool(settings.values["allow_relative"]),
+                    focal_source=settings.focal.focal_source)
+
+
+def settings_from(values: Mapping[str, Any], model: ModelInfo | None = None) -> NodeSettings:
+    """Validate a complete set of parameter values and build the layer settings; with the
+    loaded ``model``, also whether it can serve them (:func:`check_model`).
 
     Raises:
         ValueError: naming the parameter and the reason.
@@ -285,7 +297,10 @@ def settings_from(values: Mapping[str, Any]) -> NodeSettings:
         )
     except ValueError as exc:
         raise ValueError(f"invalid parameters: {exc}") from None
-    return NodeSettings(v, focal, outputs, engine, anchor)
+    settings = NodeSettings(v, focal, outputs, engine, anchor)
+    if model is not None:
+        check_model(settings, model)
+    return settings
 
 
 def declare_parameters(node: Node) -> NodeSettings:
@@ -325,7 +340,7 @@ def _camera_names(names: Any) -> tuple[str, ...]:
     names = tuple(names or ())
     for name in names:
         if not isinstance(name, str) or not _CAMERA_NAME.fullmatch(name):
-            raise ValueError(f"parameter 'cameras': {name!r} is not a relative topic name "
+            raise ValueError(f"parameter 'cameras': {shown(name)} is not a relative topic name "
                              "(letters, digits and underscores, '/' between parts, e.g. "
                              "'front' or 'rig/left')")
     duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -59,6 +59,7 @@ class Probe:
         self.diagnostics: list[Any] = []
         self.diagnostic_times: list[float] = []  # their monotonic arrival times
         self._keep = keep
+        self._ns, self._depth = ns, depth
         self._subs = [
             self.node.create_subscription(types[t], f"{ns}/{t}",
                                           lambda m, t=t: self._on_output(t, m), qos)
@@ -219,7 +220,21 @@ class Probe:
 
     # ------------------------------------------------------------ benchmark style
     def publish(self, message: Message) -> None:
-        """Publish a :class:`harness.malformed.Message` on its topic."""
+        """Publish a :class:`harness.malformed.Message` on its topic (the anchor topics of
+        :mod:`harness.malformed_anchor` too: ``anchor_points``, ``anchor_depth``)."""
+        if message.topic.startswith("anchor_"):
+            from harness.malformed_anchor import build as build_anchor
+
+            if message.topic not in self._pubs:
+                from rclpy.qos import QoSProfile
+                from sensor_msgs.msg import Image, PointCloud2
+
+                cls = PointCloud2 if message.topic == "anchor_points" else Image
+                relative = message.topic.replace("_", "/", 1)  # anchor/points
+                self._pubs[message.topic] = self.node.create_publisher(
+                    cls, f"{self._ns}/{relative}", QoSProfile(depth=self._depth))
+            self._pubs[message.topic].publish(build_anchor(message))
+            return
         self._pubs[message.topic].publish(build(message, self._classes))
 
     def spin(self, seconds: float) -> None:

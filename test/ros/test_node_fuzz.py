@@ -2,9 +2,13 @@
 
 A short version of bench/fuzz_node.py over real DDS: one node per transport (tiny
 checkpoint, CPU, default focal source ``auto``, a small ``max_input_pixels``) gets every
-kind of `test/harness/malformed.py` case, with valid frames in between that must
-each come back as depth. The node's inputs are made reliable and deep so that every
-message reaches it.
+kind of `test/harness/malformed.py` case, then every kind of malformed anchor
+(`test/harness/malformed_anchor.py`: PointCloud2 anchors for the raw-transport node,
+started with ``anchor_source points``, depth images for the compressed one, ``depth``),
+with valid frames in between that must each come back as depth. The raw node also gets
+every kind of hostile parameter-service request (`test/harness/malformed_parameters.py`):
+each must be answered, every change refused, and the values stay as they were. The
+node's inputs are made reliable and deep so that every message reaches it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import time
 import pytest
 import rclpy
 from harness.malformed import MalformedMessages, build
+from harness.malformed_anchor import ANCHOR_SOURCES, MalformedAnchors
+from harness.malformed_parameters import MalformedParameters, call, reply_problem
 from harness.node import NAMESPACE, NodeProcess, set_ros_env
 from harness.probe import Probe
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -24,6 +30,8 @@ VALID_EVERY = 25  # and after the last case
 MAX_INPUT_PIXELS = 1_000_000
 MAX_LOG_LINES = 150  # the node throttles errors by kind: a few dozen lines are expected
 CLASSES = {"image": Image, "compressed": CompressedImage, "camera_info": CameraInfo}
+ANCHOR_OF = {"raw": "points", "compressed": "depth"}  # each node's anchor_source
+NODE = f"{NAMESPACE}/depth_pro_node"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,7 +53,10 @@ def _publish(probe: Probe, messages, head_start: float = 0.05) -> None:
     pubs = {"image": probe.image_pub, "compressed": probe.compressed_pub,
             "camera_info": probe.info_pub}
     for message in messages:
-        pubs[message.topic].publish(build(message, CLASSES))
+        if message.topic in pubs:
+            pubs[message.topic].publish(build(message, CLASSES))
+        else:  # an anchor: the probe makes its publisher
+            probe.publish(message)
         end = time.monotonic() + (head_start if message.topic == "camera_info" else 0.005)
         while time.monotonic() < end:
             rclpy.spin_once(probe.node, timeout_sec=0.005)
@@ -62,13 +73,34 @@ def _served(probe: Probe, node: NodeProcess, case) -> None:
     assert node.proc.poll() is None, node.log()
 
 
+def _parameter_round(probe: Probe, node: NodeProcess) -> None:
+    """One request of each kind: answered, refused, the node's values unchanged."""
+    gen = MalformedParameters(seed=3)
+    names = [spec.name for spec in gen.specs]
+    before = probe.get_parameters(NODE, *names)
+    clients: dict = {}
+    problems = []
+    for _ in gen.kinds():
+        case = gen.malformed()
+        problem = reply_problem(case, call(probe.node, NODE, case, 30.0, probe.spin, clients))
+        if problem:
+            problems.append(problem)
+        assert node.proc.poll() is None, f"node died after {case.kind}:\n{node.log()}"
+    assert not problems, problems
+    after = probe.get_parameters(NODE, *names)
+    assert after == before
+
+
 @pytest.mark.parametrize("transport", ["raw", "compressed"])
 def test_node_survives_every_kind_of_malformed_message(tiny_checkpoint, tmp_path, transport):
     topic = "image/compressed" if transport == "compressed" else "image"
+    anchor = ANCHOR_OF[transport]
     node = NodeProcess(tmp_path / "node.log", f"checkpoint:={tiny_checkpoint}",
                        "device:=cpu", f"input_transport:={transport}",
                        f"max_input_pixels:={MAX_INPUT_PIXELS}", "publish_points:=false",
-                       *_reliable(topic), *_reliable("camera_info"))
+                       f"anchor_source:={anchor}", *_reliable(topic),
+                       *_reliable("camera_info"),
+                       *_reliable(ANCHOR_SOURCES[anchor].replace("_", "/")))
     probe = Probe(f"fuzz_{transport}", outputs=("depth",))
     gen = MalformedMessages(seed=7, max_input_pixels=MAX_INPUT_PIXELS)
     try:
@@ -98,6 +130,18 @@ def test_node_survives_every_kind_of_malformed_message(tiny_checkpoint, tmp_path
                 valid += 1
         assert kinds == set(gen.kinds(transport))
         assert valid == 2 + (cases - 1) // VALID_EVERY
+        # Every kind of malformed anchor, then a valid frame: still served.
+        anchors = MalformedAnchors(anchor, seed=5, frame_id="fuzz_optical")
+        for _ in anchors.kinds():
+            case = anchors.malformed()
+            _publish(probe, case.messages)
+            assert node.proc.poll() is None, f"node died after {case.kind}:\n{node.log()}"
+        if transport == "raw":
+            _parameter_round(probe, node)
+        good = gen.valid(transport)
+        _publish(probe, good.messages, 0.3)
+        _served(probe, node, good)
+        valid += 1
         # The skip of the tiny-focal frame is counted in /diagnostics too.
         diag = probe.latest_diagnostics()
         assert int(diag["skipped_frames"]) >= 1 and int(diag["camera_info_errors"]) >= 1
