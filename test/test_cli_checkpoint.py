@@ -156,3 +156,13 @@ def test_installed_command_writes_a_stand_in(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Depth Anything V2, metric up to 80 m (Virtual KITTI), tiny" in result.stdout
     assert "RANDOM" in result.stdout
+
+
+def test_an_output_under_a_file_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = blocker / "sub" / "x.pt"
+    assert main(["checkpoint", "--random", "tiny", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"could not write {out}: Not a directory" in err, err
+    assert "Errno" not in err and "Traceback" not in err

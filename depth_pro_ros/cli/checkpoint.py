@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         save_checkpoint(model, output)
     except OSError as exc:
-        error(f"could not write {output}: {exc}")
+        where = f" ({exc.filename})" if exc.filename else ""
+        error(f"could not write {output}: {exc.strerror or exc}{where}")
         return 2
     size_mb = output.stat().st_size / 1e6
     print(f"wrote {output}: {stand_in_text(args.model_type, args.random)}, "

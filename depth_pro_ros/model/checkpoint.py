@@ -23,6 +23,7 @@ import json
 import os
 import pickle
 import secrets
+import stat
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -90,6 +91,8 @@ def load_checkpoint(
         raise TypeError(f"config must be a {names}, got {type(config).__name__}")
     if not path.exists():
         raise CheckpointError(missing_checkpoint_message(path))
+    if not path.is_dir():
+        _check_regular(path)
     if path.is_dir() or path.suffix == ".safetensors":
         found = _read_hf(path)
     else:
@@ -221,7 +224,7 @@ def _read_hf(path: Path) -> _Found:
     if path.is_dir():
         index = folder / "model.safetensors.index.json"
         if index.exists():
-            files = sorted({folder / f for f in _read_json(index).get("weight_map", {}).values()})
+            files = _shards(index, _read_json(index).get("weight_map"))
         else:
             files = sorted(folder.glob("*.safetensors"))
         if not files:
@@ -248,9 +251,32 @@ def _read_hf(path: Path) -> _Found:
     )
 
 
+def _shards(index: Path, weight_map: Any) -> list[Path]:
+    """The shard files an index names: plain file names beside it (no other folder)."""
+    names = set(weight_map.values()) if isinstance(weight_map, dict) else None
+    if not names or not all(isinstance(n, str) and n and Path(n).name == n for n in names):
+        raise CheckpointError(f"checkpoint {index}: weight_map must map tensor names to "
+                              "shard file names in its folder")
+    return sorted(index.parent / n for n in names)
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse a FIFO, device or socket before opening it (reading a FIFO would wait
+    forever for a writer); ``stat`` itself never blocks."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:  # e.g. a symlink loop
+        raise CheckpointError(f"checkpoint {path}: cannot be read: {exc.strerror or exc}") \
+            from None
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"checkpoint {path}: not a regular file (a FIFO, device or "
+                              "socket?): expected a checkpoint file or folder")
+
+
 def _read_json(path: Path) -> dict:
     """A config.json / index.json: a size bound before it is read (real ones are a few
     kB), and nesting too deep for the parser is a damaged file, not a crash."""
+    _check_regular(path)
     try:
         size = path.stat().st_size
         if size > _MAX_JSON_BYTES:
@@ -268,6 +294,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    _check_regular(path)
     try:
         return load_file(path)  # memory-mapped
     except (SafetensorError, OSError):

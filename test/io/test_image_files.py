@@ -369,3 +369,21 @@ def test_a_fifo_is_refused_without_blocking(tmp_path, read):
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="not a regular file"):
         read(fifo)
+
+
+def test_a_write_error_midway_leaves_nothing(tmp_path):
+    """Files may not grow past 4 kB (RLIMIT_FSIZE: writes fail with EFBIG, as on a full
+    disk): the small files fit, the .npy does not, and no output is left."""
+    import resource
+    import signal
+
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, old_limit[1]))
+    try:
+        with pytest.raises(OSError):
+            write_depth_outputs(tmp_path, "x", np.ones((40, 40), np.float32))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert list(tmp_path.iterdir()) == []

@@ -220,3 +220,30 @@ def test_an_oversized_or_too_deep_config_json_is_one_line(tmp_path, kind):
     else:
         config.write_text("[" * 100_000 + "]" * 100_000)
         _refused(folder, "config.json: unreadable JSON")
+
+
+@pytest.mark.parametrize("kind", ["fifo_file", "fifo_config", "fifo_shard", "device",
+                                  "index_list", "index_escapes"])
+def test_what_is_not_a_regular_file_is_refused_without_blocking(tmp_path, kind):
+    """A FIFO would block the first read forever; stat tells it apart without opening."""
+    folder = tmp_path / "hf"
+    _hf_folder(folder, _DA_HF, _DA_KEYS)
+    target, says = folder, "not a regular file"
+    if kind == "fifo_file":
+        target = tmp_path / "weights.pt"
+        os.mkfifo(target)
+    elif kind == "fifo_config":
+        (folder / "config.json").unlink()
+        os.mkfifo(folder / "config.json")
+    elif kind == "fifo_shard":
+        os.mkfifo(folder / "model-00002.safetensors")
+        (folder / "model.safetensors.index.json").write_text(json.dumps(
+            {"weight_map": {"a": "model.safetensors", "b": "model-00002.safetensors"}}))
+    elif kind == "device":
+        target = tmp_path / "weights.pt"
+        os.symlink("/dev/zero", target)
+    else:
+        names = [1, 2] if kind == "index_list" else {"a": "../../etc/passwd"}
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": names}))
+        says = "weight_map must map tensor names to shard file names"
+    _refused(target, says)
