@@ -23,6 +23,7 @@ from depth_pro_ros.model import infer_depth_anything
 from depth_pro_ros.stream.anchor import dense_prompt
 
 RTOL = 1e-4
+NODE = f"{NAMESPACE}/depth_pro_node"
 INPUT = 56
 H, W = 42, 70
 NEXT_SEC = iter(range(200, 10_000))
@@ -115,6 +116,17 @@ def test_metric_model_publishes_depth_without_a_focal_then_all_outputs_with_one(
         assert list(out["depth/camera_info"].k)[0] == 60.0
         assert out["points"].width * out["points"].height == H * W
 
+        # What start-up refuses, a runtime change is refused for, in the same words; the
+        # node keeps its settings and goes on serving.
+        (result,) = probe.set_parameters(NODE, focal_source="fov_head")
+        assert not result.successful
+        assert "focal_source fov_head needs a model with a field-of-view head" in result.reason
+        assert "has none: use auto, camera_info or fixed" in result.reason
+        assert probe.get_parameters(NODE, "focal_source") == {"focal_source": "auto"}
+        out = probe.exchange(image_message(rgb, next(NEXT_SEC)),
+                             camera_info_message(60.0, W, H, 0))
+        np.testing.assert_allclose(depth_image_to_array(out["depth"]), depth, rtol=1e-6)
+
 
 def test_relative_model_refuses_to_start_without_anchor_or_allow_relative(da_checkpoints,
                                                                           capfd):
@@ -200,3 +212,8 @@ def test_relative_model_anchored_by_scale_shift_publishes_metric_depth(da_checkp
             assert len({(m.header.stamp.sec, m.header.stamp.nanosec)
                         for m in probe.received["depth"]}) == 1
             assert all(m.header.stamp != lonely.header.stamp for m in probe.received["depth"])
+            # anchor_fit scale, refused at start-up for a relative model, is refused at
+            # runtime too (the same reason), and the scale_shift fit stays.
+            (result,) = probe.set_parameters(NODE, anchor_fit="scale")
+            assert not result.successful and "set anchor_fit scale_shift" in result.reason
+            assert probe.get_parameters(NODE, "anchor_fit") == {"anchor_fit": "scale_shift"}
