@@ -603,3 +603,41 @@ def test_photo_files_are_checked_the_same_way(tmp_path):
     np.testing.assert_array_equal(read_rgb(ok), RGB)
     with pytest.raises(ImageTooLargeError):
         read_rgb(ok, max_pixels=100)
+
+
+def _jpeg_variant(name: str, w: int = 8000, h: int = 8000) -> bytes:
+    """The issue's 8000 x 8000 JPEG bomb in the shapes a header reader can miss: another
+    frame type (progressive SOF2, extended SOF1, lossless SOF3, arithmetic SOF9), the frame
+    header after an EXIF orientation segment or after a 60 kB APP segment."""
+    params = (cv2.IMWRITE_JPEG_PROGRESSIVE, 1) if name == "progressive" else ()
+    data = bytearray(encode(".jpg", BGR[:8, :8], params))
+    sof = next(i for i in range(len(data) - 1) if data[i] == 0xFF
+               and data[i + 1] in (0xC0, 0xC2))
+    struct.pack_into(">HH", data, sof + 5, h, w)
+    marker = {"sof1": 0xC1, "sof3": 0xC3, "sof9": 0xC9}.get(name)
+    if marker:
+        data[sof + 1] = marker
+    segment = b""
+    if name == "exif_orientation":  # APP1 Exif, big-endian TIFF, Orientation = 6
+        exif = (b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01" + struct.pack(">HHIHH", 0x112, 3, 1, 6, 0)
+                + bytes(4))
+        segment = b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
+    elif name == "app_60k":
+        segment = b"\xff\xe2" + struct.pack(">H", 60_000) + bytes(59_998)
+    return bytes(data[:2] + segment + data[2:])
+
+
+@pytest.mark.parametrize("name", ["progressive", "sof1", "sof3", "sof9", "exif_orientation",
+                                  "app_60k"])
+def test_jpeg_bombs_of_every_frame_type_cost_nothing(name):
+    """Refused from the header whatever the frame type or what precedes the frame header:
+    the decode call allocates a few times the payload, never the 64 MP it declares."""
+    payload = _jpeg_variant(name)
+    tracemalloc.start()
+    try:
+        err = refused(payload)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert isinstance(err, ImageTooLargeError) and (err.width, err.height) == (8000, 8000)
+    assert peak < 4 * len(payload) + 64_000, peak
