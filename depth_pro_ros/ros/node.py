@@ -237,11 +237,12 @@ class DepthProNode(Node):
         """Publish one result (runs on the engine's worker thread)."""
         try:
             self._publish(result)
-        except Exception:
-            if self.context.ok():
-                raise
+        except Exception as exc:  # noqa: BLE001 - one throttled line, the next frame goes on
             # Ctrl-C / SIGTERM shut the context down while this frame was in flight: it
             # can no longer be published, which is expected during shutdown.
+            if self.context.ok():
+                self.reporter.error(f"publish:{type(exc).__name__}", "a result was not "
+                                    f"published: {type(exc).__name__}: {shown(str(exc))}")
 
     def _publish(self, result: DepthResult) -> None:
         ctx: FrameContext = result.meta
