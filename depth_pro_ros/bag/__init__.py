@@ -1,6 +1,12 @@
 """Offline bag processing: every image of a ROS 1 / ROS 2 bag -> metric depth in a new bag."""
 
-from depth_pro_ros.bag.errors import BagDataError, BagError, BagInputError, BagSetupError
+from depth_pro_ros.bag.errors import (
+    BagDataError,
+    BagError,
+    BagInputError,
+    BagOutputError,
+    BagSetupError,
+)
 from depth_pro_ros.bag.process import BagOptions, process_bag
 from depth_pro_ros.bag.summary import BagSummary
 
@@ -9,6 +15,7 @@ __all__ = [
     "BagError",
     "BagInputError",
     "BagOptions",
+    "BagOutputError",
     "BagSetupError",
     "BagSummary",
     "process_bag",

@@ -13,6 +13,11 @@ class BagInputError(BagError):
     """Bad input or options: unreadable bag, missing topic, existing output ... (exit 1)."""
 
 
+class BagOutputError(BagError):
+    """The output cannot be written: full disk, quota, read-only filesystem ... (exit 1);
+    nothing is left at OUTPUT."""
+
+
 class BagDataError(BagError):
     """A message that cannot be processed under ``--strict`` (exit 1)."""
 

@@ -63,7 +63,7 @@ def _parse(cls: Any, body: bytes) -> Any:
 def _chunk_records(body: bytes) -> tuple[Any, list[tuple[int, int, bytes]], list[Any]]:
     """A Chunk record's body -> (chunk header, [(channel, log time, data)], schemas and
     channels). Raises :class:`DamagedBlock` for a bad checksum, compression or layout."""
-    from mcap.records import Channel, Chunk, Schema
+    from mcap.records import Chunk
 
     try:
         chunk = _parse(Chunk, body)
@@ -92,12 +92,25 @@ def _chunk_records(body: bytes) -> tuple[Any, list[tuple[int, int, bytes]], list
                            f"the chunk says {chunk.uncompressed_size}")
     if chunk.uncompressed_crc and zlib.crc32(data) != chunk.uncompressed_crc:
         raise DamagedBlock("checksum mismatch")
+    messages, meta = _records(data)
+    return chunk, messages, meta
+
+
+def _records(data: bytes, cut: bool = False) -> tuple[list[tuple[int, int, bytes]],
+                                                      list[Any]]:
+    """The records of a chunk's (uncompressed) data -> ([(channel, log time, data)],
+    schemas and channels). ``cut``: the data ends inside a record (a chunk cut by the end
+    of the file): the records before it are returned, the cut one is not an error."""
+    from mcap.records import Channel, Schema
+
     messages, meta, pos, size = [], [], 0, len(data)
     try:
-        while pos < size:
+        while pos + (9 if cut else 0) <= size and pos < size:
             op, length = _RECORD.unpack_from(data, pos)
             body_at, pos = pos + 9, pos + 9 + length
             if pos > size:
+                if cut:
+                    break
                 raise DamagedBlock(f"record at {body_at - 9} runs past the chunk's end")
             if op == MESSAGE:
                 if length < _MESSAGE_HEAD.size:
@@ -112,7 +125,50 @@ def _chunk_records(body: bytes) -> tuple[Any, list[tuple[int, int, bytes]], list
         raise
     except Exception as exc:  # noqa: BLE001 -- a garbled record inside the chunk
         raise DamagedBlock(f"garbled record inside the chunk: {type(exc).__name__}") from None
-    return chunk, messages, meta
+    return messages, meta
+
+
+def _cut_chunk_data(body: bytes) -> tuple[bytes, int]:
+    """The records' bytes that can be decoded from a Chunk record's body cut short, and
+    the chunk's declared uncompressed size. Uncompressed: the bytes up to the cut;
+    zstd / lz4: the stream decoded as far as it goes (whole compression blocks), never
+    more than the declared size. Raises :class:`DamagedBlock` when nothing can be."""
+    head = struct.Struct("<QQQII")  # start, end, uncompressed size, crc, compression len
+    if len(body) < head.size:
+        raise DamagedBlock("the chunk header is cut")
+    _, _, size, _, clen = head.unpack_from(body)
+    data_at = head.size + clen + 8
+    if len(body) < data_at:
+        raise DamagedBlock("the chunk header is cut")
+    compression = body[head.size: head.size + clen].decode("utf-8", "replace")
+    stream = body[data_at:]
+    if compression == "":
+        return stream[:size], size
+    out, piece = bytearray(), 1 << 16
+    try:
+        if compression == "zstd":
+            import zstandard
+
+            reader = zstandard.ZstdDecompressor().stream_reader(BytesIO(stream))
+            while len(out) < size and (more := reader.read(min(piece, size - len(out)))):
+                out += more
+        elif compression == "lz4":
+            import lz4.frame
+
+            decoder = lz4.frame.LZ4FrameDecompressor()
+            more = decoder.decompress(stream, max_length=min(piece, size))
+            while more:
+                out += more
+                if decoder.eof or len(out) >= size:
+                    break
+                more = decoder.decompress(b"", max_length=min(piece, size - len(out)))
+        else:
+            raise DamagedBlock(f"unknown compression {compression!r}")
+    except DamagedBlock:
+        raise
+    except Exception:  # noqa: BLE001 -- the stream is garbled after some good blocks
+        pass  # keep what was decoded before
+    return bytes(out), size
 
 
 class McapFile:
@@ -133,6 +189,9 @@ class McapFile:
         self.indexed, self.footer = False, False
         self.cut_at: int | None = None
         self.cut_op = 0
+        # A chunk cut by the end of the file: messages kept from it, bytes of its
+        # declared uncompressed size lost, and that size (0: none was cut).
+        self.cut_kept, self.cut_lost_bytes, self.cut_size = 0, 0, 0
         self.summary_problem: str | None = None
         self.bio: BinaryIO = path.open("rb")
         try:
@@ -223,8 +282,11 @@ class McapFile:
             end = pos + 9 + length
             if (op not in _KNOWN_OPS and op < 0x80) or end > self.size:
                 # Cut by the end of the file, or not a record at all (then nothing after
-                # it can be framed): the data ends here.
+                # it can be framed): the data ends here. A cut chunk keeps the complete
+                # records at its start.
                 self.cut_at, self.cut_op = pos, op
+                if op == CHUNK:
+                    self._scan_cut_chunk(pos, bio.read(self.size - pos - 9))
                 return
             if op == CHUNK:
                 self._scan_chunk(pos, bio.read(length))
@@ -251,6 +313,23 @@ class McapFile:
             times = [t for _, t, _ in messages]
             self.blocks.append(Block(self.index, pos, min(times), max(times), counts))
 
+    def _scan_cut_chunk(self, pos: int, body: bytes) -> None:
+        try:
+            data, size = _cut_chunk_data(body)
+            messages, meta = _records(data, cut=True)
+        except DamagedBlock:
+            return
+        self._meta(meta)
+        self.cut_kept, self.cut_lost_bytes = len(messages), max(0, size - len(data))
+        self.cut_size = size
+        if messages:
+            counts: dict[int, int] = {}
+            for cid, _, _ in messages:
+                counts[cid] = counts.get(cid, 0) + 1
+            times = [t for _, t, _ in messages]
+            self.blocks.append(Block(self.index, pos, min(times), max(times), counts,
+                                     cut=True))
+
     @staticmethod
     def _parse_meta(op: int, body: bytes) -> Any:
         from mcap.records import Channel, Schema
@@ -276,6 +355,8 @@ class McapFile:
         if len(head) < 9:
             raise DamagedBlock("the record lies past the end of the file")
         op, length = _RECORD.unpack(head)
+        if block.cut and op == CHUNK:  # its complete records, as the scan found them
+            return _records(_cut_chunk_data(self.bio.read(length))[0], cut=True)[0]
         if block.offset + 9 + length > self.size:
             raise DamagedBlock(f"record length {length} runs past the end of the file")
         body = self.bio.read(length)

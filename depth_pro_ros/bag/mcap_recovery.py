@@ -98,11 +98,13 @@ class McapRecoveryReader(_McapBlocks):
 
     Connections: one per (topic, type, encoding, QoS) over all files, with the counts of
     the messages found. Types: the Schema records (``ros2msg`` / ``ros2idl``) over
-    ``default_typestore``. ``reason`` is why rosbags could not open the bag.
+    ``default_typestore``. ``reason`` is why rosbags could not open the bag;
+    ``expected`` the message count of its ``metadata.yaml``, if any (then the lost
+    messages are counted).
     """
 
     def __init__(self, paths: list[Path], default_typestore: Any = None,
-                 reason: str = "") -> None:
+                 reason: str = "", expected: int | None = None) -> None:
         from rosbags.interfaces import (
             Connection,
             ConnectionExtRosbag2,
@@ -112,6 +114,7 @@ class McapRecoveryReader(_McapBlocks):
 
         super().__init__(paths)
         self.reason = reason
+        self.expected = expected  # messages metadata.yaml counts (None: no metadata)
         try:
             self.files = [McapFile(p, i) for i, p in enumerate(paths)]
         except BaseException:
@@ -152,6 +155,15 @@ class McapRecoveryReader(_McapBlocks):
         self._channels = {fc: connections[key] for fc, key in keys.items()}
         self.typestore = typestore_from_definitions(definitions, default_typestore)
 
+    def cut_hint(self) -> str:
+        """Why a cut chunk gave nothing, when that is the reason ('' otherwise)."""
+        for f in self.files:
+            if f.cut_size and not f.cut_kept:
+                return (f" (the chunk at byte offset {f.cut_at} of {f.path.name} was cut "
+                        "before its first complete message could be decoded: compressed "
+                        "chunks decode only in whole compression blocks)")
+        return ""
+
     def describe(self) -> str:
         """What was recovered, for stderr and the summary (one line)."""
         cut = [f for f in self.files if not f.footer]
@@ -170,11 +182,18 @@ class McapRecoveryReader(_McapBlocks):
             text += f" up to log time {(self.end_time - 1) * 1e-9:.9f} s"
         dropped = [f for f in self.files if f.cut_at is not None and f.cut_op in (CHUNK,
                                                                                   MESSAGE)]
-        if dropped:
-            text += "; the last incomplete chunk was dropped (byte offset " \
-                    + ", ".join(str(f.cut_at) for f in dropped) + ")"
-        elif cut:
+        for f in dropped:
+            if f.cut_op == MESSAGE or not f.cut_size:
+                text += f"; the last incomplete record was dropped (byte offset {f.cut_at})"
+            else:
+                text += (f"; the chunk at byte offset {f.cut_at} was cut: "
+                         f"{f.cut_kept} complete message(s) at its start recovered, the "
+                         f"rest of it lost ({f.cut_lost_bytes} of its {f.cut_size} bytes)")
+        if cut and not dropped:
             text += "; no chunk was cut"
+        if self.expected is not None and self.expected > found:
+            text += (f"; metadata.yaml counts {self.expected} messages: "
+                     f"{self.expected - found} lost")
         unknown = sum(n for f in self.files for b in f.blocks for cid, n in b.counts.items()
                       if (f.index, cid) not in self._channels)
         if unknown:

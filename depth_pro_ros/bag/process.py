@@ -28,7 +28,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from depth_pro_ros.bag.errors import BagInputError, BagSetupError
+from depth_pro_ros.bag.errors import BagInputError, BagOutputError, BagSetupError
 from depth_pro_ros.bag.options import (
     OPTION_NAMES,
     BagOptions,
@@ -50,7 +50,14 @@ from depth_pro_ros.bag.reader import (
 from depth_pro_ros.bag.recovery import InputBag
 from depth_pro_ros.bag.run import BagRun, load_camera_info
 from depth_pro_ros.bag.summary import BagSummary, CameraSummary
-from depth_pro_ros.bag.writer import OutputBag, check_output_path, output_typestore
+from depth_pro_ros.bag.writer import (
+    OUTPUT_MARK,
+    OutputBag,
+    check_output_path,
+    output_typestore,
+    resolved_path,
+    write_failure,
+)
 from depth_pro_ros.stream.outputs import OUTPUT_TOPICS
 from depth_pro_ros.stream.session import CameraSession
 
@@ -151,8 +158,9 @@ def process_bag(
                    disable=(None if opts.progress is None else not opts.progress),
                    dynamic_ncols=True)
         try:
+            mark = {OUTPUT_MARK: str(resolved_path(opts.input))}
             with OutputBag(opts.output, opts.storage, opts.overwrite,
-                           output_typestore(reader)) as out:
+                           output_typestore(reader), mark) as out:
                 run = BagRun(opts, reader, cameras, sessions, out, engine, summary, say)
                 done = 0
 
@@ -210,6 +218,8 @@ def process_bag(
                          "frames_out": summary.frames_out,
                          "skipped": dict(summary.skipped)}, indent=2, sort_keys=True) + "\n")
                 out.commit()
+        except OSError as exc:  # full disk, quota, read-only ...: the output is gone
+            raise BagOutputError(write_failure(opts.output, exc)) from None
         finally:
             bar.close()
             if owned:

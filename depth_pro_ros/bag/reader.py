@@ -9,6 +9,7 @@ the recovery readers (:mod:`depth_pro_ros.bag.mcap_recovery`,
 
 from __future__ import annotations
 
+import os
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from depth_pro_ros.bag.errors import BagInputError
 from depth_pro_ros.bag.mcap_recovery import McapChunkReader, McapRecoveryReader, mcap_files
+from depth_pro_ros.bag.paths import bag_problem
 from depth_pro_ros.bag.recovery import InputBag
 from depth_pro_ros.bag.sqlite_rows import Sqlite3RowReader
 from depth_pro_ros.stream.transport import INPUT_TRANSPORTS, InputTransport
@@ -75,8 +77,11 @@ def open_input(path: Path, default_typestore: Any = None) -> InputBag:
     """
     from rosbags.highlevel import AnyReader
 
-    if not path.exists():
+    if not os.path.lexists(path):
         raise BagInputError(f"input bag not found: {path}")
+    problem = bag_problem(path)  # FIFOs, devices, loops: refused before any open()
+    if problem is not None:
+        raise BagInputError(f"cannot read the input bag: {problem}")
     if path.is_file() and path.suffix not in (".bag", ".mcap", ".db3"):
         raise BagInputError(
             f"cannot read {path}: expected a ROS 1 .bag file or a ROS 2 bag folder "
@@ -113,17 +118,35 @@ def open_input(path: Path, default_typestore: Any = None) -> InputBag:
 def _recover_mcap(path: Path, files: list[Path], default_typestore: Any,
                   problem: str) -> InputBag:
     try:
-        reader = McapRecoveryReader(files, default_typestore, problem)
+        reader = McapRecoveryReader(files, default_typestore, problem,
+                                    _metadata_count(path))
     except (OSError, ValueError) as exc:
         raise BagInputError(f"cannot read bag {path}: {problem} (recovery: {exc})") from None
     except ImportError as exc:
         raise BagInputError(f"cannot read bag {path}: {problem}; recovering it needs the "
                             f"'{exc.name}' package (pip install mcap)") from None
-    if not reader.connections:
+    if not any(c.msgcount for c in reader.connections):
+        hint = reader.cut_hint()
         reader.close()
         raise BagInputError(f"cannot read bag {path}: {problem}; no readable message was "
-                            "found in its .mcap file(s)")
+                            f"found in its .mcap file(s){hint}")
     return InputBag(reader, path, reader.describe())
+
+
+def _metadata_count(path: Path) -> int | None:
+    """The message count ``metadata.yaml`` gives for the bag folder ``path`` (None:
+    none, or unreadable; the folder's files were checked by ``bag_problem``)."""
+    meta = path / "metadata.yaml"
+    if not path.is_dir() or not meta.is_file():
+        return None
+    from ruamel.yaml import YAML
+
+    try:
+        count = YAML(typ="safe").load(meta.read_text())["rosbag2_bagfile_information"][
+            "message_count"]
+    except Exception:  # noqa: BLE001 -- malformed metadata: the count is unknown
+        return None
+    return count if isinstance(count, int) and count >= 0 else None
 
 
 def _recover_ros1(path: Path, problem: str) -> InputBag:

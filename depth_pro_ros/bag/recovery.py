@@ -44,6 +44,7 @@ class Block:
     start: int  # log time of its earliest message (ns)
     end: int  # log time of its latest message (ns)
     counts: dict[int, int] = field(default_factory=dict)  # channel id -> messages; {} unknown
+    cut: bool = False  # a chunk cut by the end of the file: its complete records only
 
 
 class DamagedBlock(Exception):

@@ -9,27 +9,33 @@ leaves only the clearly named ``.partial`` folder, never a complete-looking OUTP
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from depth_pro_ros.bag.errors import BagInputError
+from depth_pro_ros.bag.errors import BagInputError, BagOutputError
 from depth_pro_ros.io.pointcloud_msg import point_fields
 
 if TYPE_CHECKING:
     from depth_pro_ros.stream.outputs import OutputTopic
 
-__all__ = ["STORAGE_FORMATS", "OutputBag", "check_output_path", "output_typestore"]
+__all__ = ["OUTPUT_MARK", "STORAGE_FORMATS", "OutputBag", "check_output_path", "output_typestore",
+           "resolved_path", "write_failure"]
 
 STORAGE_FORMATS = ("mcap", "sqlite3")
+#: The ``custom_data`` key of ``metadata.yaml`` naming the input an output was made from:
+#: ``bags`` never takes a bag that carries it as an input.
+OUTPUT_MARK = "depth_pro_ros.input"
 
 
 def check_output_path(output: Path, inputs: Path, overwrite: bool) -> None:
     """Refuse an existing OUTPUT without ``overwrite``, and any OUTPUT overlapping INPUT."""
-    out, src = output.resolve(), inputs.resolve()
+    out, src = resolved_path(output), resolved_path(inputs)
     if out == src or src in out.parents or out in src.parents:
         raise BagInputError(f"output {output} overlaps the input {inputs}; choose another path")
     if output.exists() or output.is_symlink():
@@ -37,6 +43,42 @@ def check_output_path(output: Path, inputs: Path, overwrite: bool) -> None:
             raise BagInputError(f"output {output} exists; pass --overwrite to replace it")
         if not output.is_dir() and not output.is_file():
             raise BagInputError(f"output {output} exists and is not a file or folder")
+
+
+def resolved_path(path: Path) -> Path:
+    """``path.resolve()``; a symlink loop (RuntimeError before Python 3.13) or an
+    unreadable folder gives the absolute path instead (the reader refuses the loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+#: Errors that only writing can raise (the input is opened read-only): the disk is full,
+#: a quota or a file size limit is reached, the filesystem is read-only.
+_WRITE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                 errno.EFBIG: "a file size limit is reached",
+                 errno.EROFS: "the filesystem is mounted read-only"}
+
+
+#: What a storage plugin raises for a failed write (sqlite3 has its own error type).
+_WRITE_ERRORS = (OSError, sqlite3.Error)
+
+
+def write_failure(output: Path, exc: Exception) -> str:
+    """One line for a filesystem error (``OSError``, or sqlite3's own error for the same
+    causes) met while ``output`` was written; the partial output is removed by then."""
+    errnum = getattr(exc, "errno", None)
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    why = _WRITE_ERRNOS.get(errnum)
+    if why is None and not isinstance(exc, OSError):  # sqlite3 gives no errno
+        why = "the disk may be full or a file size limit reached" if "disk" in reason \
+            else None
+        reason = f"sqlite3: {reason}"
+    if why is not None:
+        return (f"cannot write {output}: {reason} -- {why}; nothing was written at "
+                f"{output} (free space or choose another place, and run again)")
+    return f"filesystem error ({reason}); nothing was written at {output}"
 
 
 def output_typestore(reader: Any) -> Any:
@@ -67,7 +109,8 @@ class OutputBag:
     Leaving the ``with`` block without a commit (an exception, Ctrl-C) removes everything.
     """
 
-    def __init__(self, output: Path, storage: str, overwrite: bool, typestore: Any) -> None:
+    def __init__(self, output: Path, storage: str, overwrite: bool, typestore: Any,
+                 custom_data: dict[str, str] | None = None) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         if storage not in STORAGE_FORMATS:
@@ -76,6 +119,8 @@ class OutputBag:
         self.overwrite = overwrite
         self.typestore = typestore
         self._defaults: dict[str, Any] = {}
+        # metadata.yaml's custom_data: marks the bag as this tool's output (OUTPUT_MARK).
+        self.custom_data = dict(custom_data or {})
         self._plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         self._writer_class = Writer
         self.partial: Path | None = None
@@ -96,7 +141,12 @@ class OutputBag:
         try:
             self._writer = self._writer_class(self.partial / self.output.name, version=9,
                                               storage_plugin=self._plugin)
+            for key, value in self.custom_data.items():
+                self._writer.set_custom_data(key, value)
             self._writer.open()
+        except _WRITE_ERRORS as exc:
+            self.abort()
+            raise BagOutputError(write_failure(self.output, exc)) from None
         except BaseException:
             self.abort()
             raise
@@ -121,7 +171,10 @@ class OutputBag:
 
     def commit(self) -> None:
         """Finish the bag and move it to OUTPUT (replacing an old one with ``overwrite``)."""
-        self._writer.close()
+        try:
+            self._writer.close()
+        except _WRITE_ERRORS as exc:
+            raise BagOutputError(write_failure(self.output, exc)) from None
         self._open = False
         built = self.partial / self.output.name
         old_holder = None
@@ -145,7 +198,10 @@ class OutputBag:
 
     def add_file(self, name: str, text: str) -> None:
         """Put a small file inside the bag folder; it is moved into place with the bag."""
-        (self.partial / self.output.name / name).write_text(text, encoding="utf-8")
+        try:
+            (self.partial / self.output.name / name).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise BagOutputError(write_failure(self.output, exc)) from None
 
     # ----------------------------------------------------------------- connections
     def add_topic(self, topic: str, msgtype: str) -> Any:
@@ -173,7 +229,10 @@ class OutputBag:
 
     # ----------------------------------------------------------------- writing
     def write_raw(self, connection: Any, log_time: int, data: Any) -> None:
-        self._writer.write(connection, log_time, data)
+        try:
+            self._writer.write(connection, log_time, data)
+        except _WRITE_ERRORS as exc:  # the storage flushes a chunk / a transaction
+            raise BagOutputError(write_failure(self.output, exc)) from None
 
     def write_fields(
         self, connection: Any, log_time: int, header: Any, fields: dict[str, Any]
@@ -184,7 +243,7 @@ class OutputBag:
         """
         msgtype = connection.msgtype
         msg = self.build(msgtype, header, fields)
-        self._writer.write(connection, log_time, self.typestore.serialize_cdr(msg, msgtype))
+        self.write_raw(connection, log_time, self.typestore.serialize_cdr(msg, msgtype))
 
     def build(self, msgtype: str, header: Any, fields: dict[str, Any]) -> Any:
         from rosbags.convert.converter import default_message

@@ -222,6 +222,9 @@ def run(args: argparse.Namespace) -> int:
     except BagError as exc:
         error(str(exc))
         return exc.exit_code
+    except OSError as exc:  # a filesystem error outside the output's own writing
+        error(f"filesystem error: {exc}; {opts.output} was not written")
+        return 1
     except KeyboardInterrupt:
         error(f"interrupted; {opts.output} was not written")
         return 130

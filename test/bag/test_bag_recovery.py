@@ -88,13 +88,33 @@ def _cuts(path: Path) -> dict[str, int]:
     }
 
 
+def _message_ends(path: Path, chunk: tuple[int, int, int]) -> list[tuple[int, int]]:
+    """(log time, file offset where its record ends) of an uncompressed chunk's messages,
+    from the MCAP layout (chunk header: 3 x u64, u32 crc, compression string, u64 length)."""
+    import struct
+
+    offset, _, length = chunk
+    body = path.read_bytes()[offset + 9: offset + 9 + length]
+    (clen,) = struct.unpack_from("<I", body, 28)
+    assert clen == 0, "the fixture's chunks are uncompressed"
+    data_at, pos, out = offset + 9 + 32 + clen + 8, 0, []
+    records = body[32 + clen + 8:]
+    while pos < len(records):
+        op, rlen = struct.unpack_from("<BQ", records, pos)
+        if op == 0x05:
+            out.append((struct.unpack_from("<Q", records, pos + 9 + 6)[0],
+                        data_at + pos + 9 + rlen))
+        pos += 9 + rlen
+    return out
+
+
 def _expected(path: Path, full_in: dict, cut: int) -> list[tuple[str, int]]:
-    """(topic, log time) of the messages in chunks that end before ``cut``, in order."""
+    """(topic, log time) of the messages whose records end before ``cut``, in order: the
+    chunks that end before it, and the complete records at the start of a cut chunk."""
     times = set()
-    chunks = [r for r in mcap_records(path) if r[1] == CHUNK]
-    for (offset, _, length), msgs in zip(chunks, mcap_chunk_messages(path)):
-        if offset + 9 + length <= cut:
-            times |= {t for _, t in msgs}
+    for chunk in (r for r in mcap_records(path) if r[1] == CHUNK):
+        if chunk[0] + 9 + 40 <= cut:  # its header is whole
+            times |= {t for t, end in _message_ends(path, chunk) if end <= cut}
     return [(topic, t) for topic, t in full_in["__order__"] if t in times]
 
 
@@ -135,8 +155,15 @@ def test_reader_recovers_exactly_the_complete_chunks(full, tmp_path, metadata):
                                               f"section): recovered {len(want)} complete "
                                               "messages of 4 topics up to log time "
                                               f"{want[-1][1] * 1e-9:.9f} s"), reader.note
-                cut_chunk = name in ("chunk_header", "mid_chunk")
-                assert ("the last incomplete chunk was dropped" in reader.note) == cut_chunk
+                cut_chunk = name in ("inside_first_chunk", "chunk_header", "mid_chunk")
+                assert ("was cut:" in reader.note or "incomplete record" in reader.note) \
+                    == cut_chunk, reader.note
+                if name in ("inside_first_chunk", "mid_chunk"):  # the cut chunk's head
+                    chunk = max(r for r in mcap_records(src_file)
+                                if r[1] == CHUNK and r[0] < cut)
+                    kept = sum(end <= cut for _, end in _message_ends(src_file, chunk))
+                    assert kept and f"{kept} complete message(s) at its start recovered" \
+                        in reader.note, reader.note
             finally:
                 reader.close()
 
@@ -281,10 +308,13 @@ def test_split_bag_without_metadata(full, tmp_path):
         shutil.copy(mcap_file(written), bag / f"{name}.mcap")
     second = bag / "rec_10.mcap"
     (chunk,) = [r for r in mcap_records(second) if r[1] == CHUNK][-1:]
-    truncate(second, chunk[0] + chunk[2] // 2)
+    cut = chunk[0] + chunk[2] // 2
     kept = {t for msgs_ in mcap_chunk_messages(bag / "rec_9.mcap") for _, t in msgs_}
     for msgs_ in mcap_chunk_messages(second)[:-1]:
         kept |= {t for _, t in msgs_}
+    # and the complete messages at the start of the cut chunk
+    kept |= {t for t, end in _message_ends(second, chunk) if end <= cut}
+    truncate(second, cut)
     reader = open_input(bag, _default_typestore())
     try:
         assert reader.note.startswith(f"{second} is truncated (no summary section): "

@@ -11,15 +11,23 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from depth_pro_ros.bag.errors import BagInputError
+from depth_pro_ros.bag.errors import BagInputError, BagSetupError
 from depth_pro_ros.bag.fleet.records import JsonValue, dumps_strict, strict_json
 from depth_pro_ros.bag.options import BagOptions, engine_config
+from depth_pro_ros.bag.paths import bag_problem, path_problem
 from depth_pro_ros.bag.process import RUN_RECORD
+from depth_pro_ros.bag.writer import OUTPUT_MARK, resolved_path
 
 __all__ = ["FleetSettings", "checkpoint_sha256", "complete_output", "find_bags",
-           "output_name", "plan_outputs", "remove_partials", "run_record"]
+           "made_by_us", "output_name", "output_source", "plan_outputs", "read_record",
+           "remove_partials", "run_record"]
 
 _BAG_SUFFIXES = (".bag", ".mcap", ".db3")
+#: Most of a run record (or metadata.yaml) read: records are a few kB.
+_RECORD_BYTES = 1 << 20
+#: Types of the record fields ``--resume`` uses.
+_RECORD_FIELDS = {"input": str, "frames_in": int, "frames_out": int, "skipped": dict,
+                  "checkpoint_sha256": str, "options": dict}
 
 
 @dataclass
@@ -35,36 +43,66 @@ class FleetSettings:
     progress: bool | None = None  # overall bar; None: only on a terminal
 
 
-def find_bags(inputs: list[Path], exclude: Path | None = None) -> list[Path]:
+def find_bags(inputs: list[Path], exclude: Path | None = None,
+              problems: list[tuple[Path, str]] | None = None,
+              notes: list[str] | None = None) -> list[Path]:
     """The bags among ``inputs``: bag files and ROS 2 bag folders as given, and those found
     below other folders (ROS 1 ``.bag`` files, folders with a ``metadata.yaml``, bare
     ``.mcap`` / ``.db3`` files elsewhere). Hidden entries and ``exclude`` are not searched.
+
+    Everything is looked at with ``stat`` only (:mod:`depth_pro_ros.bag.paths`): an input
+    that is not a regular file or folder (FIFO, device, symlink loop, dangling link) is
+    refused. With ``problems`` each refused input is added there as (path, one line) and
+    the others are returned; without, the first one raises :class:`BagInputError`.
+    Outputs of this tool found among the inputs (:func:`made_by_us`) are never inputs:
+    they are left out with a line in ``notes``.
     """
     found: dict[Path, Path] = {}
-    skip = exclude.resolve() if exclude is not None else None
+    skip = resolved_path(exclude) if exclude is not None else None
+
+    def refuse(path: Path, line: str) -> None:
+        if problems is None:
+            raise BagInputError(line)
+        problems.append((path, line))
+
+    def add(bag: Path) -> None:
+        problem = bag_problem(bag)
+        if problem is not None:
+            refuse(bag, f"not a bag: {problem}")
+        elif (why := made_by_us(bag)) is not None:
+            if notes is not None:
+                notes.append(f"left out {bag}: it is an output of depth-pro-ros ({why})")
+        else:
+            found.setdefault(resolved_path(bag), bag)
+
     for item in inputs:
         path = Path(item)
-        if not path.exists():
-            raise BagInputError(f"input not found: {path}")
-        if path.is_file() or (path / "metadata.yaml").is_file():
-            found.setdefault(path.resolve(), path)
+        problem = path_problem(path)
+        if problem == "does not exist":
+            refuse(path, f"input not found: {path}")
+            continue
+        if problem is not None:
+            refuse(path, f"not a bag: {path} {problem}")
+            continue
+        if path.is_file() or os.path.lexists(path / "metadata.yaml"):
+            add(path)
             continue
         below = []
-        for root, dirs, files in os.walk(path):
+        for root, dirs, files in os.walk(path):  # never follows links: no loops
             here = Path(root)
-            if (here / "metadata.yaml").is_file():
+            if os.path.lexists(here / "metadata.yaml"):
                 below.append(here)
                 dirs[:] = []
                 continue
             dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                             and (skip is None or (here / d).resolve() != skip))
+                             and (skip is None or resolved_path(here / d) != skip))
             below += [here / f for f in sorted(files)
                       if f.endswith(_BAG_SUFFIXES) and not f.startswith(".")]
         if not below:
-            raise BagInputError(f"no bags in {path} (looked for ROS 1 .bag files, ROS 2 bag "
-                                "folders with a metadata.yaml, and .mcap / .db3 files)")
+            refuse(path, f"no bags in {path} (looked for ROS 1 .bag files, ROS 2 bag "
+                         "folders with a metadata.yaml, and .mcap / .db3 files)")
         for bag in below:
-            found.setdefault(bag.resolve(), bag)
+            add(bag)
     return list(found.values())
 
 
@@ -89,6 +127,9 @@ def plan_outputs(bags: list[Path], outdir: Path) -> list[tuple[Path, Path]]:
 
 def checkpoint_sha256(path: Path) -> str:
     """sha256 of a checkpoint file, or of a folder's files (relative names and contents)."""
+    problem = path_problem(path)  # a FIFO would block the read below
+    if problem is not None:
+        raise BagSetupError(f"checkpoint {path} {problem}")
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
@@ -118,16 +159,81 @@ def run_record(opts: BagOptions, sha256: str) -> dict[str, JsonValue]:
             "checkpoint_sha256": sha256}
 
 
-def complete_output(output: Path, record: dict[str, JsonValue],
-                    bag: Path) -> dict[str, JsonValue] | None:
-    """The saved record when ``output`` is complete and made from ``bag`` with ``record``."""
+def read_record(output: Path) -> tuple[dict[str, JsonValue] | None, str | None]:
+    """``output``'s ``RUN_RECORD``: (record, None); (None, None) when there is none;
+    (None, why) when it cannot be used (not a regular file, not JSON, not an object, a
+    field of the wrong type)."""
+    path = output / RUN_RECORD
+    if not os.path.lexists(path):
+        return None, None
+    problem = path_problem(path, "file")
+    if problem is not None:
+        return None, f"{path} {problem}"
     try:
-        saved = json.loads((output / RUN_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+        with open(path, "rb") as f:  # regular: cannot block
+            saved = json.loads(f.read(_RECORD_BYTES + 1)[:_RECORD_BYTES].decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        return None, f"{path} is unreadable ({exc})"
+    if not isinstance(saved, dict):
+        return None, f"{path} is not a JSON object"
+    for key, kind in _RECORD_FIELDS.items():
+        if key in saved and not isinstance(saved[key], kind):
+            return None, f"{path}: {key} is not {kind.__name__}"
+    if any(not isinstance(n, int) for n in saved.get("skipped", {}).values()):
+        return None, f"{path}: skipped holds a count that is not a whole number"
+    return saved, None
+
+
+def complete_output(output: Path, record: dict[str, JsonValue],
+                    bag: Path) -> tuple[dict[str, JsonValue] | None, str | None]:
+    """(the saved record, None) when ``output`` is complete and made from ``bag`` with
+    ``record``; (None, why) when its record is unusable; (None, None) otherwise."""
+    saved, problem = read_record(output)
+    if saved is None:
+        return None, problem
     # strict_json: a record written before records were strict JSON held Infinity.
     same = all(strict_json(saved.get(k)) == v for k, v in record.items() if k != "tool")
-    return saved if same and saved.get("input") == str(bag.resolve()) else None
+    return (saved if same and saved.get("input") == str(resolved_path(bag)) else None), None
+
+
+def made_by_us(bag: Path) -> str | None:
+    """Why ``bag`` is an output of this tool (its ``RUN_RECORD``, or ``OUTPUT_MARK`` in
+    its ``metadata.yaml``), or None. Only regular files are read."""
+    if not bag.is_dir():
+        return None
+    if path_problem(bag / RUN_RECORD, "file") is None:
+        return f"it holds {RUN_RECORD}"
+    return "its metadata.yaml names its input" if _metadata_input(bag) is not None \
+        else None
+
+
+def output_source(output: Path) -> str | None:
+    """The input ``output`` was made from, as this tool recorded it (None: not ours)."""
+    saved, _ = read_record(output)
+    if saved is not None and isinstance(saved.get("input"), str):
+        return saved["input"]
+    return _metadata_input(output)
+
+
+def _metadata_input(bag: Path) -> str | None:
+    meta = bag / "metadata.yaml"
+    if path_problem(meta, "file") is not None:
+        return None
+    try:
+        with open(meta, "rb") as f:
+            text = f.read(_RECORD_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return None
+    if OUTPUT_MARK not in text:  # cheap test first: most bags are not ours
+        return None
+    from ruamel.yaml import YAML
+
+    try:
+        custom = YAML(typ="safe").load(text)["rosbag2_bagfile_information"]["custom_data"]
+        value = custom[OUTPUT_MARK]
+    except Exception:  # noqa: BLE001 -- any malformed metadata: not recognisably ours
+        return None
+    return value if isinstance(value, str) else None
 
 
 def remove_partials(output: Path) -> None:

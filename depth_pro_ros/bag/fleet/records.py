@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from depth_pro_ros.bag.paths import path_problem
 from depth_pro_ros.bag.process import RUN_RECORD
 
 __all__ = ["SUMMARY", "SUMMARY_FORMAT", "BagOutcome", "JsonValue", "dumps_strict",
@@ -73,15 +74,19 @@ def dumps_strict(value: object) -> str:
 def _read_summary(path: Path, say: Callable[[str], None]) -> dict[str, JsonValue]:
     """An earlier run's summary (either format; Python reads its Infinity), or an empty
     one. An unreadable file is moved aside to ``summary.json.unreadable``, not lost."""
+    if not os.path.lexists(path):
+        return {"runs": [], "bags": []}
+    kind = path_problem(path, "file")
+    if kind is not None:  # a FIFO would block the read: never open it
+        raise OSError(f"{path} {kind}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"runs": [], "bags": []}
     except (OSError, ValueError) as exc:
         data, problem = None, str(exc)
     else:
         problem = "not a summary"
-    if not isinstance(data, dict) or not isinstance(data.get("bags"), list):
+    if not isinstance(data, dict) or not isinstance(data.get("bags"), list) \
+            or not isinstance(data.get("runs", []), list):
         aside = path.with_name(f"{path.name}.unreadable")
         say(f"depth-pro-ros: warning: {path} is unreadable ({problem}); moved to {aside}, "
             "a new summary is started")
@@ -109,7 +114,7 @@ def merge_bag_records(old: list[dict[str, JsonValue]], new: list[dict[str, JsonV
         earlier = by_name.get(name)
         if rec["status"] != "ok" and earlier is not None:
             success = earlier if earlier.get("status") == "ok" else earlier.get("last_success")
-            if success:
+            if isinstance(success, dict):
                 rec["last_success"] = {k: v for k, v in success.items()
                                        if k not in ("last_success", "output_complete")}
         by_name[name] = rec
@@ -124,7 +129,11 @@ def write_summary(outdir: Path, run: dict[str, JsonValue], outcomes: list[BagOut
     atomically; concurrent runs on one OUTDIR take turns through a lock file)."""
     outdir.mkdir(parents=True, exist_ok=True)
     path = outdir / SUMMARY
-    with open(outdir / f".{SUMMARY}.lock", "a+") as lock:
+    lock_path = outdir / f".{SUMMARY}.lock"
+    kind = path_problem(lock_path, "file") if os.path.lexists(lock_path) else None
+    if kind is not None:
+        raise OSError(f"{lock_path} {kind}")
+    with open(lock_path, "a+") as lock:
         try:
             import fcntl
 

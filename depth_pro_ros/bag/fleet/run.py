@@ -6,18 +6,21 @@ import dataclasses
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from depth_pro_ros.bag.errors import BagError, BagSetupError
+from depth_pro_ros.bag.errors import BagError, BagInputError, BagSetupError
 from depth_pro_ros.bag.fleet.jobs import FleetProgress, Job, run_one
 from depth_pro_ros.bag.fleet.plan import (
     FleetSettings,
     checkpoint_sha256,
     complete_output,
     find_bags,
+    output_name,
+    output_source,
     plan_outputs,
     remove_partials,
     run_record,
@@ -31,6 +34,8 @@ from depth_pro_ros.bag.fleet.records import (
     write_summary,
 )
 from depth_pro_ros.bag.options import BagOptions, create_bag_engine
+from depth_pro_ros.bag.paths import path_problem
+from depth_pro_ros.bag.writer import resolved_path
 from depth_pro_ros.model.weights import MissingCheckpointError, resolve_checkpoint
 
 __all__ = ["run_fleet"]
@@ -50,11 +55,22 @@ def run_fleet(template: BagOptions, inputs: list[Path], settings: FleetSettings)
             _say("depth-pro-ros: error: --ray needs Ray: pip install 'depth_pro_ros[cluster]' "
                  "(or pip install ray)")
             return 2
-    outdir = settings.outdir.resolve() if settings.ray else settings.outdir
+    outdir = resolved_path(settings.outdir) if settings.ray else settings.outdir
+    problem = _outdir_problem(outdir)
+    if problem is not None:  # every bag and the summary would fail: say it once
+        _say(f"depth-pro-ros: error: {problem}")
+        return 2
+    refused: list[tuple[Path, str]] = []
     try:
-        bags = find_bags(inputs, exclude=settings.outdir)
+        notes: list[str] = []
+        bags = find_bags(inputs, exclude=settings.outdir, problems=refused, notes=notes)
+        for line in notes:
+            _say(f"depth-pro-ros: {line}")
+        if not bags:
+            raise BagInputError("; ".join(line for _, line in refused) if refused else
+                                "no bags among the inputs")
         if settings.ray:
-            bags = [b.resolve() for b in bags]
+            bags = [resolved_path(b) for b in bags]
         pairs = plan_outputs(bags, outdir)
         try:
             checkpoint = resolve_checkpoint(template.checkpoint)
@@ -67,7 +83,9 @@ def run_fleet(template: BagOptions, inputs: list[Path], settings: FleetSettings)
         _say(f"depth-pro-ros: error: {exc}")
         return 2
     started = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-    fleet = FleetProgress(template, settings.progress, len(pairs))
+    fleet = FleetProgress(template, settings.progress, len(pairs) + len(refused))
+    for path, line in refused:  # one line each; the good bags go on
+        fleet.finished(BagOutcome(path, outdir / output_name(path), "failed", line))
     todo = _resume(fleet, pairs, record, settings.resume)
     code = 0
     try:
@@ -93,7 +111,7 @@ def run_fleet(template: BagOptions, inputs: list[Path], settings: FleetSettings)
            "statuses": dict(sorted(Counter(o.status for o in fleet.outcomes).items()))}
     try:
         write_summary(outdir, run, fleet.outcomes, _say)
-    except OSError as exc:
+    except Exception as exc:  # noqa: BLE001 -- the run is done: say it, never a traceback
         _say(f"depth-pro-ros: error: cannot write {outdir / SUMMARY}: {exc}")
         code = code or 1
     print(format_table(fleet.outcomes))
@@ -104,22 +122,62 @@ def run_fleet(template: BagOptions, inputs: list[Path], settings: FleetSettings)
     return code
 
 
+def _outdir_problem(outdir: Path) -> str | None:
+    """Why OUTDIR cannot receive the outputs and the summary (created if missing): not a
+    folder, under a file, read-only, full ... (None: a writable folder)."""
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"OUTDIR {outdir} is not a folder"
+    except OSError as exc:
+        return f"cannot create OUTDIR {outdir}: {exc.strerror or exc}"
+    problem = path_problem(outdir, "dir")
+    if problem is not None:
+        return f"OUTDIR {outdir} {problem}"
+    try:  # a real write: os.access says yes to root on a read-only mount
+        fd, probe = tempfile.mkstemp(prefix=".depth_pro_ros.probe-", dir=outdir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write in OUTDIR {outdir}: {exc.strerror or exc}"
+    return None
+
+
 def _resume(fleet: FleetProgress, pairs: list[tuple[Path, Path]],
             record: dict[str, JsonValue], resume: bool) -> list[Job]:
     """The bags to run; with ``resume`` the complete outputs made with ``record`` are
-    skipped (and said) and the others are redone, replacing what is there."""
+    skipped (and said) and this tool's other outputs of the same input are redone.
+
+    An output that is an input of this run is never written; with ``resume`` an existing
+    bag that is not this tool's output of the same input is replaced only with
+    ``--overwrite`` (without ``resume`` ``process_bag`` refuses any existing output)."""
     todo: list[Job] = []
+    inputs = {resolved_path(bag) for bag, _ in pairs}
     for bag, output in pairs:
         overwrite = fleet.template.overwrite
+        if resolved_path(output) in inputs:
+            fleet.finished(BagOutcome(bag, output, "failed", f"output {output} is an input "
+                                      "of this run; it is not written over (choose another "
+                                      "OUTDIR)"))
+            continue
         if resume:
-            saved = complete_output(output, record, bag)
+            saved, problem = complete_output(output, record, bag)
+            if problem is not None:
+                fleet.say(f"  {bag.name}: {problem}; the bag is processed again")
             if saved is not None:
                 fleet.finished(BagOutcome(bag, output, "skipped", "complete output exists "
                                           "(--resume)", saved.get("frames_in", 0),
                                           saved.get("frames_out", 0), saved.get("skipped", {})))
                 continue
             remove_partials(output)
-            overwrite = True  # made with other options, or incomplete: redo
+            source = output_source(output) if os.path.lexists(output) else None
+            if os.path.lexists(output) and source != str(resolved_path(bag)) \
+                    and not overwrite and problem is None:
+                whose = f"made from {source}" if source else "not made by depth-pro-ros"
+                fleet.finished(BagOutcome(bag, output, "failed", f"output {output} exists "
+                                          f"and is {whose}; pass --overwrite to replace it"))
+                continue
+            overwrite = True  # ours, made with other options, or incomplete: redo
         todo.append((bag, output, overwrite))
     return todo
 
