@@ -87,7 +87,7 @@ class FrameOutput:
     depth: torch.Tensor | None = None  # metric depth on the host (pinned on CUDA)
     points: torch.Tensor | None = None  # host int32 words, see pointcloud.pack_words
     points_shape: tuple[int, int] | None = None  # (height, width) of the organized cloud
-    anchor: AnchorOutcome | None = None  # what the frame's anchor_filter applied
+    anchor: AnchorOutcome | None = None  # what the frame's anchor step applied
     relative: torch.Tensor | None = None  # unanchored relative inverse depth, on the host
 
 

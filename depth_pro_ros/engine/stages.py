@@ -22,7 +22,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from depth_pro_ros.engine.anchor import apply_anchor
+from depth_pro_ros.engine.anchor import anchor_step, apply_anchor
 from depth_pro_ros.engine.backends import Backend
 from depth_pro_ros.engine.batch import Batch, frame_outputs
 from depth_pro_ros.engine.cuda_buffers import (
@@ -144,9 +144,8 @@ class Stages:
                 # inverse depth, which is what a scale_shift anchor fit recovers.
                 depth = torch.where(value > 0, 1.0 / value, torch.nan) if relative else value
                 anchored = False
-                if frame.anchor_filter is not None:
-                    out.anchor = frame.anchor_filter(depth, out.intrinsics,
-                                                     relative=relative)
+                if frame.anchor is not None:
+                    out.anchor = anchor_step(frame.anchor, depth, out.intrinsics, relative)
                     if out.anchor.scale is not None:
                         depth = apply_anchor(depth, out.anchor.scale, out.anchor.shift)
                         anchored = True

@@ -6,17 +6,14 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from depth_pro_ros.engine.anchor.fit import AnchorFit
+from depth_pro_ros.engine.anchor.step import AnchorInput, AnchorOutcome
 from depth_pro_ros.engine.backends import BACKEND_FACTORIES
 from depth_pro_ros.engine.focal import FocalSource, Intrinsics
 from depth_pro_ros.model import CHANNEL_ORDERS
-
-if TYPE_CHECKING:
-    import torch
 
 POLICIES = ("latest", "all")
 
@@ -75,34 +72,6 @@ class EngineConfig:
 
 
 @dataclass
-class AnchorOutcome:
-    """What metric anchoring did to one frame (see :mod:`depth_pro_ros.stream.anchor`).
-
-    ``scale`` / ``shift`` were applied to the depth (anchored inverse depth = inverse /
-    scale + shift); ``scale`` None means the depth was left unanchored (no fit yet, or
-    anchors older than the timeout). ``fit`` is this frame's own fit (None when no
-    anchor paired with the frame), ``age_s`` the age of the last accepted fit,
-    ``problem`` why this frame's anchor was not used.
-    """
-
-    scale: float | None = None
-    shift: float = 0.0
-    fit: AnchorFit | None = None
-    age_s: float | None = None
-    problem: str | None = None
-
-
-class AnchorFilter(Protocol):
-    """The anchoring step of a frame: given its depth (a device tensor at the output
-    size), the intrinsics of that depth and whether the depth is a relative model's (then
-    only a ``scale_shift`` fit is valid: no fallback to ``scale``), what to apply (called
-    on the engine's worker)."""
-
-    def __call__(self, depth: torch.Tensor, intrinsics: Intrinsics | None, *,
-                 relative: bool = False) -> AnchorOutcome: ...
-
-
-@dataclass
 class Frame:
     """One image to process.
 
@@ -116,8 +85,10 @@ class Frame:
     or ``FIXED``); the result reports it. ``meta`` is passed through. ``source`` names
     the camera the frame comes from: with policy ``latest`` a new frame replaces only the
     waiting frame of its own source, and sources take turns (see :class:`DepthEngine`).
-    ``anchor_filter`` locks the frame's depth scale to a metric sensor (see
-    :data:`AnchorFilter`); points are computed from the anchored depth. ``prompt`` is the
+    ``anchor`` is the frame's paired metric anchor, the fit settings and the camera's
+    tracker as plain values (see :mod:`depth_pro_ros.engine.anchor.step`): the engine
+    fits it and locks the depth's scale; points are computed from the anchored depth.
+    ``prompt`` is the
     metric prompt depth of a Prompt Depth Anything model: (h, w) float32 metres at any
     resolution, no holes (see ``stream.anchor.dense_prompt``).
     """
@@ -130,7 +101,7 @@ class Frame:
     focal_filter: Callable[[float, int, int], Intrinsics | None] | None = None
     focal_source: FocalSource = FocalSource.CAMERA_INFO
     source: Hashable = None
-    anchor_filter: AnchorFilter | None = None
+    anchor: AnchorInput | None = None
     prompt: np.ndarray | None = None
 
     def validate(self) -> None:

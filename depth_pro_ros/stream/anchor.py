@@ -1,16 +1,18 @@
-"""One camera's anchor messages -> the anchoring step of its frames in the engine.
+"""One camera's anchor messages -> the plain anchor values of its frames for the engine.
 
 An anchor is a sparse but exact metric measurement of the scene: a depth image
 registered to the camera (``sensor_msgs/Image`` 32FC1 metres or 16UC1 millimetres, any
-resolution) or a point cloud (``sensor_msgs/PointCloud2`` with float32 x, y, z) in the
-camera's optical frame, or in another frame with a static ``transform``. Anchors are
-paired with images by stamp like CameraInfo. :meth:`AnchorStream.filter_for` returns the
-frame's :data:`~depth_pro_ros.engine.types.AnchorFilter`: on the engine's worker it
-brings the anchor to the depth's size (nearest pixel for images, never interpolated
-across holes; projection with the depth's intrinsics for clouds), fits it
-(:func:`~depth_pro_ros.engine.anchor.fit_anchor`, on the engine's device) and returns
-what to apply: the camera's EMA of the accepted fits while they are fresher than the
-timeout, else nothing (unanchored depth). Nothing here imports ROS.
+resolution) or a point cloud (``sensor_msgs/PointCloud2`` with x, y, z) in the camera's
+optical frame, or in another frame with a static ``transform``. Anchors are paired with
+images by stamp like CameraInfo. :meth:`AnchorStream.input_for` returns the frame's
+:class:`~depth_pro_ros.engine.anchor.AnchorInput`: the paired anchor (or why it cannot
+be used), the fit settings and the camera's
+:class:`~depth_pro_ros.engine.anchor.AnchorTracker`; the engine's worker brings it to
+the depth's size, fits it and feeds the tracker
+(:func:`~depth_pro_ros.engine.anchor.anchor_step`), and the tracker's EMA of the accepted
+fits is applied while fresher than the timeout, else nothing (unanchored depth). The
+stream reports what the tracker saw (:meth:`~AnchorStream.state`, the pop methods).
+Nothing here imports ROS.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ import cv2
 import numpy as np
 import torch
 
-from depth_pro_ros.engine.anchor import AnchorSettings
+from depth_pro_ros.engine.anchor import (
+    AnchorInput,
+    AnchorSettings,
+    project_points,
+    transformed,
+)
 from depth_pro_ros.engine.focal import Intrinsics
-from depth_pro_ros.engine.types import AnchorFilter, AnchorOutcome
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS, byte_buffer, check_layout
 from depth_pro_ros.io.messages import (
     DEPTH_ENCODINGS,
@@ -37,15 +43,13 @@ from depth_pro_ros.io.pointcloud_msg import pointcloud2_xyz
 from depth_pro_ros.stream.pairing import SYNC_MODES, StampedHistory
 
 __all__ = ["ANCHOR_SOURCES", "PROMPT_CLOUD_SIDE", "AnchorOptions", "AnchorStream",
-           "dense_prompt", "project_points", "resize_nearest"]
+           "cloud_xyz", "dense_prompt", "depth_anchor"]
 
 #: Where anchors come from: nowhere, a registered depth image, or a point cloud.
 ANCHOR_SOURCES = ("none", "depth", "points")
 #: Longer side of the grid a point-cloud prompt is projected on (Prompt Depth Anything
 #: was trained with 192x256 LiDAR depth).
 PROMPT_CLOUD_SIDE = 256
-# Problems kept for pop_problems() when nobody collects them.
-_MAX_PROBLEMS = 100
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,10 @@ class _Anchor:
 
 
 class AnchorStream:
-    """Pairs one camera's anchor messages with its images and tracks its fitted scale.
+    """Pairs one camera's anchor messages with its images; holds its fit tracker.
 
-    Thread-safe: messages come in on the caller's thread, the filters run on the
-    engine's worker in frame order.
+    Thread-safe: messages come in on the caller's thread, the tracker is fed on the
+    engine's worker in frame order (it has its own lock).
     """
 
     def __init__(self, options: AnchorOptions, history: int | None = 16,
@@ -113,7 +117,6 @@ class AnchorStream:
         self.max_pixels = max_pixels
         self._tracker = options.settings.tracker()
         self._anchors: StampedHistory[_Anchor] = StampedHistory(history)
-        self._problems: list[str] = []
         self._unreadable = 0
 
     @property
@@ -151,37 +154,39 @@ class AnchorStream:
             self._anchors.add(stamp_ns, float(received), anchor)
 
     def pop_problems(self) -> list[str]:
-        """Why anchors could not be used since the last call (log them throttled); only
-        the last 100 are kept."""
+        """Why anchors could not be used (or fell back) since the last call (log them
+        throttled); only the last 100 are kept."""
         with self._lock:
-            out, self._problems = self._problems, []
-            return out
+            tracker = self._tracker
+        return tracker.pop_problems()
 
     def pop_messages(self) -> list[str]:
         """Switches between anchored and unanchored depth since the last call (log each
         once)."""
         with self._lock:
-            out = []
-            while (message := self._tracker.pop_switch_message()) is not None:
-                out.append(message)
-            return out
+            tracker = self._tracker
+        out = []
+        while (message := tracker.pop_switch_message()) is not None:
+            out.append(message)
+        return out
 
-    def filter_for(self, frame_id: str, stamp_ns: int, received: float) -> AnchorFilter:
-        """The anchoring step of the image stamped ``stamp_ns``, in frame ``frame_id``,
-        taken in at ``received`` (the clock of the anchors' ``received``)."""
+    def input_for(self, frame_id: str, stamp_ns: int, received: float) -> AnchorInput:
+        """The anchor values of the image stamped ``stamp_ns``, in frame ``frame_id``,
+        taken in at ``received`` (the clock of the anchors' ``received``), for the
+        engine's :func:`~depth_pro_ros.engine.anchor.anchor_step`."""
         anchor, problem = self._pair(frame_id, stamp_ns, received)
-
-        def step(depth: torch.Tensor, intrinsics: Intrinsics | None, *,
-                 relative: bool = False) -> AnchorOutcome:
-            return self._apply(anchor, problem, depth, intrinsics, received, relative)
-
-        return step
+        with self._lock:
+            opts, tracker = self._options, self._tracker
+        if anchor is None:
+            return AnchorInput(opts.settings, tracker, received, problem=problem)
+        return AnchorInput(opts.settings, tracker, received, depth=anchor.depth,
+                           points=anchor.points, transform=opts.transform)
 
     def prompt_for(self, frame_id: str, stamp_ns: int, received: float,
                    intrinsics: Intrinsics | None,
                    image_size: tuple[int, int]) -> np.ndarray:
         """The prompt depth of a Prompt Depth Anything frame: the anchor paired with the
-        image (as :meth:`filter_for` pairs it) as a dense (h, w) float32 depth in metres.
+        image (as :meth:`input_for` pairs it) as a dense (h, w) float32 depth in metres.
 
         A depth anchor keeps its own resolution; a cloud is projected with the image's
         ``intrinsics`` onto a grid of the image's aspect (longer side at most
@@ -207,7 +212,7 @@ class AnchorStream:
                 gh, gw = max(1, round(h * scale)), max(1, round(w * scale))
                 points = torch.from_numpy(anchor.points)
                 if opts.transform is not None:
-                    points = _transformed(points, opts.transform)
+                    points = transformed(points, opts.transform)
                 depth = project_points(points, intrinsics.scaled_to(gw, gh), (gh, gw)).numpy()
             if problem is None:
                 try:
@@ -245,40 +250,15 @@ class AnchorStream:
     def state(self, now: float) -> dict[str, Any]:
         """The camera's anchoring for /diagnostics and summaries."""
         with self._lock:
-            tracker, opts = self._tracker, self._options
-            anchored = tracker.current(now) is not None
-            value, fit = tracker.value, tracker.last_fit
-            return {"source": opts.source, "fit": opts.settings.fit, "anchored": anchored,
-                    "scale": None if value is None else value[0],
-                    "shift": None if value is None else value[1],
-                    "last_fit": fit, "age_s": tracker.age(now),
-                    "fits_ok": tracker.fits_ok, "fits_rejected": tracker.fits_rejected,
-                    "unreadable": self._unreadable}
-
-    # ---------------------------------------------------------------- worker side
-    def _apply(self, anchor: _Anchor | None, problem: str | None, depth: torch.Tensor,
-               intrinsics: Intrinsics | None, now: float, relative: bool) -> AnchorOutcome:
-        fit = None
-        try:
-            if anchor is not None:
-                target = _anchor_image(anchor, self._options.transform, intrinsics,
-                                       depth.shape, depth.device)
-                fit = self._options.settings.fit_anchor(depth, target, relative)
-                if not fit.ok:
-                    problem = f"anchor fit rejected: {fit.reason}"
-                elif fit.fallback is not None:
-                    # Used, but not the fit asked for: say why, like a rejection.
-                    problem = f"anchor fit fell back to scale: {fit.fallback}"
-        except Exception as exc:  # noqa: BLE001 -- a bad anchor must not fail the frame
-            problem, fit = f"anchor unusable: {type(exc).__name__}: {exc}", None
-        with self._lock:
-            tracker = self._tracker
-            applied = tracker.observe(fit, now) if fit is not None else tracker.current(now)
-            if problem is not None:
-                self._problems = (self._problems + [problem])[-_MAX_PROBLEMS:]
-            age = tracker.age(now)
-        scale, shift = applied if applied is not None else (None, 0.0)
-        return AnchorOutcome(scale=scale, shift=shift, fit=fit, age_s=age, problem=problem)
+            tracker, opts, unreadable = self._tracker, self._options, self._unreadable
+        seen = tracker.snapshot(now)
+        value = seen["value"]
+        return {"source": opts.source, "fit": opts.settings.fit, "anchored": seen["anchored"],
+                "scale": None if value is None else value[0],
+                "shift": None if value is None else value[1],
+                "last_fit": seen["last_fit"], "age_s": seen["age_s"],
+                "fits_ok": seen["fits_ok"], "fits_rejected": seen["fits_rejected"],
+                "unreadable": unreadable}
 
 
 def dense_prompt(depth: np.ndarray, min_points: int = 1, min_depth: float = 0.0,
@@ -335,63 +315,3 @@ def depth_anchor(msg: Any, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) ->
                      int(msg.step), byte_buffer(msg.data).size,
                      4 if encoding == "32FC1" else 2, max_pixels)
     return depth_image_to_array(msg)
-
-
-def resize_nearest(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``depth`` (h, w) at ``size`` by nearest pixel centre: a hole stays a hole and no
-    value is made up between two measurements."""
-    h, w = depth.shape
-    oh, ow = size
-    if (h, w) == (oh, ow):
-        return depth
-    rows = ((torch.arange(oh, device=depth.device) + 0.5) * h / oh).long().clamp_(max=h - 1)
-    cols = ((torch.arange(ow, device=depth.device) + 0.5) * w / ow).long().clamp_(max=w - 1)
-    return depth[rows][:, cols]
-
-
-def project_points(points: torch.Tensor, intrinsics: Intrinsics,
-                   size: tuple[int, int]) -> torch.Tensor:
-    """Points (N, 3) in the camera's optical frame -> a sparse (h, w) depth image: each
-    point lands on its nearest pixel; where several do, the nearest point wins; NaN
-    elsewhere."""
-    h, w = size
-    x, y, z = points.unbind(1)
-    ok = torch.isfinite(points).all(1) & (z > 0)
-    x, y, z = x[ok], y[ok], z[ok]
-    u = torch.round(intrinsics.fx * x / z + intrinsics.cx)
-    v = torch.round(intrinsics.fy * y / z + intrinsics.cy)
-    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    index = (v[inside] * w + u[inside]).long()
-    image = torch.full((h * w,), math.inf, dtype=torch.float32, device=points.device)
-    image.scatter_reduce_(0, index, z[inside].float(), reduce="amin")
-    image[torch.isinf(image)] = math.nan
-    return image.view(h, w)
-
-
-def _anchor_image(anchor: _Anchor, transform: tuple[float, ...] | None,
-                  intrinsics: Intrinsics | None, size: tuple[int, int],
-                  device: torch.device) -> torch.Tensor:
-    """The anchor as a depth image of ``size`` on ``device``."""
-    if anchor.depth is not None:
-        return resize_nearest(torch.from_numpy(anchor.depth).to(device), tuple(size))
-    if intrinsics is None:
-        raise ValueError("a point-cloud anchor needs the camera's focal (CameraInfo or "
-                         "fixed_focal_px) to project the cloud")
-    points = torch.from_numpy(anchor.points).to(device)
-    if transform is not None:
-        points = _transformed(points, transform)
-    return project_points(points, intrinsics, tuple(size))
-
-
-def _transformed(points: torch.Tensor, transform: tuple[float, ...]) -> torch.Tensor:
-    """``R(q) p + t`` for ``transform`` = (x, y, z, qx, qy, qz, qw)."""
-    tx, ty, tz, qx, qy, qz, qw = transform
-    n = math.sqrt(qx * qx + qy * qy + qz * qz + qw * qw)
-    qx, qy, qz, qw = qx / n, qy / n, qz / n, qw / n
-    rotation = torch.tensor([
-        [1 - 2 * (qy * qy + qz * qz), 2 * (qx * qy - qz * qw), 2 * (qx * qz + qy * qw)],
-        [2 * (qx * qy + qz * qw), 1 - 2 * (qx * qx + qz * qz), 2 * (qy * qz - qx * qw)],
-        [2 * (qx * qz - qy * qw), 2 * (qy * qz + qx * qw), 1 - 2 * (qx * qx + qy * qy)],
-    ], dtype=points.dtype, device=points.device)
-    return points @ rotation.T + torch.tensor([tx, ty, tz], dtype=points.dtype,
-                                              device=points.device)

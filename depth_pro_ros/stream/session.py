@@ -4,7 +4,8 @@
 (decoding, CameraInfo pairing, the focal EMA) and, when anchoring, its
 :class:`AnchorStream` (anchor pairing, the anchor EMA) -- and makes the choices the node
 and the bag tool share: a Prompt Depth Anything frame takes its prompt from the paired
-anchor, any other anchored frame gets the anchoring step, and an unanchored relative
+anchor, any other anchored frame gets its anchor values (the paired anchor, the fit
+settings, the camera's tracker: the engine fits and applies them), and an unanchored relative
 depth is refused unless ``depth/relative`` is allowed. The front ends attach messages
 (:meth:`add_image`, :meth:`add_camera_info`, :meth:`add_anchor`), submit the frames
 they get back, and turn each result into messages with :meth:`outputs`. The frame's
@@ -120,7 +121,7 @@ class CameraSession:
             except ValueError as exc:
                 raise FrameSkipped(str(exc), "no_prompt") from None
         elif self.anchor is not None:
-            frame.anchor_filter = self.anchor.filter_for(frame_id, ctx.stamp_ns, ctx.received)
+            frame.anchor = self.anchor.input_for(frame_id, ctx.stamp_ns, ctx.received)
         return frame
 
     # ---------------------------------------------------------------- output

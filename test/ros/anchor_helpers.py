@@ -4,6 +4,7 @@ from the reference depth, and the checks of the outputs."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 from harness.ros_messages import image_message
@@ -11,6 +12,7 @@ from message_factories import rclpy_message, smooth_rgb
 from message_factories import sparse_anchor as make_sparse_anchor
 from sensor_msgs.msg import PointCloud2, PointField
 
+from depth_pro_ros.io.messages import depth_image_to_array
 from depth_pro_ros.io.pointcloud_msg import pointcloud2_fields, pointcloud2_to_array
 
 FX = 50.0
@@ -40,16 +42,34 @@ def sparse_anchor(reference: np.ndarray, seed: int) -> np.ndarray:
     return make_sparse_anchor(reference, SCALE, seed)
 
 
-def exchange(probe, pub, anchor_msg, rgb) -> tuple[object, dict]:
-    """Publish the anchor (if any), then the image with the same stamp; the outputs."""
-    image = image_message(rgb, next(NEXT_SEC))
-    if anchor_msg is not None:
-        anchor_msg.header = image.header
-        pub.publish(anchor_msg)
-        pause = time.monotonic() + 0.3
-        probe.spin_until(lambda: time.monotonic() > pause, what="a pause")
-    probe.image_pub.publish(image)
-    return image, probe.outputs_for(image.header.stamp)
+def exchange(probe, pub, anchor_msg, rgb,
+             paired: Callable[[dict], bool] | None = None,
+             tries: int = 4) -> tuple[object, dict]:
+    """Publish the anchor (if any), then the image with the same stamp; the outputs.
+
+    The anchor goes out once, best effort, and a busy node may take the image before it:
+    with ``paired`` (is this output anchored?), the pair is sent again under a new stamp
+    until it holds, at most ``tries`` times; the last outputs are returned either way, so
+    a node that never anchors still fails the caller's checks.
+    """
+    for _ in range(tries):
+        image = image_message(rgb, next(NEXT_SEC))
+        if anchor_msg is not None:
+            anchor_msg.header = image.header
+            pub.publish(anchor_msg)
+            pause = time.monotonic() + 0.3
+            probe.spin_until(lambda end=pause: time.monotonic() > end, what="a pause")
+        probe.image_pub.publish(image)
+        out = probe.outputs_for(image.header.stamp)
+        if paired is None or anchor_msg is None or paired(out):
+            break
+    return image, out
+
+
+def scaled(reference: np.ndarray) -> Callable[[dict], bool]:
+    """``paired`` for :func:`exchange`: the published depth is ``SCALE * reference``."""
+    return lambda out: np.allclose(depth_image_to_array(out["depth"]), SCALE * reference,
+                                   rtol=RTOL)
 
 
 def check_consistent(out, depth: np.ndarray) -> None:

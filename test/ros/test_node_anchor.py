@@ -21,6 +21,7 @@ from anchor_helpers import (
     exchange,
     node_params,
     picture,
+    scaled,
     sparse_anchor,
 )
 from harness.node import NAMESPACE
@@ -56,7 +57,7 @@ def test_a_sparse_depth_anchor_scales_the_published_depth(depth_node, model):
     reference = infer(model, rgb, f_px=FX).depth.numpy()
     anchor = sparse_anchor(reference, seed=2)
     msg = rclpy_message(Image, depth_image_fields(anchor, "32FC1"))
-    _, out = exchange(probe, pub, msg, rgb)
+    _, out = exchange(probe, pub, msg, rgb, paired=scaled(reference))
     depth = depth_image_to_array(out["depth"])
     np.testing.assert_allclose(depth, SCALE * reference, rtol=RTOL)
     check_consistent(out, depth)

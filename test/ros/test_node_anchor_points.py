@@ -19,6 +19,7 @@ from anchor_helpers import (
     node_params,
     picture,
     points_of,
+    scaled,
     sparse_anchor,
 )
 from harness.node import NAMESPACE
@@ -70,7 +71,8 @@ def test_a_point_cloud_anchor_scales_the_published_depth(points_node, model):
     _, probe, pub = points_node
     rgb = picture(6)
     reference = infer(model, rgb, f_px=FX).depth.numpy()
-    _, out = exchange(probe, pub, cloud(points_of(sparse_anchor(reference, seed=7))), rgb)
+    _, out = exchange(probe, pub, cloud(points_of(sparse_anchor(reference, seed=7))), rgb,
+                      paired=scaled(reference))
     depth = depth_image_to_array(out["depth"])
     np.testing.assert_allclose(depth, SCALE * reference, rtol=RTOL)
     check_consistent(out, depth)

@@ -10,7 +10,12 @@ import pytest
 import torch
 from message_factories import rosbags_header, rosbags_message
 
-from depth_pro_ros.engine.anchor import AnchorSettings
+from depth_pro_ros.engine.anchor import (
+    AnchorSettings,
+    anchor_step,
+    project_points,
+    resize_nearest,
+)
 from depth_pro_ros.engine.focal import Intrinsics
 from depth_pro_ros.io.messages import depth_image_fields
 from depth_pro_ros.io.pointcloud_msg import point_fields, pointcloud2_fields
@@ -18,8 +23,6 @@ from depth_pro_ros.stream.anchor import (
     AnchorOptions,
     AnchorStream,
     dense_prompt,
-    project_points,
-    resize_nearest,
 )
 
 H, W = 48, 64
@@ -85,7 +88,7 @@ def test_depth_image_anchor_at_another_resolution(typestore):
     big = np.repeat(np.repeat(_sparse(depth.numpy(), 0.05), 2, 0), 2, 1)
     stream = AnchorStream(_options("depth"))
     stream.add(_image_msg(typestore, big, 10), received=10.0)
-    outcome = stream.filter_for("cam", 10 * S, 10.0)(depth, K)
+    outcome = anchor_step(stream.input_for("cam", 10 * S, 10.0), depth, K)
     assert outcome.problem is None and outcome.fit.ok
     assert outcome.scale == pytest.approx(SCALE, rel=1e-4) and outcome.shift == 0.0
     assert outcome.fit.points == int(np.isfinite(_sparse(depth.numpy(), 0.05)).sum())
@@ -100,7 +103,7 @@ def test_16uc1_millimetres_with_zero_as_no_measurement(typestore):
     stream = AnchorStream(_options("depth"))
     mm = np.nan_to_num(anchor * 1000.0, nan=0.0)
     stream.add(_image_msg(typestore, mm / 1000.0, 3, encoding="16UC1"), received=3.0)
-    outcome = stream.filter_for("cam", 3 * S, 3.0)(depth, K)
+    outcome = anchor_step(stream.input_for("cam", 3 * S, 3.0), depth, K)
     # Millimetre rounding: the scale within 1e-3.
     assert outcome.fit.ok and outcome.scale == pytest.approx(SCALE, rel=1e-3)
 
@@ -112,7 +115,7 @@ def test_point_cloud_anchor_projected_with_the_depths_intrinsics(typestore):
     points = _back_project(SCALE * depth.numpy(), mask, K)
     stream = AnchorStream(_options("points"))
     stream.add(_cloud_msg(typestore, points, 5), received=5.0)
-    outcome = stream.filter_for("cam", 5 * S, 5.0)(depth, K)
+    outcome = anchor_step(stream.input_for("cam", 5 * S, 5.0), depth, K)
     assert outcome.problem is None and outcome.fit.ok
     assert outcome.scale == pytest.approx(SCALE, rel=1e-4)
     assert outcome.fit.points == int(mask.sum())
@@ -128,7 +131,7 @@ def test_a_cloud_in_another_frame_is_refused_unless_transformed(typestore):
                              camera_points[:, 2] - 0.5], axis=1)
     refusing = AnchorStream(_options("points"))
     refusing.add(_cloud_msg(typestore, lidar_points, 7, frame_id="lidar"), received=7.0)
-    outcome = refusing.filter_for("cam", 7 * S, 7.0)(depth, K)
+    outcome = anchor_step(refusing.input_for("cam", 7 * S, 7.0), depth, K)
     assert outcome.scale is None and outcome.fit is None
     assert "frame 'lidar'" in outcome.problem and "anchor_transform" in outcome.problem
     assert refusing.pop_problems() == [outcome.problem] and refusing.pop_problems() == []
@@ -137,7 +140,7 @@ def test_a_cloud_in_another_frame_is_refused_unless_transformed(typestore):
     transform = (0.0, 0.0, 0.5, 0.0, 0.0, q, q)
     moved = AnchorStream(_options("points", transform=transform))
     moved.add(_cloud_msg(typestore, lidar_points, 7, frame_id="lidar"), received=7.0)
-    outcome = moved.filter_for("cam", 7 * S, 7.0)(depth, K)
+    outcome = anchor_step(moved.input_for("cam", 7 * S, 7.0), depth, K)
     assert outcome.problem is None and outcome.scale == pytest.approx(SCALE, rel=1e-4)
 
 
@@ -146,16 +149,16 @@ def test_pairing_timeout_and_switch_messages(typestore):
     stream = AnchorStream(_options("depth", sync="exact"))
     stream.add(_image_msg(typestore, _sparse(depth.numpy(), 0.05), 20), received=20.0)
     # No anchor of this stamp, none accepted yet: unanchored.
-    outcome = stream.filter_for("cam", 19 * S, 20.0)(depth, K)
+    outcome = anchor_step(stream.input_for("cam", 19 * S, 20.0), depth, K)
     assert outcome.scale is None and outcome.fit is None
-    assert stream.filter_for("cam", 20 * S, 20.1)(depth, K).scale == pytest.approx(SCALE,
-                                                                                    rel=1e-4)
+    anchored = anchor_step(stream.input_for("cam", 20 * S, 20.1), depth, K)
+    assert anchored.scale == pytest.approx(SCALE, rel=1e-4)
     assert len(stream.pop_messages()) == 1  # anchored now
     # A frame without its own anchor keeps the last value until the timeout (2 s) ...
-    assert stream.filter_for("cam", 21 * S, 21.5)(depth, K).scale == pytest.approx(
+    assert anchor_step(stream.input_for("cam", 21 * S, 21.5), depth, K).scale == pytest.approx(
         SCALE, rel=1e-4)
     # ... then goes unanchored, said once.
-    assert stream.filter_for("cam", 23 * S, 22.5)(depth, K).scale is None
+    assert anchor_step(stream.input_for("cam", 23 * S, 22.5), depth, K).scale is None
     assert len(stream.pop_messages()) == 1 and stream.pop_messages() == []
 
 
@@ -177,7 +180,7 @@ def test_an_unusable_anchor_never_fails_the_frame(typestore):
     depth = _depth()
     stream = AnchorStream(_options("depth"))
     stream.add(_image_msg(typestore, np.full((H, W), np.nan, np.float32), 1), 1.0)
-    outcome = stream.filter_for("cam", 1 * S, 1.0)(depth, K)
+    outcome = anchor_step(stream.input_for("cam", 1 * S, 1.0), depth, K)
     assert outcome.scale is None and not outcome.fit.ok
     assert outcome.problem.startswith("anchor fit rejected")
 
@@ -213,11 +216,11 @@ def test_latest_pairing_never_reuses_an_anchor_older_than_the_timeout(typestore)
     depth = _depth()
     stream = AnchorStream(_options("depth", sync="latest"))
     stream.add(_image_msg(typestore, _sparse(depth.numpy(), 0.05), 30), received=30.0)
-    assert stream.filter_for("cam", 31 * S, 31.5)(depth, K).fit is not None  # 1.5 s old
-    late = stream.filter_for("cam", 33 * S, 32.5)(depth, K)  # 2.5 s > the 2 s timeout
+    assert anchor_step(stream.input_for("cam", 31 * S, 31.5), depth, K).fit is not None  # 1.5 s old
+    late = anchor_step(stream.input_for("cam", 33 * S, 32.5), depth, K)  # 2.5 s > the 2 s timeout
     # Not fitted again; the fit of 31.5 s still holds for 2 s.
     assert late.fit is None and late.scale == pytest.approx(SCALE, rel=1e-4)
-    assert stream.filter_for("cam", 34 * S, 34.0)(depth, K).scale is None
+    assert anchor_step(stream.input_for("cam", 34 * S, 34.0), depth, K).scale is None
 
 
 def test_a_dense_anchor_works_like_a_sparse_one(typestore):
@@ -230,7 +233,7 @@ def test_a_dense_anchor_works_like_a_sparse_one(typestore):
     dense[wrong] *= 2.5
     stream = AnchorStream(_options("depth"))
     stream.add(_image_msg(typestore, dense.astype(np.float32), 40), received=40.0)
-    outcome = stream.filter_for("cam", 40 * S, 40.0)(depth, K)
+    outcome = anchor_step(stream.input_for("cam", 40 * S, 40.0), depth, K)
     assert outcome.fit.ok and outcome.scale == pytest.approx(SCALE, rel=1e-4)
     assert outcome.fit.points == int(np.isfinite(dense).sum())
     assert outcome.fit.inliers <= outcome.fit.points - int((wrong & np.isfinite(dense)).sum())

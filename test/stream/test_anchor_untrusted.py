@@ -23,6 +23,7 @@ from test_anchor_stream import (
     _sparse,
 )
 
+from depth_pro_ros.engine.anchor import anchor_step
 from depth_pro_ros.stream.anchor import AnchorStream
 
 
@@ -40,7 +41,7 @@ def test_a_depth_anchor_in_another_frame_is_refused(typestore):
     anchor = _sparse(depth.numpy(), 0.05)
     stream = AnchorStream(_options("depth", transform=(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)))
     stream.add(_image_msg(typestore, anchor, 9, frame_id="lidar_link"), received=9.0)
-    outcome = stream.filter_for("cam_optical", 9 * S, 9.0)(depth, K)
+    outcome = anchor_step(stream.input_for("cam_optical", 9 * S, 9.0), depth, K)
     assert outcome.scale is None and outcome.fit is None
     assert "'lidar_link'" in outcome.problem and "'cam_optical'" in outcome.problem
     assert "registered to the camera" in outcome.problem
@@ -50,8 +51,8 @@ def test_a_depth_anchor_in_another_frame_is_refused(typestore):
         stream.prompt_for("cam_optical", 9 * S, 9.0, K, (H, W))
     # The same anchor in the image's frame is used.
     stream.add(_image_msg(typestore, anchor, 10, frame_id="cam_optical"), received=10.0)
-    assert stream.filter_for("cam_optical", 10 * S, 10.0)(depth, K).scale == pytest.approx(
-        SCALE, rel=1e-4)
+    used = anchor_step(stream.input_for("cam_optical", 10 * S, 10.0), depth, K)
+    assert used.scale == pytest.approx(SCALE, rel=1e-4)
 
 
 def test_anchors_declaring_more_than_max_pixels_are_refused_before_decoding(typestore):
@@ -113,10 +114,10 @@ def test_a_relative_model_keeps_its_last_fit_when_scale_shift_is_not_determined(
     good = np.where(np.random.default_rng(5).random((H, W)) < 0.2, truth, np.nan)
     stream = AnchorStream(_options("depth", fit="scale_shift"))
     stream.add(_image_msg(typestore, good.astype(np.float32), 10), received=10.0)
-    first = stream.filter_for("cam", 10 * S, 10.0)(depth, K, relative=True)
+    first = anchor_step(stream.input_for("cam", 10 * S, 10.0), depth, K, relative=True)
     assert first.fit.ok and first.scale == pytest.approx(1.3, rel=1e-3)
     stream.add(_image_msg(typestore, _nearly_constant(), 11), received=11.0)
-    flat = stream.filter_for("cam", 11 * S, 11.0)(depth, K, relative=True)
+    flat = anchor_step(stream.input_for("cam", 11 * S, 11.0), depth, K, relative=True)
     assert not flat.fit.ok and flat.fit.kind == "scale_shift"
     assert flat.problem.startswith("anchor fit rejected: scale_shift not determined by the "
                                    "anchor") and "nearly constant" in flat.problem
@@ -137,7 +138,7 @@ def test_a_metric_model_falls_back_to_scale_and_says_why(typestore):
     anchor = np.where(wall, SCALE * depth.numpy() * noise, np.nan).astype(np.float32)
     stream = AnchorStream(_options("depth", fit="scale_shift"))
     stream.add(_image_msg(typestore, anchor, 12), received=12.0)
-    outcome = stream.filter_for("cam", 12 * S, 12.0)(depth, K)
+    outcome = anchor_step(stream.input_for("cam", 12 * S, 12.0), depth, K)
     assert outcome.fit.ok and outcome.fit.kind == "scale" and outcome.shift == 0.0
     assert outcome.scale == pytest.approx(SCALE, rel=1e-2)
     assert outcome.problem.startswith("anchor fit fell back to scale: scale_shift not "
@@ -146,7 +147,7 @@ def test_a_metric_model_falls_back_to_scale_and_says_why(typestore):
     assert diag["anchor_fit"] == "scale_shift" and diag["anchor_fit_used"] == "scale"
     assert diag["anchor_fit_reason"] == outcome.fit.fallback
     # Relative, the same anchor is refused instead.
-    relative = stream.filter_for("cam", 12 * S, 12.0)(depth, K, relative=True)
+    relative = anchor_step(stream.input_for("cam", 12 * S, 12.0), depth, K, relative=True)
     assert not relative.fit.ok and "not determined" in relative.problem
 
 

@@ -12,7 +12,7 @@ import pytest
 from message_factories import rclpy_message
 
 from depth_pro_ros.engine import DepthResult, Intrinsics
-from depth_pro_ros.engine.anchor import AnchorSettings
+from depth_pro_ros.engine.anchor import AnchorInput, AnchorSettings
 from depth_pro_ros.stream import FocalSettings, FrameSkipped, OutputOptions, Transport
 from depth_pro_ros.stream.anchor import AnchorOptions
 from depth_pro_ros.stream.outputs import OUTPUT_TOPICS, topics_for
@@ -44,13 +44,13 @@ def test_a_frame_carries_its_camera_and_fov_request():
     (frame,) = session.add_image(_image(), 1.0)
     assert frame.source == "front" and frame.estimate_fov
     assert (frame.meta.camera, frame.meta.seq, frame.meta.stamp_ns) == ("front", 0, 10**9)
-    assert frame.anchor_filter is None and frame.prompt is None
+    assert frame.anchor is None and frame.prompt is None
 
 
 def test_an_anchored_camera_gives_its_frames_the_anchoring_step():
     session = _session(anchor=AnchorOptions(source="depth"))
     (frame,) = session.add_image(_image(), 1.0)
-    assert callable(frame.anchor_filter) and frame.prompt is None
+    assert isinstance(frame.anchor, AnchorInput) and frame.prompt is None
 
 
 def test_a_prompt_model_skips_a_frame_without_a_paired_anchor():
@@ -67,7 +67,7 @@ def test_a_prompt_model_skips_a_frame_without_a_paired_anchor():
     depth.header.frame_id = "cam"
     session.add_anchor(depth, 1.0)
     (frame,) = session.add_image(_image(), 1.0)
-    assert frame.prompt.shape == (2, 2) and frame.anchor_filter is None
+    assert frame.prompt.shape == (2, 2) and frame.anchor is None
 
 
 def test_an_unanchored_camera_refuses_anchor_messages():

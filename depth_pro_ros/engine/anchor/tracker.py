@@ -8,8 +8,10 @@ fit_anchor` results over frames and falls back to unanchored depth when anchors 
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +31,8 @@ __all__ = ["DEFAULT_ANCHOR_EMA_ALPHA", "DEFAULT_ANCHOR_TIMEOUT_S", "AnchorSettin
 DEFAULT_ANCHOR_EMA_ALPHA = 0.5
 #: Seconds after the last good fit at which the tracker falls back to unanchored depth.
 DEFAULT_ANCHOR_TIMEOUT_S = 1.0
+#: Problems a tracker keeps for pop_problems() when nobody collects them.
+MAX_PROBLEMS = 100
 
 
 class AnchorTracker:
@@ -39,7 +43,8 @@ class AnchorTracker:
     fit, and the first good fit after a timeout, (re)start it. A rejected fit leaves the
     EMA and the last anchor time alone and is counted. The anchored value holds while the
     last good fit is at most ``timeout`` seconds old (a fit from the future counts as
-    fresh); time is passed in explicitly.
+    fresh); time is passed in explicitly. Thread-safe: the engine's worker feeds it
+    (:meth:`step`), the front end reads it (:meth:`snapshot`, the pop methods).
     """
 
     def __init__(self, ema_alpha: float = DEFAULT_ANCHOR_EMA_ALPHA,
@@ -59,6 +64,8 @@ class AnchorTracker:
         self._fits_rejected = 0
         self._anchored = False
         self._messages: deque[str] = deque()
+        self._problems: deque[str] = deque(maxlen=MAX_PROBLEMS)
+        self._lock = threading.RLock()
 
     @property
     def ema_alpha(self) -> float:
@@ -90,8 +97,37 @@ class AnchorTracker:
         """Seconds since the last good fit, or None before the first."""
         return None if self._last_ok_time is None else now - self._last_ok_time
 
+    def step(self, fit: AnchorFit | None, now: float, problem: str | None = None,
+             ) -> tuple[tuple[float, float] | None, float | None]:
+        """One frame: feed its fit (None: no anchor of its own) and keep its ``problem``
+        for :meth:`pop_problems`; ``((scale, shift) or None, age of the last good fit)``."""
+        with self._lock:
+            applied = self.observe(fit, now) if fit is not None else self.current(now)
+            if problem is not None:
+                self._problems.append(problem)
+            return applied, self.age(now)
+
+    def pop_problems(self) -> list[str]:
+        """Problems of the frames since the last call (the last ``MAX_PROBLEMS``)."""
+        with self._lock:
+            out = list(self._problems)
+            self._problems.clear()
+            return out
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """Whether anchored now, the smoothed value, the last fit, its age and counts,
+        read together."""
+        with self._lock:
+            return {"anchored": self.current(now) is not None, "value": self.value,
+                    "last_fit": self._last_fit, "age_s": self.age(now),
+                    "fits_ok": self._fits_ok, "fits_rejected": self._fits_rejected}
+
     def observe(self, fit: AnchorFit, now: float) -> tuple[float, float] | None:
         """Feed one frame's fit; return ``(scale, shift)`` to apply now, or None."""
+        with self._lock:
+            return self._observe(fit, now)
+
+    def _observe(self, fit: AnchorFit, now: float) -> tuple[float, float] | None:
         self._last_fit = fit
         if fit.ok:
             if self._log_scale is None or not self._fresh(now):
@@ -105,10 +141,14 @@ class AnchorTracker:
             self._fits_ok += 1
         else:
             self._fits_rejected += 1
-        return self.current(now)
+        return self._current(now)
 
     def current(self, now: float) -> tuple[float, float] | None:
         """The smoothed ``(scale, shift)`` while anchors are fresh, else None."""
+        with self._lock:
+            return self._current(now)
+
+    def _current(self, now: float) -> tuple[float, float] | None:
         fresh = self._fresh(now)
         if fresh != self._anchored:
             self._anchored = fresh
@@ -120,7 +160,8 @@ class AnchorTracker:
 
     def pop_switch_message(self) -> str | None:
         """Return the oldest unread anchored / unanchored switch message, or None."""
-        return self._messages.popleft() if self._messages else None
+        with self._lock:
+            return self._messages.popleft() if self._messages else None
 
     def _fresh(self, now: float) -> bool:
         return self._last_ok_time is not None and now - self._last_ok_time <= self._timeout

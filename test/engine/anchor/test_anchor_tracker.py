@@ -112,3 +112,34 @@ def test_settings_name_every_bad_field() -> None:
     for name in ("fit", "ema_alpha", "timeout", "min_points", "min_depth",
                  "min_inlier_fraction", "max_residual"):
         assert name in text, name
+
+
+def test_a_frame_step_feeds_the_fit_and_keeps_the_problems_for_the_front_end() -> None:
+    """step() is what the engine's worker calls per frame (engine.anchor.step); the
+    front end reads snapshot() and the problems from another thread."""
+    import threading
+
+    tracker = AnchorTracker(ema_alpha=1.0, timeout=1.0)
+    assert tracker.step(None, 0.0, "no anchor") == (None, None)
+    assert tracker.step(good(2.0), 1.0) == ((2.0, 0.0), 0.0)
+    assert tracker.step(REJECTED, 1.5, "anchor fit rejected: x") == ((2.0, 0.0), 0.5)
+    seen = tracker.snapshot(1.5)
+    assert seen["anchored"] and seen["value"] == (2.0, 0.0) and seen["last_fit"] is REJECTED
+    assert (seen["fits_ok"], seen["fits_rejected"], seen["age_s"]) == (1, 1, 0.5)
+    assert tracker.pop_problems() == ["no anchor", "anchor fit rejected: x"]
+    assert tracker.pop_problems() == []
+
+    def feed() -> None:
+        for i in range(2000):
+            tracker.step(good(2.0) if i % 2 else REJECTED, 2.0, "p")
+
+    worker = threading.Thread(target=feed)
+    worker.start()
+    popped = 0
+    while worker.is_alive():
+        popped += len(tracker.pop_problems())
+        tracker.snapshot(2.0)
+    worker.join()
+    popped += len(tracker.pop_problems())
+    assert 100 <= popped <= 2000  # none twice; at most the last 100 wait uncollected
+    assert tracker.fits_ok + tracker.fits_rejected == 2002

@@ -16,7 +16,7 @@ from engine_support import process_one
 from model_factories import tiny_depth_anything, tiny_model
 
 from depth_pro_ros.engine import DepthEngine, EngineConfig, Frame, Intrinsics
-from depth_pro_ros.engine.anchor import apply_anchor
+from depth_pro_ros.engine.anchor import AnchorInput, AnchorSettings, AnchorTracker, apply_anchor
 from depth_pro_ros.model import depth_anything_input_size, infer_depth_anything, recipe_for
 
 # Float rounding of other kernels (batched convolutions, other CPUs) stays far below this.
@@ -123,20 +123,14 @@ def test_relative_model_anchored_with_scale_and_shift_gives_metric_depth(models)
     scale, shift = 0.8, 0.05
     truth = apply_anchor(np.where(relative > 0, 1.0 / relative, np.nan), scale, shift)
 
-    def anchor_filter(depth, intrinsics, *, relative=False):
-        from depth_pro_ros.engine.anchor import fit_anchor
-
-        assert relative  # a relative model's depth: scale_shift only, no fallback
-        from depth_pro_ros.engine.types import AnchorOutcome
-
-        target = torch.full_like(depth, float("nan"))
-        target[::3, ::3] = torch.from_numpy(truth)[::3, ::3]
-        fit = fit_anchor(depth, target, "scale_shift")
-        assert fit.ok, fit.reason
-        return AnchorOutcome(scale=fit.scale, shift=fit.shift, fit=fit)
-
+    target = np.full(truth.shape, np.nan, np.float32)
+    target[::3, ::3] = truth[::3, ::3]
+    anchor = AnchorInput(AnchorSettings(fit="scale_shift", ema_alpha=1.0),
+                         AnchorTracker(ema_alpha=1.0), now=0.0, depth=target)
     with _engine(models["relative"]) as engine:
-        result = process_one(engine, Frame(rgb, anchor_filter=anchor_filter))
+        result = process_one(engine, Frame(rgb, anchor=anchor))
+    assert result.anchor.fit.ok, result.anchor.fit.reason
+    assert result.anchor.fit.kind == "scale_shift"  # a relative model: no fallback
     assert result.relative is None
     assert result.anchor.scale == pytest.approx(scale, rel=1e-3)
     np.testing.assert_allclose(result.depth, truth, rtol=1e-3)
