@@ -15,6 +15,7 @@ handling one (a ``ParameterValue.type`` of 99 raises ``ValueError`` in
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from rcl_interfaces.msg import ParameterType, SetParametersResult
 from rcl_interfaces.srv import SetParameters, SetParametersAtomically
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from type_description_interfaces.srv import GetTypeDescription
 
 from depth_pro_ros.ros.throttle import ErrorThrottle
 
@@ -32,6 +34,8 @@ __all__ = ["PARAMETER_TYPES", "Reporter", "guard_services", "shown", "spin"]
 PARAMETER_TYPES = frozenset(range(ParameterType.PARAMETER_NOT_SET,
                                   ParameterType.PARAMETER_STRING_ARRAY + 1))
 _SHOWN_CHARS = 80
+#: A type hash as rcl writes it (REP 2011): rcl logs an error for every other one.
+_TYPE_HASH = re.compile(r"RIHS01_[0-9a-f]{64}")
 
 
 def shown(value: Any, limit: int = _SHOWN_CHARS) -> str:
@@ -128,6 +132,22 @@ def _query(handler: Callable, response_type: type, name: str,
     return handle
 
 
+def _type_description(handler: Callable, report: Callable[[str], None]) -> Callable:
+    """get_type_description: a malformed type hash is answered here, without the error
+    line rcl would log for each such request."""
+    query = _query(handler, GetTypeDescription.Response, "get_type_description", report)
+
+    def handle(request: Any, response: Any) -> Any:
+        if not _TYPE_HASH.fullmatch(str(request.type_hash)):
+            response.successful = False
+            response.failure_reason = ("type_hash is not 'RIHS01_' followed by 64 lowercase "
+                                       "hexadecimal digits")
+            return response
+        return query(request, response)
+
+    return handle
+
+
 def _text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {shown(str(exc), 200)[1:-1]}"
 
@@ -147,6 +167,8 @@ def guard_services(node: Node, reporter: Reporter) -> None:
             wrapped = _set_parameters(service.callback, report)
         elif service.srv_type is SetParametersAtomically:
             wrapped = _set_atomically(service.callback, report)
+        elif service.srv_type is GetTypeDescription:
+            wrapped = _type_description(service.callback, report)
         else:
             wrapped = _query(service.callback, service.srv_type.Response, name, report)
         wrapped._guarded = True  # type: ignore[attr-defined]

@@ -277,6 +277,12 @@ class DepthProNode(Node):
         cam.health.published(result, ctx.arrival)
 
     def _on_set_parameters(self, params: list) -> SetParametersResult:
+        # rclpy lets the empty name through its undeclared-name check (it tests names for
+        # truth) and would declare it: every parameter is declared at start-up.
+        unknown = [shown(p.name) for p in params if not self.has_parameter(p.name)]
+        if unknown:
+            return SetParametersResult(
+                successful=False, reason=f"parameter {unknown[0]} is not declared")
         changes = {p.name: p.value for p in params if p.name in self._settings.values}
         if not changes:
             return SetParametersResult(successful=True)

@@ -3,7 +3,8 @@
 :class:`MalformedParameters` yields :class:`ServiceCase` objects: a named kind of bad
 request, the service it goes to (``set_parameters``, ``set_parameters_atomically``,
 ``get_parameters``, ``describe_parameters``, ``get_parameter_types``,
-``list_parameters``) and the request itself (a real ``rcl_interfaces`` request).
+``list_parameters``, and rclpy's ``get_type_description``) and the request itself (a
+real ``rcl_interfaces`` / ``type_description_interfaces`` request).
 Every ``set`` case must be refused (each result ``successful`` False) and leave the
 node's values as they were; every query must be answered. The values aimed at are
 ``depth_pro_node``'s declared parameters (:data:`depth_pro_ros.ros.parameters.PARAMETERS`):
@@ -33,6 +34,7 @@ from rcl_interfaces.srv import (
     SetParameters,
     SetParametersAtomically,
 )
+from type_description_interfaces.srv import GetTypeDescription
 
 from depth_pro_ros.ros.parameters import PARAMETERS, ParamSpec
 
@@ -43,7 +45,8 @@ __all__ = ["SERVICES", "MalformedParameters", "ServiceCase", "call", "declared_t
 SERVICES = {"set_parameters": SetParameters,
             "set_parameters_atomically": SetParametersAtomically,
             "get_parameters": GetParameters, "describe_parameters": DescribeParameters,
-            "get_parameter_types": GetParameterTypes, "list_parameters": ListParameters}
+            "get_parameter_types": GetParameterTypes, "list_parameters": ListParameters,
+            "get_type_description": GetTypeDescription}
 _FIELDS = {ParameterType.PARAMETER_BOOL: "bool_value",
            ParameterType.PARAMETER_INTEGER: "integer_value",
            ParameterType.PARAMETER_DOUBLE: "double_value",
@@ -267,6 +270,10 @@ class MalformedParameters:
                 "get_parameter_types", GetParameterTypes.Request(names=names())),
             "list/odd": lambda: ("list_parameters", ListParameters.Request(
                 prefixes=names(), depth=int(self.rng.choice([0, 1, 2**63 - 1])))),
+            "type_description/odd": lambda: ("get_type_description", GetTypeDescription.Request(
+                type_name=str(self.rng.choice(["x\0y", "sensor_msgs/msg/Image", "a" * 5_000])),
+                type_hash=str(self.rng.choice(["", "RIHS01_zz", "RIHS01_" + "0" * 64])),
+                include_type_sources=True)),
         }
 
 
