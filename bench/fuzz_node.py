@@ -171,6 +171,9 @@ def fuzz_transport(args: argparse.Namespace, transport: str, cases: int, checkpo
                 next_rss += RSS_EVERY_S
             if not node.alive():
                 break
+            if (i + 1) % 500 == 0:
+                print(f"{transport}: {i + 1}/{cases} cases, {len(stalls)} stalls, "
+                      f"{time.monotonic() - start:.0f} s", flush=True)
             if (i + 1) % args.valid_every == 0 or i + 1 == cases:
                 valid = gen.valid(transport)
                 sent += send(probe, valid.messages, args.pause_ms)
