@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from anchor_helpers import (
     FX,
+    NEXT_SEC,
     RTOL,
     SCALE,
     TIMEOUT,
@@ -81,3 +82,29 @@ def test_anchors_stop_then_unanchored_depth_after_the_timeout(depth_node, model)
     assert log.count("anchors stopped for") == 1
 
 
+
+
+def test_a_depth_anchor_in_another_frame_is_refused_naming_both_frames(depth_node, model):
+    """A depth image in the LiDAR's frame cannot be transformed: never used, one error
+    that names both frames and what to publish instead (issue 24)."""
+    proc, probe, pub = depth_node
+    rgb = picture(5)
+    reference = infer(model, rgb, f_px=FX).depth.numpy()
+    msg = rclpy_message(Image, depth_image_fields(sparse_anchor(reference, seed=6), "32FC1"))
+    wanted = "anchor depth image in frame 'lidar_link' but the image is in 'cam_optical'"
+    sent = []
+
+    def send() -> None:  # best effort: again until the node has said it
+        image = image_message(rgb, next(NEXT_SEC))
+        msg.header.stamp = image.header.stamp
+        msg.header.frame_id = "lidar_link"
+        pub.publish(msg)
+        pause = time.monotonic() + 0.3
+        probe.spin_until(lambda: time.monotonic() > pause, what="a pause")
+        probe.image_pub.publish(image)
+        sent.append(image)
+
+    probe.resend_until(send, lambda: wanted in proc.log(), what="the frame refusal")
+    assert "depth_image_proc/register" in proc.log()
+    out = probe.outputs_for(sent[-1].header.stamp)
+    np.testing.assert_allclose(depth_image_to_array(out["depth"]), reference, rtol=1e-5)
