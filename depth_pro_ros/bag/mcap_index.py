@@ -24,7 +24,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from depth_pro_ros.bag.recovery import Block, Damage, DamagedBlock
+from depth_pro_ros.bag.recovery import Block, Damage, DamagedBlock, decompress_bounded
 
 __all__ = ["CHUNK", "MESSAGE", "McapFile", "mcap_files"]
 
@@ -69,20 +69,10 @@ def _chunk_records(body: bytes) -> tuple[Any, list[tuple[int, int, bytes]], list
         chunk = _parse(Chunk, body)
     except Exception as exc:  # noqa: BLE001 -- struct.error, EndOfFile, UnicodeDecodeError
         raise DamagedBlock(f"unreadable chunk header: {type(exc).__name__}") from None
+    if chunk.compression not in ("", "zstd", "lz4"):
+        raise DamagedBlock(f"unknown compression {chunk.compression!r}")
     try:
-        if chunk.compression == "zstd":
-            import zstandard
-
-            data = zstandard.ZstdDecompressor().decompress(
-                chunk.data, max_output_size=chunk.uncompressed_size)
-        elif chunk.compression == "lz4":
-            import lz4.frame
-
-            data = lz4.frame.decompress(chunk.data)
-        elif chunk.compression == "":
-            data = chunk.data
-        else:
-            raise DamagedBlock(f"unknown compression {chunk.compression!r}")
+        data = decompress_bounded(chunk.compression, chunk.data, chunk.uncompressed_size)
     except DamagedBlock:
         raise
     except Exception as exc:  # noqa: BLE001 -- each decompressor has its own errors
@@ -141,34 +131,10 @@ def _cut_chunk_data(body: bytes) -> tuple[bytes, int]:
     if len(body) < data_at:
         raise DamagedBlock("the chunk header is cut")
     compression = body[head.size: head.size + clen].decode("utf-8", "replace")
-    stream = body[data_at:]
-    if compression == "":
-        return stream[:size], size
-    out, piece = bytearray(), 1 << 16
-    try:
-        if compression == "zstd":
-            import zstandard
-
-            reader = zstandard.ZstdDecompressor().stream_reader(BytesIO(stream))
-            while len(out) < size and (more := reader.read(min(piece, size - len(out)))):
-                out += more
-        elif compression == "lz4":
-            import lz4.frame
-
-            decoder = lz4.frame.LZ4FrameDecompressor()
-            more = decoder.decompress(stream, max_length=min(piece, size))
-            while more:
-                out += more
-                if decoder.eof or len(out) >= size:
-                    break
-                more = decoder.decompress(b"", max_length=min(piece, size - len(out)))
-        else:
-            raise DamagedBlock(f"unknown compression {compression!r}")
-    except DamagedBlock:
-        raise
-    except Exception:  # noqa: BLE001 -- the stream is garbled after some good blocks
-        pass  # keep what was decoded before
-    return bytes(out), size
+    if compression not in ("", "zstd", "lz4"):
+        raise DamagedBlock(f"unknown compression {compression!r}")
+    data = decompress_bounded(compression, body[data_at:], size, partial=True)
+    return data[:size], size
 
 
 class McapFile:

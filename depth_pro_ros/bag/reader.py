@@ -142,6 +142,8 @@ def _metadata_count(path: Path) -> int | None:
     from ruamel.yaml import YAML
 
     try:
+        if meta.stat().st_size > 16 << 20:  # rosbag2 writes kilobytes
+            return None
         count = YAML(typ="safe").load(meta.read_text())["rosbag2_bagfile_information"][
             "message_count"]
     except Exception:  # noqa: BLE001 -- malformed metadata: the count is unknown

@@ -29,6 +29,8 @@ __all__ = [
     "DamageLog",
     "DamagedBlock",
     "InputBag",
+    "MAX_BLOCK_BYTES",
+    "decompress_bounded",
     "typestore_from_definitions",
 ]
 
@@ -49,6 +51,58 @@ class Block:
 
 class DamagedBlock(Exception):
     """The bytes of a block cannot be read back: bad checksum, compression or layout."""
+
+
+#: Most bytes one block (an MCAP or ROS 1 chunk) may hold uncompressed: a chunk that
+#: declares more is refused before anything is allocated (recorders write 1-4 MiB ones).
+MAX_BLOCK_BYTES = 256 << 20
+_PIECE = 1 << 20
+
+
+def decompress_bounded(compression: str, raw: bytes, size: int | None,
+                       partial: bool = False) -> bytes:
+    """``raw`` decompressed (``zstd``, ``lz4``, ``bz2``; ``""`` / ``none``: as it is),
+    never more than the declared ``size`` (None: :data:`MAX_BLOCK_BYTES`) plus one byte,
+    so that a lying size shows as a length mismatch instead of a memory bomb. With
+    ``partial`` (a stream cut short) the bytes decoded before the cut are returned and
+    a decoder error ends the stream instead of raising."""
+    limit = MAX_BLOCK_BYTES if size is None else size
+    if limit > MAX_BLOCK_BYTES:
+        raise DamagedBlock(f"declares {limit} bytes uncompressed, more than the "
+                           f"{MAX_BLOCK_BYTES >> 20} MiB a chunk may hold here")
+    if compression in ("", "none"):
+        return raw[: limit + 1]
+    out = bytearray()
+    try:
+        if compression == "zstd":
+            import zstandard
+
+            reader = zstandard.ZstdDecompressor().stream_reader(raw)
+            while len(out) <= limit and (more := reader.read(min(_PIECE, limit + 1 - len(out)))):
+                out += more
+        elif compression in ("lz4", "bz2"):
+            if compression == "lz4":
+                import lz4.frame
+
+                decoder: Any = lz4.frame.LZ4FrameDecompressor()
+            else:
+                import bz2
+
+                decoder = bz2.BZ2Decompressor()
+            more = decoder.decompress(raw, max_length=min(_PIECE, limit + 1))
+            while more:  # the decoder keeps the input it did not decode yet
+                out += more
+                if decoder.eof or len(out) > limit:
+                    break
+                more = decoder.decompress(b"", max_length=min(_PIECE, limit + 1 - len(out)))
+        else:
+            raise DamagedBlock(f"unknown compression {compression!r}")
+    except DamagedBlock:
+        raise
+    except Exception:  # noqa: BLE001 -- each decoder has its own errors
+        if not partial:
+            raise
+    return bytes(out)
 
 
 @dataclass

@@ -12,7 +12,6 @@ is skipped and reported; a record cut by the end of the file ends the data.
 
 from __future__ import annotations
 
-import bz2
 import struct
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,6 +21,7 @@ from depth_pro_ros.bag.recovery import (
     BlockReader,
     Damage,
     DamagedBlock,
+    decompress_bounded,
     typestore_from_definitions,
 )
 
@@ -176,17 +176,11 @@ class Ros1RecoveryReader(BlockReader):
         raw = self.bio.read(dlen)
         compression = fields.get("compression", b"none").decode("ascii", "replace")
         try:
-            if compression == "none":
-                data = raw
-            elif compression == "bz2":
-                data = bz2.decompress(raw)
-            elif compression == "lz4":
-                import lz4.frame
-
-                data = lz4.frame.decompress(raw)
-            else:
+            if compression not in ("none", "bz2", "lz4"):
                 raise DamagedBlock(f"unknown compression {compression!r}")
-            if "size" in fields and len(data) != _U32.unpack(fields["size"])[0]:
+            size = _U32.unpack(fields["size"])[0] if "size" in fields else None
+            data = decompress_bounded(compression, raw, size)  # a bz2 bomb stops at size
+            if size is not None and len(data) != size:
                 raise DamagedBlock("wrong size after decompression")
             records = _records(data)
             for f, _ in records:

@@ -141,3 +141,48 @@ def test_cut_inside_the_only_chunk_recovers_its_complete_messages(recordings, tm
         assert f"{len(want)} complete message(s) at its start recovered" in note, note
         assert f"metadata.yaml counts {FRAMES} messages: {FRAMES - len(want)} lost" in note
     assert recovered_any
+
+
+def _chunk_body(compression: str, declared: int, data: bytes) -> bytes:
+    """An MCAP Chunk record body (spec: start, end, uncompressed size, crc, compression,
+    records) holding ``data`` as its compressed records."""
+    name = compression.encode()
+    return (struct.pack("<QQQI", 0, 0, declared, 0) + struct.pack("<I", len(name)) + name
+            + struct.pack("<Q", len(data)) + data)
+
+
+@pytest.mark.parametrize("compression", ["zstd", "lz4", "bz2"])
+def test_chunk_sizes_are_bounded_before_decompressing(compression):
+    """A chunk that declares more than MAX_BLOCK_BYTES is refused before anything is
+    allocated; one whose stream inflates past its declared size (a bomb: 32 MiB of zeros
+    compress to kilobytes) stops at the declared size. Measured with tracemalloc: the
+    peak stays far below what the stream inflates to."""
+    import bz2
+    import tracemalloc
+
+    import lz4.frame
+    import zstandard
+
+    from depth_pro_ros.bag.mcap_index import _chunk_records, _cut_chunk_data
+    from depth_pro_ros.bag.recovery import MAX_BLOCK_BYTES, DamagedBlock, decompress_bounded
+
+    bomb = bytes(32 << 20)
+    packed = {"zstd": zstandard.ZstdCompressor().compress, "lz4": lz4.frame.compress,
+              "bz2": bz2.compress}[compression](bomb)
+    assert len(packed) < 4 << 20
+    tracemalloc.start()
+    try:
+        assert len(decompress_bounded(compression, packed, 1000)) == 1001
+        with pytest.raises(DamagedBlock, match="more than the 256 MiB"):
+            decompress_bounded(compression, packed, MAX_BLOCK_BYTES + 1)
+        if compression != "bz2":  # MCAP chunks: zstd and lz4
+            with pytest.raises(DamagedBlock, match="1001 bytes after decompression"):
+                _chunk_records(_chunk_body(compression, 1000, packed))
+            with pytest.raises(DamagedBlock, match="more than the 256 MiB"):
+                _chunk_records(_chunk_body(compression, 1 << 40, packed))
+            data, size = _cut_chunk_data(_chunk_body(compression, 1000, packed[:-5]))
+            assert size == 1000 and len(data) <= 1000
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak  # the stream inflates to 32 MiB

@@ -125,7 +125,17 @@ def test_bag_refuses_a_fifo_or_a_loop_without_opening_it(hostile, tiny_checkpoin
         assert not (root / "single").exists()
 
 
-BAD_RECORDS = ["[]", '"x"', "null", "3", "{ torn", '{"frames_in": "many"}',
+def test_bags_refuses_a_fifo_checkpoint_without_reading_it(hostile):
+    root, inputs, fifos = hostile
+    with _Unblock(fifos):
+        code, _, err = run_cli(*_args(inputs / "good", root / "out_ckpt",
+                                      checkpoint=root / "given.bag"))
+    assert code == 2 and "checkpoint" in err and "FIFO" in err, err
+    assert "Traceback" not in err
+
+
+BAD_RECORDS = ["[]", '"x"', "null", "3", "{ torn", "[" * 100_000 + "]" * 100_000,
+               '{"frames_in": "many"}',
                '{"skipped": []}', '{"skipped": {"x": "y"}}', '{"input": 5}',
                '{"options": []}', '{"checkpoint_sha256": null}']
 
@@ -187,6 +197,7 @@ def test_summary_write_survives_malformed_earlier_summaries(tmp_path):
     earlier = {"input": "/in/a", "output": str(outdir / "a_depth"), "status": "failed",
                "last_success": "not a record"}
     for text in ('{"bags": [], "runs": 5}', '{"bags": [3, null, {"output": 7}]}',
+                 "[" * 100_000 + "]" * 100_000,
                  json.dumps({"bags": [earlier], "runs": []}), "[]", "null"):
         (outdir / "summary.json").write_text(text)
         write_summary(outdir, run, [failed])

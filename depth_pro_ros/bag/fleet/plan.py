@@ -172,8 +172,8 @@ def read_record(output: Path) -> tuple[dict[str, JsonValue] | None, str | None]:
     try:
         with open(path, "rb") as f:  # regular: cannot block
             saved = json.loads(f.read(_RECORD_BYTES + 1)[:_RECORD_BYTES].decode("utf-8"))
-    except (OSError, ValueError) as exc:
-        return None, f"{path} is unreadable ({exc})"
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: [[[[...]]]]
+        return None, f"{path} is unreadable ({type(exc).__name__}: {exc})"
     if not isinstance(saved, dict):
         return None, f"{path} is not a JSON object"
     for key, kind in _RECORD_FIELDS.items():

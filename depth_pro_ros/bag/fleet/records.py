@@ -20,6 +20,8 @@ __all__ = ["SUMMARY", "SUMMARY_FORMAT", "BagOutcome", "JsonValue", "dumps_strict
 #: The fleet summary in OUTDIR, and the version of its layout (1: one run, non-strict).
 SUMMARY = "summary.json"
 SUMMARY_FORMAT = 2
+#: A larger summary.json is not read (moved aside): a fleet's is kilobytes per bag.
+_SUMMARY_BYTES = 256 << 20
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 #: What ``json`` reads and writes.
@@ -80,9 +82,11 @@ def _read_summary(path: Path, say: Callable[[str], None]) -> dict[str, JsonValue
     if kind is not None:  # a FIFO would block the read: never open it
         raise OSError(f"{path} {kind}")
     try:
+        if path.stat().st_size > _SUMMARY_BYTES:
+            raise ValueError(f"larger than {_SUMMARY_BYTES >> 20} MiB")
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        data, problem = None, str(exc)
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: [[[[...]]]]
+        data, problem = None, str(exc) or type(exc).__name__
     else:
         problem = "not a summary"
     if not isinstance(data, dict) or not isinstance(data.get("bags"), list) \

@@ -56,10 +56,6 @@ def run_fleet(template: BagOptions, inputs: list[Path], settings: FleetSettings)
                  "(or pip install ray)")
             return 2
     outdir = resolved_path(settings.outdir) if settings.ray else settings.outdir
-    problem = _outdir_problem(outdir)
-    if problem is not None:  # every bag and the summary would fail: say it once
-        _say(f"depth-pro-ros: error: {problem}")
-        return 2
     refused: list[tuple[Path, str]] = []
     try:
         notes: list[str] = []
@@ -72,6 +68,9 @@ def run_fleet(template: BagOptions, inputs: list[Path], settings: FleetSettings)
         if settings.ray:
             bags = [resolved_path(b) for b in bags]
         pairs = plan_outputs(bags, outdir)
+        problem = _outdir_problem(outdir)  # created here, once there is something to do
+        if problem is not None:  # every bag and the summary would fail: say it once
+            raise BagSetupError(problem)
         try:
             checkpoint = resolve_checkpoint(template.checkpoint)
         except MissingCheckpointError as exc:
