@@ -229,6 +229,7 @@ def _run_photos(engine: DepthEngine, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from depth_pro_ros.io.image_files import (
+        InputFiles,
         read_prompt_depth,
         read_rgb,
         write_depth_outputs,
@@ -247,7 +248,7 @@ def _run_photos(engine: DepthEngine, args: argparse.Namespace) -> int:
             not args.overwrite and (code := _existing_outputs(args.outdir, stems, relative))):
         return code
     # Never written over, even with --overwrite (an output name may be an input's).
-    inputs = [*photos, *prompts, *([args.checkpoint] if args.checkpoint else [])]
+    inputs = InputFiles([*photos, *prompts, *([args.checkpoint] if args.checkpoint else [])])
 
     # A bar for several photos on a terminal (as `bag`); --no-progress: never.
     show_bar = len(photos) > 1 and (

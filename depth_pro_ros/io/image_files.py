@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Collection
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -101,18 +101,40 @@ def read_rgb(
     return np.ascontiguousarray(rgb)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet)
-        return os.path.abspath(a) == os.path.abspath(b)
+class InputFiles:
+    """The files a run reads, by path and by identity (device and inode, so that another
+    name of the same file counts too): outputs must never replace them. Built once per run
+    (each test is then a set lookup, not a comparison with every input)."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike] = ()) -> None:
+        self._keys: set[object] = set()
+        for path in paths:
+            self._keys.update(self._identities(Path(path)))
+
+    @staticmethod
+    def _identities(path: Path) -> list[object]:
+        keys: list[object] = [os.path.abspath(path)]
+        try:
+            st = os.stat(path)
+            keys.append((st.st_dev, st.st_ino))
+        except OSError:  # not there (yet): its name is its only identity
+            pass
+        return keys
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, (str, os.PathLike)) and any(
+            key in self._keys for key in self._identities(Path(path)))
 
 
-def _check_target(path: Path, overwrite: bool, protect: Collection[Path]) -> None:
-    if any(_same_file(path, p) for p in protect):
+def _check_target(path: Path, overwrite: bool, protect: InputFiles) -> None:
+    if path in protect:
         raise FileExistsError(f"{path} is an input of this run: it is never replaced")
     if not overwrite and os.path.lexists(path):
         raise FileExistsError(f"{path} exists and replacing outputs was not asked for")
+
+
+def _input_files(protect: InputFiles | Iterable[str | os.PathLike]) -> InputFiles:
+    return protect if isinstance(protect, InputFiles) else InputFiles(protect)
 
 
 def _place(tmp: Path, path: Path, overwrite: bool) -> None:
@@ -134,7 +156,7 @@ def _place(tmp: Path, path: Path, overwrite: bool) -> None:
     os.unlink(tmp)
 
 
-def _write_all(files: dict[Path, bytes], overwrite: bool, protect: Collection[Path]) -> None:
+def _write_all(files: dict[Path, bytes], overwrite: bool, protect: InputFiles) -> None:
     """Write every file or none: each goes to a temporary name first and is renamed into
     place once all are written; on any failure (a full disk, a read-only folder) the
     temporary files and the ones already renamed are removed, so no partial set is left
@@ -214,13 +236,14 @@ def write_depth_outputs(
     min_depth: float | None = None,
     max_depth: float | None = None,
     overwrite: bool = False,
-    protect: Collection[Path] = (),
+    protect: InputFiles | Iterable[str | os.PathLike] = (),
 ) -> dict[str, Path]:
     """Write one depth map in three forms and return their paths.
 
     Files (in ``outdir``, created if missing; all three or none: each is written to a
     temporary file and renamed into place once all are written). An existing file is
-    replaced only with ``overwrite``, and a file among ``protect`` (the run's inputs)
+    replaced only with ``overwrite``, and a file among ``protect`` (the run's inputs: an
+    :class:`InputFiles`, or paths)
     never; either refusal is a ``FileExistsError`` raised before anything is written:
 
     * ``<stem>_depth.npy`` -- float32 metres, HxW, NaN where invalid (key ``"npy"``);
@@ -250,7 +273,8 @@ def write_depth_outputs(
 
 def write_relative_outputs(outdir: str | os.PathLike, stem: str, relative: np.ndarray,
                            overwrite: bool = False,
-                           protect: Collection[Path] = ()) -> dict[str, Path]:
+                           protect: InputFiles | Iterable[str | os.PathLike] = (),
+                           ) -> dict[str, Path]:
     """Write a relative model's unitless inverse depth (HxW, larger = nearer) and return
     the paths: ``<stem>_relative.npy`` (float32, as the model gave it; key ``"npy"``) and
     ``<stem>_relative_color.png`` (a preview without a metric legend; key
@@ -260,6 +284,7 @@ def write_relative_outputs(outdir: str | os.PathLike, stem: str, relative: np.nd
     if rel.ndim != 2:
         raise ValueError(f"relative depth must be a 2-D HxW array, got shape {rel.shape}")
     paths = relative_output_paths(_output_folder(outdir, stem), stem)
+    protect = _input_files(protect)
     with np.errstate(divide="ignore"):
         pseudo_depth = np.where(rel > 0, 1.0 / rel, np.nan).astype(np.float32)
     bgr, _ = colorize_depth(pseudo_depth)  # colours evenly spaced in the inverse depth

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from depth_pro_ros.io.image_files import (
+    InputFiles,
     depth_to_millimetres,
     read_prompt_depth,
     read_rgb,
@@ -211,6 +212,12 @@ def test_write_depth_outputs_replaces_only_when_asked_and_never_an_input(tmp_pat
         write_depth_outputs(tmp_path, "x", np.full((4, 4), 2.0, np.float32), overwrite=True,
                             protect=[paths["color_png"]])
     np.testing.assert_array_equal(np.load(paths["npy"]), 1.0)
+    # Another name of an input (a hard link) is that input too.
+    os.link(paths["mm_png"], tmp_path / "photo_link.png")
+    with pytest.raises(FileExistsError, match="x_depth_mm.png is an input of this run"):
+        write_depth_outputs(tmp_path, "x", np.full((4, 4), 2.0, np.float32), overwrite=True,
+                            protect=InputFiles([tmp_path / "photo_link.png"]))
+    (tmp_path / "photo_link.png").unlink()
     write_depth_outputs(tmp_path, "x", np.full((4, 4), 2.0, np.float32), overwrite=True)
     np.testing.assert_array_equal(np.load(paths["npy"]), 2.0)
     assert len(list(tmp_path.iterdir())) == 3
