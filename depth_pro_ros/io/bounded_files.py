@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from depth_pro_ros.io.image_decode import ImageDecodeError, ImageTooLargeError
-from depth_pro_ros.io.image_header import declared_size
+from depth_pro_ros.io.image_header import declared_size, read_headers
 
 __all__ = ["HEAD_BYTES", "image_file_bytes", "max_file_bytes", "read_npy"]
 
@@ -81,10 +81,33 @@ def image_file_bytes(path: str | os.PathLike, what: str, max_pixels: int | None)
             head = f.read(HEAD_BYTES)
             if len(head) < size:
                 _check_long_file(head, size, what, max_pixels)
-                return head + _read_exactly(f, size - len(head), what)
-            return head
+                data = head + _read_exactly(f, size - len(head), what)
+            else:
+                data = head
         except OSError as exc:
             raise ValueError(f"{what}: {exc.strerror or exc}") from None
+    _check_short_file(head, size, what)
+    return data
+
+
+def _check_short_file(head: bytes, size: int, what: str) -> None:
+    """An uncompressed format (PNM, PAM, PFM) must hold the samples its header declares:
+    the decoder allocates the whole image before it finds the data missing."""
+    for _, header in read_headers(head):
+        if header is None or header.format not in ("PNM", "PAM", "PFM"):
+            continue
+        kind = head[1:2]
+        if header.format == "PFM":
+            need = header.pixels * (3 if kind == b"F" else 1) * 4
+        elif kind in (b"1", b"4"):  # bitmaps: a bit per pixel at least
+            need = (header.width + 7) // 8 * header.height
+        else:  # a byte per sample at least (ASCII digits or binary)
+            need = header.pixels * (header.channels or (3 if kind in (b"3", b"6") else 1))
+        if size < need:
+            raise ImageDecodeError(
+                f"{what}: its {header.format} header declares {header.width} x "
+                f"{header.height} pixels ({need:,} bytes of samples at least), but the file "
+                f"is {size:,} bytes: truncated, refused before decoding", kind="too_short")
 
 
 def _check_long_file(head: bytes, size: int, what: str, max_pixels: int | None) -> None:

@@ -394,3 +394,22 @@ def test_a_write_error_midway_leaves_nothing(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
         signal.signal(signal.SIGXFSZ, old_handler)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"Pf\n7000 7000\n-1.0\n" + bytes(64), "PFM header declares 7000 x 7000"),
+    (b"P6\n7000 7000\n255\n" + bytes(64), "PNM header declares 7000 x 7000"),
+    (b"P4\n7000 7000\n" + bytes(64), "PNM header declares 7000 x 7000"),
+    (b"P7\nWIDTH 7000\nHEIGHT 7000\nDEPTH 4\nMAXVAL 255\nENDHDR\n" + bytes(64), "PAM header"),
+])
+def test_an_uncompressed_image_shorter_than_its_samples_is_not_decoded(tmp_path, content,
+                                                                       says):
+    """A 100-byte PFM declaring 49 MP (under the pixel limit) would have the decoder
+    allocate 588 MB before finding the samples missing."""
+    path = tmp_path / "short.pfm"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="truncated, refused before decoding") as info:
+        read_rgb(path)
+    assert says in str(info.value)
+    cv2.imwrite(str(tmp_path / "ok.pgm"), np.full((30, 40), 7, np.uint8))
+    assert read_rgb(tmp_path / "ok.pgm").shape == (30, 40, 3)
