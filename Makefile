@@ -34,7 +34,7 @@ $(TEST_STAMP): $(DEMO_STAMP)
 
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
-	$(VPY) -m pytest -q --durations=30
+	$(VPY) -m pytest -q -n logical --dist loadfile --durations=30
 
 # Sample bag -> depth bag + contact sheet + .ply. Weights: $DEPTH_PRO_DEMO_CHECKPOINT (smoke
 # test), $DEPTH_PRO_CHECKPOINT, else ~/.cache/depth_pro_ros/depth_pro.pt (downloaded if absent).

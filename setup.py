@@ -35,8 +35,9 @@ setup(
     extras_require={
         # `depth-pro-ros bags --ray`: a pool of workers on a Ray cluster.
         "cluster": ["ray>=2.9"],
-        # ray: CI runs the Ray tests of `bags` (test/bag/test_bag_fleet.py).
-        "test": ["pytest", "transformers", "ruff", "ray>=2.9"],
+        # ray: CI runs the Ray tests of `bags` (test/bag/test_bag_fleet.py);
+        # pytest-xdist: the suite runs on every core (`make test`).
+        "test": ["pytest", "pytest-xdist", "transformers", "ruff", "ray>=2.9"],
     },
     zip_safe=True,
     entry_points={

@@ -4,12 +4,26 @@ every test that loads one also shows that command's files load in that tool."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from model_factories import tiny_model
 
 __all__ = ["tiny_model", "tiny_checkpoint", "write_stand_in"]
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, share the cores between the workers: each worker and every
+    process it starts (nodes, CLI runs) computes on its share, instead of every one
+    starting a thread per core and all of them contending."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 def write_stand_in(path: Path, model_type: str = "depth_pro") -> Path:

@@ -94,10 +94,12 @@ def _check_short_file(head: bytes, size: int, what: str) -> None:
     """An uncompressed format (PNM, PAM, PFM) must hold the samples its header declares:
     the decoder allocates the whole image before it finds the data missing."""
     for _, header in read_headers(head):
-        if header is None or header.format not in ("PNM", "PAM", "PFM"):
+        if header is None or header.format not in ("PNM", "PAM", "PFM", "BMP"):
             continue
         kind = head[1:2]
-        if header.format == "PFM":
+        if header.format == "BMP":
+            need = _bmp_pixel_bytes(head, header.width, header.height)
+        elif header.format == "PFM":
             need = header.pixels * (3 if kind == b"F" else 1) * 4
         elif kind in (b"1", b"4"):  # bitmaps: a bit per pixel at least
             need = (header.width + 7) // 8 * header.height
@@ -126,6 +128,17 @@ def _check_long_file(head: bytes, size: int, what: str, max_pixels: int | None) 
             f"{what}: the file is {size:,} bytes, more than an image can take when "
             f"{declares} (at most {bound:,} bytes); refused before reading it (data appended "
             "to an image, or not an image)", kind="too_large")
+
+
+def _bmp_pixel_bytes(head: bytes, width: int, height: int) -> int:
+    """Bytes of an uncompressed (BI_RGB) BMP's rows after the headers; 0 when compressed
+    or unknown (RLE rows may be shorter)."""
+    if len(head) < 34 or int.from_bytes(head[14:18], "little") < 40:
+        return 0
+    bits = int.from_bytes(head[28:30], "little")
+    if int.from_bytes(head[30:34], "little") != 0 or bits not in (1, 4, 8, 16, 24, 32):
+        return 0
+    return (width * bits + 31) // 32 * 4 * height
 
 
 def read_npy(path: str | os.PathLike, what: str, max_elements: int | None) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from bag_builders import IMAGE, Msg, image_fields, picture, read_bag, run_cli, write_bag
+from ray_lock import ray_exclusive
 
 from depth_pro_ros.bag import BagOptions, BagSetupError, process_bag
 from depth_pro_ros.bag.fleet import BagOutcome, find_bags, write_summary
@@ -28,6 +29,7 @@ except ImportError:  # the test extra installs it; a run without shows these as 
     ray = None
 needs_ray = pytest.mark.skipif(ray is None, reason="ray is not installed "
                                "(pip install -e '.[test]' installs it)")
+pytestmark = pytest.mark.usefixtures(ray_exclusive.__name__)
 
 
 def _depth(bag: Path) -> list[bytes]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from bag_builders import IMAGE, Msg, image_fields, picture, read_bag, write_bag
+from ray_lock import ray_machine_lock
 
 from depth_pro_ros.bag import BagOptions, process_bag
 
@@ -28,14 +29,16 @@ def cluster(tmp_path):
     """A running one-node Ray cluster (its own temp folder), stopped afterwards."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     temp = Path("/tmp") / f"ray_{os.getpid()}"  # Ray's socket paths must stay short
-    subprocess.run([RAY, "start", "--head", "--num-cpus=2", "--include-dashboard=false",
-                    f"--temp-dir={temp}", "--disable-usage-stats"], check=True, env=env,
-                   capture_output=True, timeout=180)
-    try:
-        yield env
-    finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
+    with ray_machine_lock():
+        subprocess.run([RAY, "start", "--head", "--num-cpus=2", "--include-dashboard=false",
+                        f"--temp-dir={temp}", "--disable-usage-stats"], check=True, env=env,
+                       capture_output=True, timeout=180)
+        try:
+            yield env
+        finally:
+            subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True,
+                           timeout=120)
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_bags_joins_a_running_cluster(cluster, tiny_checkpoint, tmp_path):

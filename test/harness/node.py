@@ -12,15 +12,34 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config" / "depth_pro.yaml"
-# One domain per test session (pid-derived) so parallel runs on one host do not meet;
-# DEPTH_PRO_TEST_DOMAIN_ID pins it where several suites run at once on one host.
-DOMAIN_ID = os.environ.get("DEPTH_PRO_TEST_DOMAIN_ID") or str(20 + os.getpid() % 80)
+
+
+def _session_domain() -> str:
+    """One DDS domain per test process, so parallel runs on one host do not meet.
+
+    Under pytest-xdist the workers of one run take consecutive domains from a base derived
+    from the run's id (a pid each could collide); DEPTH_PRO_TEST_DOMAIN_ID pins the base
+    where several suites run at once on one host. Domains 20-99: clear of the default 0,
+    and within 0-101, whose DDS ports stay below Linux's ephemeral port range.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    pinned = os.environ.get("DEPTH_PRO_TEST_DOMAIN_ID")
+    if pinned:
+        return str(int(pinned) + index)
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    base = zlib.crc32(run.encode()) if run else os.getpid()
+    return str(20 + (base + index) % 80)
+
+
+DOMAIN_ID = _session_domain()
 NAMESPACE = "/cam"
 
 

@@ -401,6 +401,8 @@ def test_a_write_error_midway_leaves_nothing(tmp_path):
     (b"P6\n7000 7000\n255\n" + bytes(64), "PNM header declares 7000 x 7000"),
     (b"P4\n7000 7000\n" + bytes(64), "PNM header declares 7000 x 7000"),
     (b"P7\nWIDTH 7000\nHEIGHT 7000\nDEPTH 4\nMAXVAL 255\nENDHDR\n" + bytes(64), "PAM header"),
+    (b"BM" + bytes(12) + struct.pack("<IiiHHI", 40, 7000, -7000, 1, 24, 0) + bytes(64),
+     "BMP header declares 7000 x 7000"),
 ])
 def test_an_uncompressed_image_shorter_than_its_samples_is_not_decoded(tmp_path, content,
                                                                        says):
@@ -411,5 +413,6 @@ def test_an_uncompressed_image_shorter_than_its_samples_is_not_decoded(tmp_path,
     with pytest.raises(ValueError, match="truncated, refused before decoding") as info:
         read_rgb(path)
     assert says in str(info.value)
-    cv2.imwrite(str(tmp_path / "ok.pgm"), np.full((30, 40), 7, np.uint8))
-    assert read_rgb(tmp_path / "ok.pgm").shape == (30, 40, 3)
+    for name, channels in (("ok.pgm", ()), ("ok.bmp", (3,)), ("ok.ppm", (3,))):
+        assert cv2.imwrite(str(tmp_path / name), np.full((30, 41, *channels), 7, np.uint8))
+        assert read_rgb(tmp_path / name).shape == (30, 41, 3)
