@@ -46,6 +46,7 @@ __all__ = ["DepthProNode", "main"]
 
 #: Seconds between two log lines about the same problem.
 ERROR_THROTTLE_S = 5.0
+_MAX_LINE = 1000  # characters of a problem report before it is cut
 _LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
            "ERROR": DiagnosticStatus.ERROR}
 
@@ -250,7 +251,8 @@ class DepthProNode(Node):
         self._log_notes(cam)
         if cam.anchor is not None:
             for problem in cam.anchor.pop_problems():
-                self._report(cam, "anchor:" + problem.split(":")[0], problem)
+                # The kind stops before any quoted sender text (a frame id), which varies.
+                self._report(cam, "anchor:" + problem.split("'")[0].split(":")[0], problem)
         options = self._settings.outputs
         if options.colorized and not cam.pubs["depth/colorized"].get_subscription_count():
             options = dataclasses.replace(options, colorized=False)
@@ -318,6 +320,8 @@ class DepthProNode(Node):
         if held is None:
             return
         text = cam.label(text)
+        if len(text) > _MAX_LINE:  # sender strings (frame ids, encodings) can be huge
+            text = f"{text[:_MAX_LINE]}... ({len(text)} characters)"
         if held:
             text += f" ({held} more like it since the last report)"
         # One call site per severity: rclpy refuses a call site whose severity changes.
