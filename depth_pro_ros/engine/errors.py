@@ -7,7 +7,8 @@ existing ``except`` clauses keep working.
 
 from __future__ import annotations
 
-__all__ = ["EngineClosedError", "EngineError", "FrameInputError", "UnknownBackendError"]
+__all__ = ["EngineClosedError", "EngineError", "FrameInputError", "UnknownBackendError",
+           "UnsupportedPrecisionError"]
 
 
 class EngineError(Exception):
@@ -26,3 +27,7 @@ class FrameInputError(EngineError, ValueError):
 
 class UnknownBackendError(EngineError, ValueError):
     """An inference backend name that is not in the backend table."""
+
+
+class UnsupportedPrecisionError(EngineError, ValueError):
+    """A precision the device cannot run (bf16 on a GPU without bf16 support)."""

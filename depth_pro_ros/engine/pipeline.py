@@ -43,7 +43,7 @@ ResultCallback = Callable[[DepthResult], None]
 
 #: Settings fixed when the engine is built (see :meth:`DepthEngine.reconfigure`).
 FIXED_SETTINGS = frozenset({"device", "backend", "precision", "policy", "queue_size",
-                            "compile", "cuda_graphs", "input_size"})
+                            "compile", "cuda_graphs", "graph_cache_size", "input_size"})
 
 
 class DepthEngine:
@@ -118,7 +118,8 @@ class DepthEngine:
         from the next batch.
 
         Settings fixed when the engine was built (:data:`FIXED_SETTINGS`: device,
-        backend, precision, policy, queue, compile, CUDA graphs, input size) cannot
+        backend, precision, policy, queue, compile, CUDA graphs and their cache, input
+        size) cannot
         change. Raises ``ValueError`` for invalid values.
         """
         if FIXED_SETTINGS & changes.keys():
@@ -184,9 +185,15 @@ class DepthEngine:
     def _deliver(self, work: Batch) -> None:
         timings, results = self._stages.finish(work)
         size = len(work.frames)
+        graphs = getattr(self.backend, "graph_cache", None)  # backends without: None
         with self._lock:
             self.stats.batch_sizes[size] += 1
-            self.stats.recent_batches.append(BatchRecord(size, dict(timings)))
+            self.stats.recent_batches.append(BatchRecord(size, dict(timings),
+                                                         dict(work.events)))
+            if graphs is not None:
+                self.stats.graph_captures = graphs.captures
+                self.stats.graph_evictions = graphs.evictions
+                self.stats.graphs_cached = len(graphs)
         for result in results:
             self._emit(result)
 

@@ -7,7 +7,8 @@ an inclusive ``(low, high)``.
 
 from __future__ import annotations
 
-__all__ = ["BATCH_SIZE", "FOCAL_PX", "INPUT_SIZE", "MAX_INPUT_PIXELS", "SEED"]
+__all__ = ["BATCH_SIZE", "FOCAL_PX", "GRAPH_CACHE_SIZE", "INPUT_SIZE", "MAX_INPUT_PIXELS",
+           "SEED"]
 
 #: Network input side in pixels (0: the model's default). 8190 = 585 x 14 is far above
 #: any useful size; beyond it every frame would fail to allocate.
@@ -20,3 +21,5 @@ BATCH_SIZE: tuple[int, int] = (1, 64)
 FOCAL_PX: tuple[float, float] = (0.0, 1e6)
 #: Random seed of a stand-in checkpoint (torch's generator takes 64 bits).
 SEED: tuple[int, int] = (0, 2**63 - 1)
+#: CUDA graphs an engine keeps (each holds a network's activations for one input shape).
+GRAPH_CACHE_SIZE: tuple[int, int] = (1, 64)

@@ -28,6 +28,7 @@ from depth_pro_ros.engine.batch import Batch, frame_outputs
 from depth_pro_ros.engine.cuda_buffers import (
     PinnedSlots,
     gpu_stage_ms,
+    host_wait_event,
     timing_events,
     to_pinned_host,
 )
@@ -53,6 +54,9 @@ class Stages:
             self._copy_stream = torch.cuda.Stream(self.device)
             self._compute_stream = torch.cuda.Stream(self.device)
             self._slots = PinnedSlots(2)
+            # Prompt depths take the same pinned, non-blocking way as the images: a copy
+            # from pageable memory would stall the worker (and the copy stream) each batch.
+            self._prompt_slots = PinnedSlots(2, torch.float32)
 
     def stage(self, work: Batch) -> None:
         """Upload the batch's images (and prompts) and prepare the network input."""
@@ -63,25 +67,29 @@ class Stages:
             if any(f.prompt is None for f in work.frames):
                 raise FrameInputError("no prompt depth for this frame (Prompt Depth "
                                       "Anything takes it from the anchor input)")
-            prompts = torch.from_numpy(np.stack([f.prompt for f in work.frames])[:, None])
+            prompts = np.stack([f.prompt for f in work.frames])[:, None]
         dtype = self.backend.dtype
         if not self.cuda:
             t0 = time.perf_counter()
             work.images = torch.from_numpy(pixels)
             work.x = self.recipe.prepare(work.images, first.channel_order, dtype)
-            work.prompt = prompts
+            work.prompt = None if prompts is None else torch.from_numpy(prompts)
             work.cpu_ms["preprocess"] = 1e3 * (time.perf_counter() - t0)
             return
         slot = self._slots.take()
         slot.write(pixels)
+        prompt_slot = None
+        if prompts is not None:
+            prompt_slot = self._prompt_slots.take()
+            prompt_slot.write(prompts)
         stream = self._copy_stream if self.overlap else torch.cuda.current_stream(self.device)
         ev = timing_events("stage0", "staged")
         with torch.cuda.stream(stream):
             ev["stage0"].record(stream)
             work.images = slot.upload(self.device, stream)
             work.x = self.recipe.prepare(work.images, first.channel_order, dtype)
-            if prompts is not None:
-                work.prompt = prompts.to(self.device)
+            if prompt_slot is not None:
+                work.prompt = prompt_slot.upload(self.device, stream)
             ev["staged"].record(stream)
         if self.overlap:
             # Tensors made on the copy stream are used on the compute stream.
@@ -113,7 +121,7 @@ class Stages:
             ev["net1"].record(stream)
             if fov is not None:
                 work.fov_host = to_pinned_host(fov.reshape(-1), dtype=torch.float32)
-                ev["fov_copied"] = torch.cuda.Event()
+                ev["fov_copied"] = host_wait_event()
                 ev["fov_copied"].record(stream)
         work.events.update(ev)
 
@@ -164,7 +172,7 @@ class Stages:
                     out.points = self._to_host(pack_words(cloud))
                     out.points_shape = (cloud.height, cloud.width)
             if self.cuda:
-                work.events.update(timing_events("done"))
+                work.events.update(timing_events("done", blocking=True))  # finish waits
                 work.events["done"].record(stream)
         work.cpu_ms["postprocess"] = 1e3 * (time.perf_counter() - t0)
 

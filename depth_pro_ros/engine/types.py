@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from depth_pro_ros.engine import ranges
 from depth_pro_ros.engine.anchor.step import AnchorInput, AnchorOutcome
 from depth_pro_ros.engine.backends import BACKEND_FACTORIES
 from depth_pro_ros.engine.focal import FocalSource, Intrinsics
@@ -35,6 +36,9 @@ class EngineConfig:
     overlap: bool = True  # CUDA: preprocess frame N+1 on a copy stream while N runs
     compile: bool = False  # torch.compile the network
     cuda_graphs: bool = False  # replay the fixed-shape network as a CUDA graph
+    # Most CUDA graphs kept (one per input shape, batch size, estimate_fov and prompt
+    # shape; least recently used dropped first): each holds its own activation memory.
+    graph_cache_size: int = 8
     output_scale: float = 1.0  # depth resolution relative to the input image
     points: bool = False  # compute an organized point cloud on the device
     points_decimation: int = 1
@@ -61,6 +65,10 @@ class EngineConfig:
             problems.append(f"output_scale must be in (0, 1], got {self.output_scale}")
         if self.points_decimation < 1:
             problems.append(f"points_decimation must be >= 1, got {self.points_decimation}")
+        low, high = ranges.GRAPH_CACHE_SIZE
+        if not low <= self.graph_cache_size <= high:
+            problems.append(f"graph_cache_size must be in [{low}, {high}], got "
+                            f"{self.graph_cache_size}")
         if self.input_size < 0:
             problems.append(f"input_size must be >= 0 (0 = the model's default), got "
                             f"{self.input_size}")
@@ -176,6 +184,9 @@ class BatchRecord:
 
     size: int
     timings_ms: dict[str, float]
+    # CUDA: the batch's stage events (stage0, staged, net0, net1, done), all completed;
+    # events of different batches compare with ``elapsed_time`` (overlap checks).
+    events: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -190,6 +201,11 @@ class EngineStats:
     # ``Frame.source`` -> frames of it dropped
     dropped_by_source: Counter[Hashable] = field(default_factory=Counter)
     batch_sizes: Counter[int] = field(default_factory=Counter)  # frames per batch -> batches
+    # CUDA graphs (``cuda_graphs``): captures so far (each synchronises the device),
+    # graphs dropped from the cache, graphs held now.
+    graph_captures: int = 0
+    graph_evictions: int = 0
+    graphs_cached: int = 0
     # The last RECENT_BATCHES batches (GPU stage times on CUDA, CPU times elsewhere).
     recent_batches: deque[BatchRecord] = field(
         default_factory=lambda: deque(maxlen=RECENT_BATCHES))

@@ -125,7 +125,17 @@ def test_streams_equal_sequential_and_infer(cuda_model):
         assert result.timings_ms["inference"] > 0.0
 
 
-def test_cuda_matches_cpu_engine(cpu_model, cuda_model):
+@pytest.fixture
+def no_tf32(monkeypatch):
+    """fp32 convolutions and matmuls in full fp32 (the engine's worker reads these global
+    flags): TF32's ~1e-3 error is not what a CUDA-against-CPU comparison checks."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
+def test_cuda_matches_cpu_engine(cpu_model, cuda_model, no_tf32):
+    """TF32 off (see ``no_tf32``); this head's depths are 3.9-5.7 m (no near-zero inverse
+    depth to amplify an absolute error), so fp32 kernel differences stay far below rtol."""
     frames = _frames(3)
     on_gpu = _run(cuda_model, frames)
     with DepthEngine(cpu_model, EngineConfig(device="cpu", policy="all")) as engine:
@@ -133,7 +143,7 @@ def test_cuda_matches_cpu_engine(cpu_model, cuda_model):
     for a, b in zip(on_gpu, on_cpu):
         assert a.focal_source == b.focal_source
         assert a.intrinsics.fx == pytest.approx(b.intrinsics.fx, rel=1e-3)
-        np.testing.assert_allclose(a.depth, b.depth, rtol=2e-3)  # TF32 convolutions
+        np.testing.assert_allclose(a.depth, b.depth, rtol=1e-3, atol=0)
 
 
 def test_batched_and_latest_policies(cuda_model):

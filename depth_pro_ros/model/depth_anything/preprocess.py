@@ -4,6 +4,7 @@ the reference and the engine's batch recipe share; the rules are the originals' 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from .config import PATCH_SIZE
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PROMPT_MAX_SIZE", "V2_INPUT_SIZE", "area_weights",
-           "depth_anything_input_size", "prepare_depth_anything_input",
+           "depth_anything_input_size", "imagenet_normalisation", "prepare_depth_anything_input",
            "prompt_depth_anything_input_size"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -106,6 +107,16 @@ def prepare_depth_anything_input(
         x = torch.einsum("hH,bcHW,wW->bchw", rows, x, cols)
     elif tuple(x.shape[-2:]) != size:
         x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    mean, std = imagenet_normalisation(x.device)
     return ((x - mean) / std).to(dtype)
+
+
+@functools.cache
+def imagenet_normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ImageNet mean and std as (1, 3, 1, 1) float32 tensors on ``device``, made once
+    per device: building them per batch copied them from pageable host memory each time,
+    a copy that synchronises the stream (and fails under CUDA's sync-debug mode). Never
+    modify them in place."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    return mean, std
