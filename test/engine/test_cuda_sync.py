@@ -105,18 +105,27 @@ def test_no_synchronisation_in_steady_state_for_every_family(probe_results, fami
     report = probe_results[family, graphs]
     assert report["errors"] == [], report
     if graphs:
-        assert report["captures"] >= 2, report  # one graph per shape at least
+        # Depth Pro's input is one fixed size; Depth Anything's follows the image's shape.
+        assert report["captures"] == (1 if family == "depth_pro" else 2), report
 
 
 class SleepyBackend(TorchBackend):
     """The torch backend with GPU sleeps queued before and after the network on the
     compute stream: a network that is slow to start and slow to finish."""
 
+    cycles = RACE_CYCLES
+
     def run(self, x, estimate_fov, prompt):
-        torch.cuda._sleep(RACE_CYCLES)
+        torch.cuda._sleep(self.cycles)
         out = super().run(x, estimate_fov, prompt)
-        torch.cuda._sleep(RACE_CYCLES)
+        torch.cuda._sleep(self.cycles)
         return out
+
+
+class DrowsyBackend(SleepyBackend):
+    """~200 ms of GPU sleep per batch: the GPU time dwarfs the worker's own CPU time."""
+
+    cycles = 4 * RACE_CYCLES
 
 
 def _sleepy_prepare(recipe):
@@ -177,27 +186,29 @@ def test_overlap_is_proven_by_the_batches_events(monkeypatch, cuda_model):
     frames = _frames(6, shapes=((120, 160),))
 
     def starts_before_previous_network_ends(records) -> list[bool]:
-        origin = records[0].events["stage0"]
-        at = [{k: origin.elapsed_time(e) for k, e in r.events.items()} for r in records]
+        origin = records[0].events["stage0"]  # ms from it (timing events only)
+        at = [{k: origin.elapsed_time(r.events[k]) for k in ("stage0", "net1")}
+              for r in records]
         return [b["stage0"] < a["net1"] for a, b in zip(at, at[1:])]
 
     _, overlapped = _run(cuda_model, frames, backend="sleepy", overlap=True)
     _, sequential = _run(cuda_model, frames, backend="sleepy", overlap=False)
     assert len(overlapped) == len(sequential) == 6
-    assert all(starts_before_previous_network_ends(overlapped))
+    # The first pair may miss: frame 1 can arrive after the worker took frame 0 alone.
+    assert all(starts_before_previous_network_ends(overlapped)[1:])
     assert not any(starts_before_previous_network_ends(sequential))
 
 
 def test_host_waits_sleep_instead_of_spinning(monkeypatch, cuda_model):
-    """While the GPU works (~50 ms per frame of injected sleep), the engine's waits leave
-    the CPU idle: blocking events, not spinning ones."""
-    monkeypatch.setitem(BACKEND_FACTORIES, "sleepy", SleepyBackend)
-    frames = _frames(8, shapes=((120, 160),))
-    _run(cuda_model, frames[:2], backend="sleepy")  # warm-up: kernels, pinned memory
+    """While the GPU works (~200 ms per frame of injected sleep), the engine's waits
+    leave the CPU idle: blocking events, not spinning ones."""
+    monkeypatch.setitem(BACKEND_FACTORIES, "drowsy", DrowsyBackend)
+    frames = _frames(4, shapes=((120, 160),))
+    _run(cuda_model, frames[:2], backend="drowsy")  # warm-up: kernels, pinned memory
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    _run(cuda_model, frames, backend="sleepy")
+    _run(cuda_model, frames, backend="drowsy")
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    assert wall > 0.3, f"the injected GPU sleeps did not take effect ({wall:.3f} s)"
+    assert wall > 0.4, f"the injected GPU sleeps did not take effect ({wall:.3f} s)"
     assert cpu < 0.5 * wall, f"{cpu:.3f} s CPU in {wall:.3f} s: a host wait spins"
 
 
