@@ -66,6 +66,10 @@ class MalformedAnchors:
         """Every kind of this source, sorted."""
         return sorted(self._cases)
 
+    def case(self, kind: str) -> Case:
+        """A case of ``kind`` (one of :meth:`kinds`), outside the rounds."""
+        return Case(f"anchor_{self.source}/{kind}", tuple(self._cases[kind]()))
+
     def malformed(self) -> Case:
         """The next case (kinds in shuffled rounds)."""
         if not self._round:

@@ -13,6 +13,7 @@ node's inputs are made reliable and deep so that every message reaches it.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import time
 
@@ -124,6 +125,14 @@ def test_node_survives_every_kind_of_malformed_message(tiny_checkpoint, tmp_path
             assert node.proc.poll() is None, f"node died after {case.kind}:\n{node.log()}"
         if transport == "raw":
             _parameter_round(probe, node)
+        # An anchor in another frame, then a valid frame with a 5,000-character frame id:
+        # served unanchored, and the refusal naming both frames is cut (checked below).
+        _publish(probe, anchors.case("other_frame").messages)
+        long = gen.valid(transport)
+        long = dataclasses.replace(long, messages=tuple(
+            dataclasses.replace(m, frame_id="f" * 5000) for m in long.messages))
+        _publish(probe, long.messages, 0.3)
+        _served(probe, node, long)
         kinds: set[str] = set()
         valid = 1
         cases = len(gen.kinds(transport))
@@ -151,4 +160,6 @@ def test_node_survives_every_kind_of_malformed_message(tiny_checkpoint, tmp_path
     lines = log.splitlines()
     assert code == 0 and "Traceback" not in log
     assert len(lines) < MAX_LOG_LINES, f"{len(lines)} log lines"
+    assert "in frame 'lidar_link' but the image is in 'fffff" in log
+    assert max(map(len, lines)) < 1200
     assert any("for 128x96 is unusable at the image size 64x48" in line for line in lines), log
