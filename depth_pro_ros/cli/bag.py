@@ -229,4 +229,9 @@ def run(args: argparse.Namespace) -> int:
         error(f"interrupted; {opts.output} was not written")
         return 130
     print(summary.format())
+    if summary.frames_in and not summary.frames_out:
+        # A script must not take a bag without one depth image for a success.
+        error(f"none of the {summary.frames_in} image(s) gave depth (see skipped above); "
+              f"{opts.output} holds the copied messages only")
+        return 1
     return 0

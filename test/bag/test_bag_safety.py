@@ -196,6 +196,21 @@ def test_strict_stops_at_the_first_bad_message(corrupt_bag, tiny_checkpoint, tmp
     assert not out.exists() and _no_partial(tmp_path)
 
 
+def test_a_bag_where_no_image_gives_depth_exits_1(tiny_checkpoint, tmp_path):
+    """Every image is unusable: the bag is written (messages copied, reasons counted) but
+    the run does not report success to a script."""
+    src = write_bag(tmp_path / "in", "mcap", _frames(2, corrupt={0: "truncated",
+                                                                 1: "short_data"}))
+    out = tmp_path / "out"
+    code, stdout, err = run_cli("bag", str(src), "-o", str(out), "--checkpoint",
+                                str(tiny_checkpoint), "--image-topic", CAM, "--device", "cpu",
+                                "--no-progress")
+    assert code == 1, (stdout, err)
+    assert "frames out:   0" in stdout
+    assert "none of the 2 image(s) gave depth" in err and str(out) in err
+    assert len(read_bag(out)["/imu"]) == 2 and _no_partial(tmp_path)
+
+
 def test_time_window(tiny_checkpoint, tmp_path):
     src = write_bag(tmp_path / "in", "mcap", _frames(4))
     out = tmp_path / "out"
