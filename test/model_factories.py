@@ -1,5 +1,5 @@
 """Small random-weight models for tests (shared by the engine, node, bag and CLI tests),
-and the reference recipe with its forward passes cached."""
+and the reference ``infer`` with its forward passes cached."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def tiny_depth_anything(head: str = "metric", prompt: bool = False,
     return random_model(model_type, "tiny", seed)
 
 
-class ReferenceRecipe:
+class ReferenceRuns:
     """``model.infer`` with each (model, image) run through the network once.
 
     The first call for an image estimates its focal (the FoV head runs) and keeps the

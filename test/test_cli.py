@@ -111,7 +111,7 @@ def _photo(tmp_path: Path, seed: int, name: str = "p.png") -> tuple[Path, np.nda
 
 
 def test_image_command_with_depth_anything_models(da_checkpoints, tmp_path):
-    """Metric: depth files as the reference recipe gives them; relative: refused without
+    """Metric: depth files as the reference pipeline gives them; relative: refused without
     --allow-relative, then the unitless inverse depth; prompt: one prompt per photo."""
     from model_factories import tiny_depth_anything
 

@@ -2,7 +2,7 @@
 
 Two cameras with a fixed focal: ``/cam`` anchored by a sparse registered depth image,
 ``/cam2`` by a point cloud in its own frame; both anchors are 1.37x the network's depth
-(the reference recipe) at 4 % of the pixels with gross outliers, stamped like their
+(the reference pipeline) at 4 % of the pixels with gross outliers, stamped like their
 image and logged 20 ms after it (as a LiDAR projection comes after its frame). Every
 output frame must be 1.37x the reference, the summary must say so, and the input must be
 untouched.
@@ -24,7 +24,7 @@ from bag_builders import (
     write_bag,
 )
 from message_factories import sparse_anchor
-from model_factories import ReferenceRecipe, tiny_model
+from model_factories import ReferenceRuns, tiny_model
 
 from depth_pro_ros.bag import BagInputError, BagOptions, process_bag
 from depth_pro_ros.io.messages import depth_image_fields, depth_image_to_array
@@ -41,12 +41,12 @@ POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 TOPICS = ["/cam/image_raw", "/cam2/image_raw"]
 ANCHORS = ["/cam/anchor/depth", "/cam2/anchor/points"]
 # The fit recovers the scale to float precision from exact inliers; the bag tool's depth
-# and the reference recipe (another code path) agree to 1e-5, so 1e-4 overall.
+# and the reference pipeline (another code path) agree to 1e-5, so 1e-4 overall.
 RTOL = 1e-4
 
 
 MODEL = tiny_model()
-REFERENCE = ReferenceRecipe()
+REFERENCE = ReferenceRuns()
 
 
 def _reference(rgb: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The bag tool with Depth Anything V2 (metric, relative) and Prompt Depth Anything
-checkpoints: outputs match the reference recipe (``model.infer_depth_anything``; tolerance
+checkpoints: outputs match the reference pipeline (``model.infer_depth_anything``; tolerance
 as in test/engine/test_families.py), the input is untouched, the summary names the model,
 and settings with which a model gives no output are refused before anything is written.
 """

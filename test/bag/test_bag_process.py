@@ -29,7 +29,7 @@ from bag_builders import (
     snapshot,
     write_bag,
 )
-from engine_support import process_one
+from harness.engine import process_one
 
 from depth_pro_ros.bag import BagOptions, process_bag
 from depth_pro_ros.engine import EngineConfig, create_engine

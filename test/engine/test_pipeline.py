@@ -1,4 +1,4 @@
-"""The streaming engine on the CPU against the reference recipe (``model.infer``).
+"""The streaming engine on the CPU against the reference pipeline (``model.infer``).
 
 Every test runs real forward passes of the tiny network (about a second each on two
 cores), so frames are few and reference results are computed once and shared.
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from engine_support import process_one
-from model_factories import ReferenceRecipe
+from harness.engine import process_one
+from model_factories import ReferenceRuns
 
 from depth_pro_ros.engine import (
     DepthEngine,
@@ -59,7 +59,7 @@ def _pixels(height: int, width: int, channels: int, seed: int) -> np.ndarray:
 
 
 def _as_rgb(image: np.ndarray, channel_order: str) -> np.ndarray:
-    """What the reference recipe gets for a frame: an (H, W, 3) RGB copy."""
+    """What the reference pipeline gets for a frame: an (H, W, 3) RGB copy."""
     if channel_order == "rgb":
         return image
     if channel_order == "bgr":
@@ -81,15 +81,15 @@ K_2X = Intrinsics(fx=140.0, fy=138.0, cx=64.0, cy=48.0, width=128, height=96)
 
 class _Reference:
     """Reference results: ``model.infer`` on the frame's RGB pixels, one forward pass per
-    distinct image (``ReferenceRecipe``), whose network output gives the depth for a
+    distinct image (``ReferenceRuns``), whose network output gives the depth for a
     known focal by ``infer``'s own metric conversion."""
 
     def __init__(self) -> None:
-        self._recipe = ReferenceRecipe()
+        self._reference = ReferenceRuns()
 
     def __call__(self, model, image: np.ndarray, channel_order: str, f_px: float | None):
         rgb = _as_rgb(image, channel_order)
-        pred, cid = self._recipe.run(model, rgb)
+        pred, cid = self._reference.run(model, rgb)
         out = {
             "canonical_inverse_depth": cid,
             "estimate_px": pred.focal_px,
@@ -99,7 +99,7 @@ class _Reference:
             out.update(depth=pred.depth.numpy(), focal_px=pred.focal_px, fov_deg=pred.fov_deg,
                        focal_source=pred.focal_source)
         else:
-            out.update(depth=self._recipe.depth(model, rgb, f_px), focal_px=float(f_px),
+            out.update(depth=self._reference.depth(model, rgb, f_px), focal_px=float(f_px),
                        fov_deg=None, focal_source="camera_info")
         return out
 
@@ -139,7 +139,7 @@ def _run_all(model, frames: list[Frame], focal_filter) -> tuple[list, object]:
 
 
 def _check_against_reference(result, frame: Frame, model, ref) -> None:
-    """One engine result equals the reference recipe for its frame."""
+    """One engine result equals the reference pipeline for its frame."""
     assert result.ok, result.error
     assert result.meta is frame.meta
     height, width = frame.image.shape[:2]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from engine_support import process_one
+from harness.engine import process_one
 
 from depth_pro_ros.engine import (
     DepthEngine,

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from engine_support import process_one
+from harness.engine import process_one
 from model_factories import tiny_model
 
 from depth_pro_ros.engine import DepthEngine, EngineConfig, FocalTracker, Frame, Intrinsics

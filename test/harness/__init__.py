@@ -8,6 +8,7 @@ camera messages.
   :class:`~harness.probe.CameraProbe`) and :func:`~harness.probe.running_node`.
 - :mod:`harness.ros_messages`: rclpy Image / CompressedImage / CameraInfo builders.
 - :mod:`harness.malformed`, :mod:`harness.bombs`: malformed messages for fuzzing.
+- :mod:`harness.engine`: one frame through a running engine's ``submit`` / ``get``.
 
 It is imported as ``harness``: pytest puts ``test/`` on ``sys.path`` (``test/conftest.py``
 is in it), and ``bench/_common.py`` puts it there for the benchmark scripts. Models come

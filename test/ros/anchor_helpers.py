@@ -20,7 +20,7 @@ W, H = 64, 48
 SCALE = 1.37
 TIMEOUT = 3.0  # anchor_timeout
 # The fit recovers the scale to float precision from exact inliers; the published depth
-# is compared with the reference recipe (computed in another process) to 1e-4.
+# is compared with the reference pipeline (computed in another process) to 1e-4.
 RTOL = 1e-4
 NEXT_SEC = iter(range(100, 10_000))
 

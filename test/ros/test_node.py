@@ -2,7 +2,7 @@
 
 One node (tiny random-weight checkpoint, CPU, the shipped config/depth_pro.yaml) serves
 the whole module; frames are sent one at a time and each output is compared with the
-reference recipe (``model.infer``) run in this process on the same weights. The tests
+reference pipeline (``model.infer``) run in this process on the same weights. The tests
 run in file order and change the node's parameters through its real services.
 """
 
@@ -19,7 +19,7 @@ from harness.node import CONFIG
 from harness.probe import running_node
 from harness.ros_messages import camera_info_message, image_message
 from message_factories import smooth_rgb
-from model_factories import ReferenceRecipe, tiny_model
+from model_factories import ReferenceRuns, tiny_model
 
 from depth_pro_ros.io.messages import depth_image_to_array
 from depth_pro_ros.io.pointcloud_msg import pointcloud2_to_array
@@ -64,16 +64,16 @@ def _send(probe, rgb, info=None, **kwargs):
     return image, probe.exchange(image, info)
 
 
-REFERENCE = ReferenceRecipe()
+REFERENCE = ReferenceRuns()
 
 
 def _raw_focal(model, rgb) -> float:
-    """The FoV head's focal estimate for ``rgb`` by the reference recipe."""
+    """The FoV head's focal estimate for ``rgb`` by the reference pipeline."""
     return REFERENCE.focal(model, rgb)
 
 
 def _reference(model, rgb, fx: float) -> np.ndarray:
-    """Depth of ``rgb`` with focal ``fx`` by the reference recipe."""
+    """Depth of ``rgb`` with focal ``fx`` by the reference pipeline."""
     return REFERENCE.depth(model, rgb, fx)
 
 

@@ -2,7 +2,7 @@
 
 The node (tiny checkpoint, CPU, fixed focal, no EMA on the fits) gets anchors 1.37x the
 network's depth at 4 % of the pixels with gross outliers; the published depth must be
-1.37x the unanchored reference recipe (``model.infer``), with points and CameraInfo
+1.37x the unanchored reference pipeline (``model.infer``), with points and CameraInfo
 consistent with it, and unanchored again once anchors stop. Tests run in file order.
 """
 

@@ -3,7 +3,7 @@
 One node (tiny random-weight checkpoint, CPU) with ``cameras: [front, left, rear]``:
 ``front`` and ``left`` send rgb8 images of one size (so they can share a batch),
 ``front`` with a CameraInfo; ``rear`` sends bgr8 images of another size, without one.
-Every output is compared with the reference recipe (``model.infer``) run in this process
+Every output is compared with the reference pipeline (``model.infer``) run in this process
 on the same weights, with the camera's own focal. The tests run in file order.
 """
 
@@ -17,7 +17,7 @@ from harness.node import NAMESPACE
 from harness.probe import WAIT, CameraProbe, running_node
 from harness.ros_messages import camera_info_message, image_message
 from message_factories import smooth_rgb
-from model_factories import ReferenceRecipe, tiny_model
+from model_factories import ReferenceRuns, tiny_model
 
 from depth_pro_ros.io.messages import depth_image_to_array
 
@@ -34,7 +34,7 @@ BATCH_RTOL = 1e-4
 _next_sec = iter(range(100, 100_000))
 
 
-REFERENCE = ReferenceRecipe()
+REFERENCE = ReferenceRuns()
 
 
 @pytest.fixture(scope="module")

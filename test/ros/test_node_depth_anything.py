@@ -1,5 +1,5 @@
 """depth_pro_node with Depth Anything V2 (metric, relative) and Prompt Depth Anything
-checkpoints, over DDS: the published depth is the reference recipe's
+checkpoints, over DDS: the published depth is the reference pipeline's
 (``model.infer_depth_anything``), computed in this process (tolerance as in
 test/engine/test_families.py), and the node refuses settings with which a model gives no output.
 """

@@ -1,7 +1,7 @@
 """depth_pro_node with two compressed cameras: ``cameras: [port, starboard]``.
 
 ``port`` sends JPEG at 64x48 with a CameraInfo, ``starboard`` PNG at 80x60 without one;
-each depth is compared with the reference recipe on the decoded pixels with the camera's
+each depth is compared with the reference pipeline on the decoded pixels with the camera's
 own focal, over real DDS.
 """
 
@@ -15,7 +15,7 @@ import pytest
 from harness.probe import CameraProbe, running_node
 from harness.ros_messages import camera_info_message
 from message_factories import smooth_rgb
-from model_factories import ReferenceRecipe, tiny_model
+from model_factories import ReferenceRuns, tiny_model
 from sensor_msgs.msg import CompressedImage
 
 from depth_pro_ros.io.messages import depth_image_to_array
@@ -26,7 +26,7 @@ PORT_FX = 45.0
 BATCH_RTOL = 1e-4
 
 
-REFERENCE = ReferenceRecipe()
+REFERENCE = ReferenceRuns()
 
 
 def _compressed(rgb: np.ndarray, fmt: str, sec: int, frame_id: str) -> CompressedImage:

@@ -13,7 +13,7 @@ import dataclasses
 import cv2
 import numpy as np
 import pytest
-from engine_support import process_one
+from harness.engine import process_one
 from message_factories import encode_image, rclpy_message, rosbags_header, smooth_rgb
 from rosbags.typesys import Stores, get_typestore
 

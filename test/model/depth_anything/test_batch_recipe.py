@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from engine_support import process_one
+from harness.engine import process_one
 from model_factories import tiny_depth_anything, tiny_model
 
 from depth_pro_ros.engine import DepthEngine, EngineConfig, Frame, Intrinsics

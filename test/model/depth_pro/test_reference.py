@@ -1,4 +1,4 @@
-"""The reference recipe (normalise, resize, network, metric conversion) against an
+"""The reference pipeline (normalise, resize, network, metric conversion) against an
 independent NumPy/OpenCV computation of the same formulas."""
 
 from __future__ import annotations
