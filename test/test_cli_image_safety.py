@@ -31,7 +31,8 @@ def test_options_out_of_the_node_ranges_are_usage_errors(argv, capsys):
 
 
 def test_option_ranges_are_the_node_parameter_ranges():
-    """The numbers live in engine/ranges.py; the node's table states the same ones."""
+    """The node's table takes its numbers from engine/ranges.py, as the options do (a
+    number typed into either again would show here), and the highest values parse."""
     from depth_pro_ros.ros.parameters import PARAMETERS
 
     spec = {p.name: (p.low, p.high) for p in PARAMETERS}

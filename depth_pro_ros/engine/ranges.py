@@ -1,8 +1,8 @@
 """The accepted ranges of the settings the node's parameters and the command line share.
 
-Pure numbers (no ROS): ``ros/parameters.py``'s table states the node's ranges and the
-``depth-pro-ros`` options take theirs from here; a test checks that both agree. Each is
-an inclusive ``(low, high)``.
+Pure numbers (no ROS): the node's parameter table (``ros/parameters.py``) and the
+``depth-pro-ros`` options both take their ranges from here. Each is an inclusive
+``(low, high)``.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from rclpy.parameter import Parameter
 from depth_pro_ros.engine import BACKENDS, PRECISION_CHOICES, EngineConfig
 from depth_pro_ros.engine.anchor import ANCHOR_FITS, AnchorSettings
 from depth_pro_ros.engine.focal import FOCAL_SOURCES
+from depth_pro_ros.engine.ranges import BATCH_SIZE, FOCAL_PX, INPUT_SIZE, MAX_INPUT_PIXELS
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
 from depth_pro_ros.model import MODEL_TYPES, ModelInfo
@@ -80,7 +81,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_size", 0, "Depth Anything V2: lower bound on the network input's "
               "shorter side, a multiple of 14 (larger: sharper and slower; 0 = 518); Prompt "
               "Depth Anything: upper bound on the longer side (0 = 1008). Depth Pro: must be "
-              "0 (its input is fixed at 1536)", low=0, high=8190, read_only=True),
+              "0 (its input is fixed at 1536)", low=INPUT_SIZE[0], high=INPUT_SIZE[1],
+              read_only=True),
     ParamSpec("allow_relative", False, "Relative-depth models (Depth Anything V2 relative) "
               "without a scale_shift anchor fit: publish their unitless relative inverse "
               "depth on 'depth/relative' (otherwise they refuse to start; while anchored "
@@ -99,18 +101,19 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "camera on 'image' / 'camera_info' with outputs 'depth' ...; NAME: inputs "
               "'NAME/image' / 'NAME/camera_info', outputs 'NAME/depth' ...", read_only=True),
     ParamSpec("max_batch_size", 0, "Most frames of equal size from different cameras run "
-              "as one batch; 0 = the number of cameras", low=0, high=64),
+              "as one batch; 0 = the number of cameras", low=0, high=BATCH_SIZE[1]),
     ParamSpec("input_transport", Transport.RAW.value, "raw: subscribe to 'image' "
               "(sensor_msgs/Image); compressed: to 'image/compressed' (jpeg/png)",
               choices=tuple(t.value for t in Transport), read_only=True),
     ParamSpec("max_input_pixels", DEFAULT_MAX_INPUT_PIXELS, "Images declaring more pixels "
               "(width x height, read from the header of compressed ones) are skipped before "
-              "decoding: a guard against decompression bombs", low=1, high=2**40),
+              "decoding: a guard against decompression bombs", low=MAX_INPUT_PIXELS[0],
+              high=MAX_INPUT_PIXELS[1]),
     ParamSpec("focal_source", _FOCAL.focal_source, "Focal length for metric scale: auto "
               "(camera_info while fresh, else the FoV-head estimate), camera_info, fov_head "
               "or fixed", choices=FOCAL_SOURCES),
     ParamSpec("fixed_focal_px", _FOCAL.fixed_focal_px, "Focal length in pixels at the input "
-              "resolution, for focal_source fixed", low=0.0, high=1e6),
+              "resolution, for focal_source fixed", low=FOCAL_PX[0], high=FOCAL_PX[1]),
     ParamSpec("focal_ema_alpha", _FOCAL.focal_ema_alpha, "Weight of each new FoV estimate in "
               "the focal EMA (1 = no smoothing)", constraint="0 < focal_ema_alpha <= 1"),
     ParamSpec("camera_info_timeout", _FOCAL.camera_info_timeout, "Seconds a camera_info may "
