@@ -26,6 +26,7 @@ from bag_builders import (
     write_bag,
     write_mcap_zstd,
 )
+from harness.memory import traced_peak
 
 from depth_pro_ros.bag import BagInputError
 from depth_pro_ros.bag.process import _default_typestore
@@ -158,7 +159,6 @@ def test_chunk_sizes_are_bounded_before_decompressing(compression):
     compress to kilobytes) stops at the declared size. Measured with tracemalloc: the
     peak stays far below what the stream inflates to."""
     import bz2
-    import tracemalloc
 
     import lz4.frame
     import zstandard
@@ -170,8 +170,7 @@ def test_chunk_sizes_are_bounded_before_decompressing(compression):
     packed = {"zstd": zstandard.ZstdCompressor().compress, "lz4": lz4.frame.compress,
               "bz2": bz2.compress}[compression](bomb)
     assert len(packed) < 4 << 20
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         assert len(decompress_bounded(compression, packed, 1000)) == 1001
         with pytest.raises(DamagedBlock, match="more than the 256 MiB"):
             decompress_bounded(compression, packed, MAX_BLOCK_BYTES + 1)
@@ -182,7 +181,4 @@ def test_chunk_sizes_are_bounded_before_decompressing(compression):
                 _chunk_records(_chunk_body(compression, 1 << 40, packed))
             data, size = _cut_chunk_data(_chunk_body(compression, 1000, packed[:-5]))
             assert size == 1000 and len(data) <= 1000
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 8 << 20, peak  # the stream inflates to 32 MiB
+    assert peak.bytes < 8 << 20, peak.bytes  # the stream inflates to 32 MiB

@@ -9,6 +9,8 @@ camera messages.
 - :mod:`harness.ros_messages`: rclpy Image / CompressedImage / CameraInfo builders.
 - :mod:`harness.malformed`, :mod:`harness.bombs`: malformed messages for fuzzing.
 - :mod:`harness.engine`: one frame through a running engine's ``submit`` / ``get``.
+- :mod:`harness.memory`: the peak traced allocation of a block (sizes refused before
+  allocation).
 
 It is imported as ``harness``: pytest puts ``test/`` on ``sys.path`` (``test/conftest.py``
 is in it), and ``bench/_common.py`` puts it there for the benchmark scripts. Models come

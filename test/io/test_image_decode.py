@@ -15,7 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-import tracemalloc
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +22,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from harness.memory import traced_peak
 from message_factories import rclpy_message, rosbags_message, smooth_rgb
 from rosbags.typesys import Stores, get_typestore
 
@@ -258,14 +258,9 @@ def test_raw_image_declaring_too_many_pixels_is_refused_without_allocating(backe
               "step": 300_000, "data": np.arange(10, dtype=np.uint8)}
     msg = (rclpy_message(sensor_msgs.Image, fields) if backend == "rclpy"
            else rosbags_message(TS, "sensor_msgs/msg/Image", fields))
-    tracemalloc.start()  # numpy reports its allocations to tracemalloc
-    try:
-        with pytest.raises(ImageTooLargeError) as info:
-            image_to_array(msg)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert info.value.kind == "too_large" and peak < 1_000_000
+    with traced_peak() as peak, pytest.raises(ImageTooLargeError) as info:
+        image_to_array(msg)
+    assert info.value.kind == "too_large" and peak.bytes < 1_000_000
     assert "100000 x 100000" in str(info.value) and "'rgb8'" in str(info.value)
     # Without a limit the layout check still refuses it, before any reshape.
     with pytest.raises(ImageDecodeError) as info:
@@ -633,11 +628,7 @@ def test_jpeg_bombs_of_every_frame_type_cost_nothing(name):
     """Refused from the header whatever the frame type or what precedes the frame header:
     the decode call allocates a few times the payload, never the 64 MP it declares."""
     payload = _jpeg_variant(name)
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         err = refused(payload)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
     assert isinstance(err, ImageTooLargeError) and (err.width, err.height) == (8000, 8000)
-    assert peak < 4 * len(payload) + 64_000, peak
+    assert peak.bytes < 4 * len(payload) + 64_000, peak.bytes

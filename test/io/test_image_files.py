@@ -2,12 +2,12 @@
 
 import os
 import struct
-import tracemalloc
 import zlib
 
 import cv2
 import numpy as np
 import pytest
+from harness.memory import traced_peak
 
 from depth_pro_ros.io.image_files import (
     InputFiles,
@@ -292,13 +292,9 @@ _SMALL_PEAK = 8 << 20  # bytes: far below what any refused file declares
 
 def _peak(call) -> tuple[BaseException, int]:
     """The exception ``call()`` raises and the peak memory traced meanwhile."""
-    tracemalloc.start()
-    try:
-        with pytest.raises(ValueError) as info:
-            call()
-        return info.value, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    with traced_peak() as peak, pytest.raises(ValueError) as info:
+        call()
+    return info.value, peak.bytes
 
 
 def _npy_header(shape: tuple, descr: str = "<f4") -> bytes:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import sys
-import tracemalloc
 
 import numpy as np
 import pytest
+from harness.memory import traced_peak
 from message_factories import rclpy_message, rosbags_message
 from rosbags.typesys import Stores, get_typestore
 
@@ -184,15 +184,12 @@ def _lying(point_step: int, fields: list[tuple], points: int, *, height: int = 1
 
 def _peak_bytes(call) -> tuple[object, int]:
     """``call()``'s result (or the exception it raised) and its peak traced allocation."""
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         try:
             result = call()
         except ValueError as exc:
             result = exc
-        return result, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    return result, peak.bytes
 
 
 INT8, FLOAT32 = 1, 7

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tracemalloc
 import zipfile
 
 import pytest
 import torch
+from harness.memory import traced_peak
 from safetensors.torch import save_file
 
 from depth_pro_ros.cli import main
@@ -31,16 +31,11 @@ _BIG_PROBE = 64 << 20  # a refused config must not have allocated anywhere near 
 def _refused(path, *says: str) -> str:
     """Load ``path``: one CheckpointError line that names every ``says``, with small peak
     memory (nothing was built)."""
-    tracemalloc.start()
-    try:
-        with pytest.raises(CheckpointError) as info:
-            load_checkpoint(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    with traced_peak() as peak, pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
     message = str(info.value)
     assert "\n" not in message and all(s in message for s in says), message
-    assert peak < _BIG_PROBE, peak
+    assert peak.bytes < _BIG_PROBE, peak.bytes
     return message
 
 

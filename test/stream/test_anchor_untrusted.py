@@ -5,10 +5,9 @@ on a metric one)."""
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
+from harness.memory import traced_peak
 from test_anchor_stream import (
     SCALE,
     H,
@@ -85,14 +84,9 @@ def test_a_lying_cloud_layout_costs_nothing_and_is_refused_in_one_line(typestore
                   for n in ["x", "y", "z"] + [f"f{i}" for i in range(997)]]
     msg.point_step, msg.row_step = 1, 3000
     stream = AnchorStream(_options("points"))
-    tracemalloc.start()
-    try:
-        with pytest.raises(ValueError) as info:
-            stream.add(msg, 4.0)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 100_000, peak
+    with traced_peak() as peak, pytest.raises(ValueError) as info:
+        stream.add(msg, 4.0)
+    assert peak.bytes < 100_000, peak.bytes
     assert str(info.value).startswith("anchor ignored: PointCloud2 declares 1000 fields")
     assert "\n" not in str(info.value) and stream.state(4.0)["unreadable"] == 1
 

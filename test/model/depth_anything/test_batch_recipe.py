@@ -115,18 +115,24 @@ def test_relative_model_unanchored_gives_relative_inverse_depth(models):
     np.testing.assert_allclose(result.relative, reference, rtol=RTOL, atol=1e-6)
 
 
+def _affine_anchor(models, rgb: np.ndarray, scale: float,
+                   shift: float) -> tuple[np.ndarray, AnchorInput]:
+    """The metric depth a known affine map in inverse depth makes of the relative model's
+    output for ``rgb``, and a scale_shift anchor holding every third pixel of it."""
+    relative = _reference(models["relative"], rgb)
+    truth = apply_anchor(np.where(relative > 0, 1.0 / relative, np.nan), scale, shift)
+    target = np.full(truth.shape, np.nan, np.float32)
+    target[::3, ::3] = truth[::3, ::3]
+    return truth, AnchorInput(AnchorSettings(fit="scale_shift", ema_alpha=1.0),
+                              AnchorTracker(ema_alpha=1.0), now=0.0, depth=target)
+
+
 def test_relative_model_anchored_with_scale_and_shift_gives_metric_depth(models):
     """Anchors made from the relative output by a known affine map in inverse depth: the
     scale_shift fit recovers it and the engine publishes the metric depth."""
     rgb = _rgb(5)
-    relative = _reference(models["relative"], rgb)
     scale, shift = 0.8, 0.05
-    truth = apply_anchor(np.where(relative > 0, 1.0 / relative, np.nan), scale, shift)
-
-    target = np.full(truth.shape, np.nan, np.float32)
-    target[::3, ::3] = truth[::3, ::3]
-    anchor = AnchorInput(AnchorSettings(fit="scale_shift", ema_alpha=1.0),
-                         AnchorTracker(ema_alpha=1.0), now=0.0, depth=target)
+    truth, anchor = _affine_anchor(models, rgb, scale, shift)
     with _engine(models["relative"]) as engine:
         result = process_one(engine, Frame(rgb, anchor=anchor))
     assert result.anchor.fit.ok, result.anchor.fit.reason
@@ -234,13 +240,8 @@ def test_cuda_engine_side_anchoring_recovers_the_affine_map(models, no_tf32):
     import copy
 
     rgb = _rgb(5)
-    relative = _reference(models["relative"], rgb)
     scale, shift = 0.8, 0.05
-    truth = apply_anchor(np.where(relative > 0, 1.0 / relative, np.nan), scale, shift)
-    target = np.full(truth.shape, np.nan, np.float32)
-    target[::3, ::3] = truth[::3, ::3]
-    anchor = AnchorInput(AnchorSettings(fit="scale_shift", ema_alpha=1.0),
-                         AnchorTracker(ema_alpha=1.0), now=0.0, depth=target)
+    truth, anchor = _affine_anchor(models, rgb, scale, shift)
     cuda = copy.deepcopy(models["relative"]).to("cuda")
     config = EngineConfig(device="cuda", precision="fp32", policy="all", input_size=INPUT)
     with DepthEngine(cuda, config) as engine:
