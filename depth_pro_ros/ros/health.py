@@ -161,10 +161,13 @@ class CameraHealth:
         return "OK", "running"
 
 
-def engine_values(stats: EngineStats, max_batch_size: int) -> dict[str, str]:
+def engine_values(stats: EngineStats, max_batch_size: int,
+                  cuda_graphs: bool = False) -> dict[str, str]:
     """/diagnostics key-values of the shared engine: batches run, their sizes and the
     median time per batch of each stage (GPU time on CUDA, CPU time elsewhere) over the
-    last batches."""
+    last batches; with ``cuda_graphs`` also the graph captures, evictions and graphs held
+    (captures that keep growing mean the input shapes cycle through more than
+    graph_cache_size)."""
     recent = list(stats.recent_batches)
     sizes = dict(sorted(stats.batch_sizes.items()))
     values = {
@@ -177,6 +180,10 @@ def engine_values(stats: EngineStats, max_batch_size: int) -> dict[str, str]:
         "recent_batch_size_mean": f"{statistics.fmean(b.size for b in recent):.2f}"
         if recent else "",
     }
+    if cuda_graphs:
+        values.update(graph_captures=str(stats.graph_captures),
+                      graph_evictions=str(stats.graph_evictions),
+                      graphs_cached=str(stats.graphs_cached))
     for stage in _stages(b.timings_ms for b in recent):
         times = [b.timings_ms[stage] for b in recent if stage in b.timings_ms]
         values[f"{stage}_ms_per_batch_median"] = f"{statistics.median(times):.1f}"

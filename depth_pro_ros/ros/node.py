@@ -347,7 +347,8 @@ class DepthProNode(Node):
             level, message = cam.health.health(self._settings.values["stall_timeout"])
             statuses.append(self._status(f"depth {cam.name}" if cam.name else "depth",
                                          level, message, values))
-        batches = engine_values(stats, self._engine.config.batch_size)
+        config = self._engine.config
+        batches = engine_values(stats, config.batch_size, config.cuda_graphs)
         statuses.append(self._status(
             "engine", "OK", f"{len(self._cameras)} camera(s) on {self._device}",
             {"cameras": " ".join(cam.name for cam in self._cameras if cam.name),

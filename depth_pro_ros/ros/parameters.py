@@ -23,7 +23,13 @@ from rclpy.parameter import Parameter
 from depth_pro_ros.engine import BACKENDS, PRECISION_CHOICES, EngineConfig
 from depth_pro_ros.engine.anchor import ANCHOR_FITS, AnchorSettings
 from depth_pro_ros.engine.focal import FOCAL_SOURCES
-from depth_pro_ros.engine.ranges import BATCH_SIZE, FOCAL_PX, INPUT_SIZE, MAX_INPUT_PIXELS
+from depth_pro_ros.engine.ranges import (
+    BATCH_SIZE,
+    FOCAL_PX,
+    GRAPH_CACHE_SIZE,
+    INPUT_SIZE,
+    MAX_INPUT_PIXELS,
+)
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
 from depth_pro_ros.model import MODEL_TYPES, ModelInfo
@@ -97,6 +103,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("compile", False, "torch.compile the network (slow first frames, faster "
               "afterwards)", read_only=True),
+    ParamSpec("cuda_graphs", False, "CUDA only: replay the network as a CUDA graph per "
+              "input shape (less launch overhead; with compile, the compiled network is "
+              "graphed); ignored on the CPU", read_only=True),
+    ParamSpec("graph_cache_size", EngineConfig.graph_cache_size, "With cuda_graphs: most "
+              "graphs kept (each holds one input shape's activations; the least recently "
+              "used is dropped first)", low=GRAPH_CACHE_SIZE[0], high=GRAPH_CACHE_SIZE[1],
+              read_only=True),
     ParamSpec("cameras", (), "Camera names served by this one node and model; empty: one "
               "camera on 'image' / 'camera_info' with outputs 'depth' ...; NAME: inputs "
               "'NAME/image' / 'NAME/camera_info', outputs 'NAME/depth' ...", read_only=True),
@@ -281,7 +294,8 @@ def settings_from(values: Mapping[str, Any], model: ModelInfo | None = None) -> 
             device=v["device"] or None, backend=v["backend"],
             precision=precision,  # "auto" is resolved with the device by create_engine
             policy="latest", batch_size=int(v["max_batch_size"]) or max(1, len(v["cameras"])),
-            compile=bool(v["compile"]), output_scale=float(v["output_scale"]),
+            compile=bool(v["compile"]), cuda_graphs=bool(v["cuda_graphs"]),
+            graph_cache_size=int(v["graph_cache_size"]), output_scale=float(v["output_scale"]),
             points=bool(v["publish_points"]),
             points_decimation=int(v["points_decimation"]), points_rgb=bool(v["points_rgb"]),
             min_depth=float(v["min_depth"]), max_depth=float(v["max_depth"]),

@@ -92,3 +92,12 @@ def test_engine_values_summarize_the_batches():
     }
     empty = engine_values(EngineStats(), max_batch_size=1)
     assert empty["batches"] == "0" and empty["recent_batch_size_mean"] == ""
+    assert "graph_captures" not in values
+
+
+def test_engine_values_count_cuda_graphs_only_when_they_are_on():
+    stats = EngineStats(graph_captures=5, graph_evictions=2, graphs_cached=3)
+    values = engine_values(stats, max_batch_size=1, cuda_graphs=True)
+    assert (values["graph_captures"], values["graph_evictions"],
+            values["graphs_cached"]) == ("5", "2", "3")
+    assert "graph_captures" not in engine_values(stats, max_batch_size=1)

@@ -54,6 +54,12 @@ def test_defaults_build_settings():
     assert settings.focal.focal_source == "auto" and settings.engine.policy == "latest"
     assert settings.outputs.points and settings.outputs.colorized
     assert settings.engine.points and settings.engine.max_depth == 100.0
+    assert not settings.engine.cuda_graphs and settings.engine.graph_cache_size == 8
+
+
+def test_cuda_graph_parameters_reach_the_engine_config():
+    engine = settings_from(_values(cuda_graphs=True, graph_cache_size=3)).engine
+    assert engine.cuda_graphs and engine.graph_cache_size == 3
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -74,6 +80,8 @@ def test_defaults_build_settings():
     ({"cameras": ["front", ""]}, "'' is not a relative topic name"),
     ({"cameras": ["rig/left", "front", "rig/left"]}, "names rig/left more than once"),
     ({"max_batch_size": -1}, "'max_batch_size' must be in [0, 64]"),
+    ({"graph_cache_size": 0}, "'graph_cache_size' must be in [1, 64]"),
+    ({"graph_cache_size": 65}, "'graph_cache_size' must be in [1, 64]"),
 ])
 def test_invalid_values_are_rejected_naming_the_parameter(changes, message):
     with pytest.raises(ValueError) as info:
