@@ -35,9 +35,14 @@ setup(
     extras_require={
         # `depth-pro-ros bags --ray`: a pool of workers on a Ray cluster.
         "cluster": ["ray>=2.9"],
+        # `depth-pro-ros export` and `backend: onnxruntime` (onnxscript: torch's ONNX
+        # exporter needs it).
+        "onnx": ["onnx", "onnxruntime", "onnxscript"],
         # ray: CI runs the Ray tests of `bags` (test/bag/test_bag_fleet.py);
-        # pytest-xdist: the suite runs on every core (`make test`).
-        "test": ["pytest", "pytest-xdist", "transformers", "ruff", "ray>=2.9"],
+        # pytest-xdist: the suite runs on every core (`make test`); onnx*: the export
+        # and ONNX Runtime tests.
+        "test": ["pytest", "pytest-xdist", "transformers", "ruff", "ray>=2.9", "onnx",
+                 "onnxruntime", "onnxscript"],
     },
     zip_safe=True,
     entry_points={
