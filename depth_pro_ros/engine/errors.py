@@ -7,7 +7,8 @@ existing ``except`` clauses keep working.
 
 from __future__ import annotations
 
-__all__ = ["EngineClosedError", "EngineError", "FrameInputError", "UnknownBackendError",
+__all__ = ["AccuracyGateError", "BackendUnavailableError", "EngineClosedError",
+           "EngineError", "ExportError", "FrameInputError", "UnknownBackendError",
            "UnsupportedPrecisionError"]
 
 
@@ -31,3 +32,19 @@ class UnknownBackendError(EngineError, ValueError):
 
 class UnsupportedPrecisionError(EngineError, ValueError):
     """A precision the device cannot run (bf16 on a GPU without bf16 support)."""
+
+
+class BackendUnavailableError(EngineError, ValueError):
+    """A backend that cannot run here: its runtime is not installed, or it cannot run the
+    checkpoint given (a torch backend for an ONNX file, a CUDA device without the CUDA
+    execution provider). The message says what to install or choose instead."""
+
+
+class AccuracyGateError(EngineError, ValueError):
+    """A backend whose outputs on the gate images differ from fp32 torch by more than its
+    limit; the message gives the measured figure and the limit."""
+
+
+class ExportError(EngineError, ValueError):
+    """An export that cannot be made or whose result fails its own check; nothing was
+    written."""

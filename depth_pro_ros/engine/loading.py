@@ -1,23 +1,36 @@
-"""The one way to load a model and start an engine (node, bag tool and image command)."""
+"""The one way to load a model and start an engine (node, bag tool and image command).
+
+A ``.onnx`` checkpoint is an exported file (:mod:`~depth_pro_ros.engine.backends.
+onnx_file`): its metadata gives the model, no torch network is built. Every backend but
+fp32 torch passes the accuracy gate (:mod:`~depth_pro_ros.engine.backends.gate`) here,
+before the engine serves a frame.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
+from depth_pro_ros.engine.backends import OnnxModel, gate
+from depth_pro_ros.engine.backends.onnx_file import is_onnx, read_onnx
 from depth_pro_ros.engine.device import resolve_device, resolve_precision
 from depth_pro_ros.engine.pipeline import DepthEngine, ResultCallback
 from depth_pro_ros.engine.types import EngineConfig
-from depth_pro_ros.model import load_checkpoint, parse_precision
+from depth_pro_ros.model import load_checkpoint, parse_precision, recipe_for
 
 __all__ = ["LoadedModel", "create_engine", "load_model"]
 
+_log = logging.getLogger(__name__)
+
 
 class LoadedModel(NamedTuple):
-    model: torch.nn.Module  # the network of the family the checkpoint holds
+    # the network of the family the checkpoint holds, or an exported ONNX file
+    model: torch.nn.Module | OnnxModel
     device: torch.device
     precision: str  # fp32 / fp16 / bf16, "auto" resolved
 
@@ -28,13 +41,19 @@ def load_model(checkpoint: str | Path, device: str | None = None,
 
     The model family is detected from the file; ``model_type`` (see
     ``model.MODEL_TYPES``; None or ``auto``: detect) settles what a file cannot say and
-    is refused when it contradicts the file.
+    is refused when it contradicts the file. A ``.onnx`` file is read as an exported
+    model (fp32; its metadata is checked, its weights are left to the backend).
 
     Raises:
         ValueError: an unusable device or precision.
         CheckpointError: a missing, corrupt or foreign checkpoint.
     """
     dev = resolve_device(device)
+    if is_onnx(checkpoint):
+        if precision not in ("auto", "fp32"):
+            raise ValueError(f"{checkpoint} is an fp32 ONNX graph; precision must be auto "
+                             f"or fp32, got {precision!r}")
+        return LoadedModel(read_onnx(checkpoint, model_type), dev, "fp32")
     prec = resolve_precision(precision, dev)
     model = load_checkpoint(checkpoint, device=dev, precision=parse_precision(prec),
                             model_type=model_type)
@@ -49,13 +68,63 @@ def create_engine(
 ) -> DepthEngine:
     """Load ``checkpoint`` on the config's device and precision and start an engine.
 
-    The engine's ``config`` holds the device and precision actually used; its
-    ``recipe.info`` says which model it runs.
+    The engine's ``config`` holds the device, precision and backend actually used; its
+    ``recipe.info`` says which model it runs. A backend other than fp32 torch must pass
+    the accuracy gate first (unless ``config.accuracy_gate`` is False).
 
     Raises:
-        ValueError: an unusable device, precision or ``input_size``.
+        ValueError: an unusable device, precision or ``input_size``; a backend that
+            cannot run here (``BackendUnavailableError``) or fails the accuracy gate
+            (``AccuracyGateError``, with the measured figure).
         CheckpointError: a missing, corrupt or foreign checkpoint.
     """
+    reference = None
+    if config.accuracy_gate and not is_onnx(checkpoint):
+        reference = _fp32_reference(checkpoint, config, model_type)
     loaded = load_model(checkpoint, config.device, config.precision, model_type)
     config = dataclasses.replace(config, device=str(loaded.device), precision=loaded.precision)
-    return DepthEngine(loaded.model, config, on_result=on_result)
+    engine = DepthEngine(loaded.model, config, on_result=on_result)
+    try:
+        _gate(engine, loaded.model, reference)
+    except BaseException:
+        engine.close()
+        raise
+    return engine
+
+
+def _fp32_reference(checkpoint: str | Path, config: EngineConfig,
+                    model_type: str | None) -> gate.GateReference | None:
+    """fp32 torch's gate outputs, for a torch checkpoint that will run in fp16 / bf16
+    (None otherwise). Loaded and freed before the reduced-precision model is loaded, so
+    both never take memory at once."""
+    dev = resolve_device(config.device)
+    if resolve_precision(config.precision, dev) == "fp32":
+        return None
+    model = load_checkpoint(checkpoint, device=dev, precision=torch.float32,
+                            model_type=model_type)
+    recipe = recipe_for(model, config.input_size)
+    return gate.gate_outputs(functools.partial(recipe.run, model), recipe, dev,
+                             torch.float32)
+
+
+def _gate(engine: DepthEngine, model: torch.nn.Module | OnnxModel,
+          reference: gate.GateReference | None) -> None:
+    """Run the accuracy gate of ``engine``'s backend, or log why it does not run."""
+    config = engine.config
+    if isinstance(model, OnnxModel):
+        recipe, reference = model.gate_recipe(), model.gate
+        what = f"{config.backend} on {model.path.name}"
+    elif config.precision != "fp32" or config.backend != "torch":
+        recipe = engine.recipe
+        what = f"{config.backend} in {config.precision}"
+    else:
+        return  # fp32 torch is the reference itself
+    if not config.accuracy_gate:
+        _log.warning("accuracy gate skipped for %s (accuracy_gate is false)", what)
+        return
+    if reference is None:
+        raise gate.AccuracyGateError(f"accuracy gate: no fp32 torch reference for {what}")
+    backend = engine.backend
+    figure = gate.check(backend.run, recipe, backend.device, backend.dtype, reference,
+                        gate.LIMITS[config.precision], what)
+    _log.info("accuracy gate passed: %s differs from fp32 torch by %.3g", what, figure)

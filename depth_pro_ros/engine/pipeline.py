@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from depth_pro_ros.engine.backends import create_backend
+from depth_pro_ros.engine.backends import OnnxModel, create_backend, resolve_backend
 from depth_pro_ros.engine.batch import Batch
 from depth_pro_ros.engine.scheduling import Scheduler
 from depth_pro_ros.engine.stages import Stages
@@ -43,7 +43,9 @@ ResultCallback = Callable[[DepthResult], None]
 
 #: Settings fixed when the engine is built (see :meth:`DepthEngine.reconfigure`).
 FIXED_SETTINGS = frozenset({"device", "backend", "precision", "policy", "queue_size",
-                            "compile", "cuda_graphs", "graph_cache_size", "input_size"})
+                            "compile", "cuda_graphs", "graph_cache_size", "input_size",
+                            "accuracy_gate", "ort_intra_op_threads",
+                            "ort_inter_op_threads"})
 
 
 class DepthEngine:
@@ -52,7 +54,9 @@ class DepthEngine:
     differs between families.
 
     ``recipe`` is the model family's batch recipe (``recipe.info`` says which model
-    runs), ``backend`` what runs the network.
+    runs), ``backend`` what runs the network. ``model`` is a torch network or an
+    exported ONNX file (:class:`~depth_pro_ros.engine.backends.OnnxModel`); the engine's
+    ``config.backend`` is the backend actually used (``auto`` resolved).
 
     Raises:
         ValueError: a ``config.input_size`` the model's family cannot use.
@@ -61,11 +65,14 @@ class DepthEngine:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | OnnxModel,
         config: EngineConfig = EngineConfig(),
         on_result: ResultCallback | None = None,
     ) -> None:
-        self.recipe = recipe_for(model, config.input_size)
+        # An exported file's recipe comes from its architecture alone (no weights).
+        network = model.skeleton if isinstance(model, OnnxModel) else model
+        self.recipe = recipe_for(network, config.input_size)
+        config = dataclasses.replace(config, backend=resolve_backend(config.backend, model))
         self.backend = create_backend(model, self.recipe, config)
         self.config = config
         self._stages = Stages(self.recipe, self.backend, config.overlap)

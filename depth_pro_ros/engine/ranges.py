@@ -8,7 +8,7 @@ Pure numbers (no ROS): the node's parameter table (``ros/parameters.py``) and th
 from __future__ import annotations
 
 __all__ = ["BATCH_SIZE", "FOCAL_PX", "GRAPH_CACHE_SIZE", "INPUT_SIZE", "MAX_INPUT_PIXELS",
-           "SEED"]
+           "ORT_THREADS", "SEED"]
 
 #: Network input side in pixels (0: the model's default). 8190 = 585 x 14 is far above
 #: any useful size; beyond it every frame would fail to allocate.
@@ -23,3 +23,6 @@ FOCAL_PX: tuple[float, float] = (0.0, 1e6)
 SEED: tuple[int, int] = (0, 2**63 - 1)
 #: CUDA graphs an engine keeps (each holds a network's activations for one input shape).
 GRAPH_CACHE_SIZE: tuple[int, int] = (1, 64)
+#: ONNX Runtime threads (intra-op 0 = every core this process may use; inter-op 0 =
+#: ONNX Runtime's own choice). 1024 is far above any CPU's core count.
+ORT_THREADS: tuple[int, int] = (0, 1024)

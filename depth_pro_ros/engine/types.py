@@ -12,7 +12,7 @@ import numpy as np
 
 from depth_pro_ros.engine import ranges
 from depth_pro_ros.engine.anchor.step import AnchorInput, AnchorOutcome
-from depth_pro_ros.engine.backends import BACKEND_FACTORIES
+from depth_pro_ros.engine.backends import AUTO, BACKEND_FACTORIES
 from depth_pro_ros.engine.focal import FocalSource, Intrinsics
 from depth_pro_ros.model import CHANNEL_ORDERS
 
@@ -25,7 +25,8 @@ class EngineConfig:
 
     device: str | None = None
     # Who runs the network's forward pass (engine/backends); the recipe stays in torch.
-    backend: str = "torch"
+    # "auto": onnxruntime for an exported .onnx checkpoint, torch for the others.
+    backend: str = AUTO
     precision: str = "auto"  # see resolve_precision: fp16 on CUDA, fp32 on the CPU
     # "latest": keep only the newest waiting frame of each source; "all": every frame
     policy: str = "latest"
@@ -49,12 +50,25 @@ class EngineConfig:
     # larger is sharper and slower; 0 = 518); Prompt Depth Anything: upper bound on the
     # longer side (0 = 1008). Depth Pro: 0 (its input is fixed).
     input_size: int = 0
+    # Check a backend other than fp32 torch against fp32 torch at load (engine/backends/
+    # gate.py); False skips it (logged).
+    accuracy_gate: bool = True
+    # onnxruntime on the CPU: threads within an operator (0 = every core this process may
+    # use) and across independent operators.
+    ort_intra_op_threads: int = 0
+    ort_inter_op_threads: int = 1
 
     def __post_init__(self) -> None:
         problems = []
-        if self.backend not in BACKEND_FACTORIES:  # the table itself: a new row is enough
-            problems.append(f"backend must be one of {tuple(BACKEND_FACTORIES)}, got "
+        if self.backend != AUTO and self.backend not in BACKEND_FACTORIES:
+            # the table itself: a new row is enough
+            problems.append(f"backend must be one of {(AUTO, *BACKEND_FACTORIES)}, got "
                             f"{self.backend!r}")
+        low, high = ranges.ORT_THREADS
+        for name in ("ort_intra_op_threads", "ort_inter_op_threads"):
+            if not low <= getattr(self, name) <= high:
+                problems.append(f"{name} must be in [{low}, {high}], got "
+                                f"{getattr(self, name)}")
         if self.policy not in POLICIES:
             problems.append(f"policy must be one of {POLICIES}, got {self.policy!r}")
         if self.queue_size < 1:

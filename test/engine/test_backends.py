@@ -41,11 +41,14 @@ class CountingBackend(TorchBackend):
         return super().run(x, estimate_fov, prompt)
 
 
-def test_backend_names_are_the_tables_and_torch_is_the_default():
+def test_backend_names_are_the_tables_and_auto_is_the_default():
+    """``auto`` (the default) runs a torch network on torch, and the engine reports it."""
     assert BACKENDS == tuple(BACKEND_FACTORIES) and "torch" in BACKENDS
-    assert EngineConfig().backend == "torch"
+    assert EngineConfig().backend == "auto"
     with pytest.raises(ValueError, match="backend must be one of"):
         EngineConfig(backend="no_such_backend")
+    with DepthEngine(tiny_model(), EngineConfig(device="cpu")) as engine:
+        assert engine.config.backend == "torch" and type(engine.backend) is TorchBackend
 
 
 def test_create_backend_refuses_an_unknown_name():
