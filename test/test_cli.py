@@ -289,18 +289,22 @@ def test_image_command_runs_through_the_engine(tiny_checkpoint, tmp_path, monkey
 
 
 def test_backend_option_of_image_bag_and_bags():
-    """--backend takes the engine's BACKENDS (default torch) and reaches the bag options."""
+    """--backend takes auto and the engine's BACKENDS (default auto) and reaches the bag
+    options, with the gate and thread settings."""
     from depth_pro_ros.cli.bag import bag_options
     from depth_pro_ros.cli.parser import build_parser
-    from depth_pro_ros.engine import BACKENDS
+    from depth_pro_ros.engine import BACKEND_CHOICES, BACKENDS
 
     for command in ("image", "bag", "bags"):
         code, _, err = _main(command, "x", "--backend", "no-such-backend")
         assert code == 2 and "invalid choice: 'no-such-backend'" in err, (command, err)
         code, stdout, _ = _main(command, "--help")
-        assert code == 0 and "{" + ",".join(BACKENDS) + "}" in stdout
+        assert code == 0 and "{" + ",".join(BACKEND_CHOICES) + "}" in stdout
     args = build_parser().parse_args(["bag", "in", "-o", "out", "--image-topic", "/cam"])
-    assert args.backend == "torch"
+    assert args.backend == "auto"
     args = build_parser().parse_args(["bag", "in", "-o", "out", "--image-topic", "/cam",
-                                      "--backend", BACKENDS[-1]])
-    assert bag_options(args, Path("in"), Path("out")).backend == BACKENDS[-1]
+                                      "--backend", BACKENDS[-1], "--no-accuracy-gate",
+                                      "--ort-threads", "3", "--ort-inter-op-threads", "2"])
+    opts = bag_options(args, Path("in"), Path("out"))
+    assert (opts.backend, opts.accuracy_gate, opts.ort_intra_op_threads,
+            opts.ort_inter_op_threads) == (BACKENDS[-1], False, 3, 2)

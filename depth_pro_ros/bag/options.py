@@ -40,7 +40,10 @@ class BagOptions:
     start: float | None = None  # seconds from the first message
     end: float | None = None
     device: str | None = None
-    backend: str = "torch"  # the inference backend (EngineConfig.backend)
+    backend: str = "auto"  # the inference backend (EngineConfig.backend)
+    accuracy_gate: bool = True  # EngineConfig.accuracy_gate
+    ort_intra_op_threads: int = 0  # EngineConfig.ort_*: onnxruntime's CPU threads
+    ort_inter_op_threads: int = 1
     precision: str = "auto"  # fp16 on CUDA, fp32 on the CPU
     batch_size: int | None = None  # None: 4 on CUDA, 1 on the CPU
     focal: FocalSettings = RECORDED_FOCAL
@@ -80,6 +83,8 @@ def make_engine_config(opts: BagOptions) -> EngineConfig:
     try:
         return EngineConfig(
             device=str(device), backend=opts.backend, precision=opts.precision,
+            accuracy_gate=opts.accuracy_gate, ort_intra_op_threads=opts.ort_intra_op_threads,
+            ort_inter_op_threads=opts.ort_inter_op_threads,
             policy="all", queue_size=2 * batch, batch_size=batch,
             output_scale=opts.output_scale, points=opts.outputs.points,
             points_decimation=opts.points_decimation, points_rgb=opts.points_rgb,
@@ -123,6 +128,8 @@ def create_bag_engine(opts: BagOptions) -> DepthEngine:
 def check_engine(engine: DepthEngine, opts: BagOptions) -> None:
     """Refuse a given engine whose configuration differs from what ``opts`` give."""
     want = engine_config(opts)
+    if want.backend == "auto":  # the engine reports the backend auto chose
+        want = dataclasses.replace(want, backend=engine.config.backend)
     if engine.config != want:
         diff = ", ".join(f"{f.name} {getattr(engine.config, f.name)!r} (options: "
                          f"{getattr(want, f.name)!r})" for f in dataclasses.fields(want)

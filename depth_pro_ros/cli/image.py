@@ -18,6 +18,7 @@ from depth_pro_ros.cli.options import (
     add_backend,
     add_max_input_pixels,
     add_model_options,
+    backend_settings,
     error,
     in_range,
 )
@@ -181,9 +182,9 @@ def _start_engine(args: argparse.Namespace) -> DepthEngine | None:
     try:
         checkpoint = resolve_checkpoint(args.checkpoint)
         # One photo at a time, every one processed: a batch would need equal sizes.
-        config = EngineConfig(device=args.device, backend=args.backend,
-                              precision=args.precision, policy="all", queue_size=1,
-                              batch_size=1, input_size=args.input_size)
+        config = EngineConfig(device=args.device, precision=args.precision, policy="all",
+                              queue_size=1, batch_size=1, input_size=args.input_size,
+                              **backend_settings(args))
         return create_engine(checkpoint, config, model_type=args.model_type)
     except (MissingCheckpointError, CheckpointError, ValueError) as exc:
         error(str(exc))

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from depth_pro_ros.engine import BACKENDS, PRECISION_CHOICES, ranges
+from depth_pro_ros.engine import BACKEND_CHOICES, PRECISION_CHOICES, ranges
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.model import MODEL_TYPES
 from depth_pro_ros.model.weights import CHECKPOINT_ENV, DEFAULT_CHECKPOINT
@@ -20,6 +20,7 @@ __all__ = [
     "add_engine_options",
     "add_max_input_pixels",
     "add_model_options",
+    "backend_settings",
     "error",
     "finite_float",
     "in_range",
@@ -110,9 +111,27 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_backend(p: argparse.ArgumentParser) -> None:
-    """``--backend``: who runs the network (``EngineConfig.backend``)."""
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
-                   help="inference backend that runs the network (default: torch)")
+    """``--backend`` (who runs the network) and its settings: the accuracy gate and ONNX
+    Runtime's threads (:func:`backend_settings` turns them into ``EngineConfig`` fields)."""
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                   help="inference backend that runs the network; auto: onnxruntime for an "
+                        "exported .onnx checkpoint, torch otherwise (default: auto)")
+    p.add_argument("--no-accuracy-gate", dest="accuracy_gate", action="store_false",
+                   help="skip the check at load of a backend other than fp32 torch "
+                        "against fp32 torch on built-in gate images (see docs/backends.md)")
+    p.add_argument("--ort-threads", type=in_range(int, ranges.ORT_THREADS), default=0,
+                   metavar="N", help="onnxruntime on the CPU: threads per operator "
+                                     "(default 0: every core this process may use)")
+    p.add_argument("--ort-inter-op-threads", type=in_range(int, ranges.ORT_THREADS),
+                   default=1, metavar="N",
+                   help="onnxruntime on the CPU: operators run at once (default 1)")
+
+
+def backend_settings(args: argparse.Namespace) -> dict:
+    """The ``EngineConfig`` (and ``BagOptions``) fields :func:`add_backend`'s options set."""
+    return {"backend": args.backend, "accuracy_gate": args.accuracy_gate,
+            "ort_intra_op_threads": args.ort_threads,
+            "ort_inter_op_threads": args.ort_inter_op_threads}
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:

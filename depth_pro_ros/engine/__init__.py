@@ -1,6 +1,6 @@
 """Streaming inference engine: pipeline, backends, focal tracking, anchoring, point clouds."""
 
-from depth_pro_ros.engine.backends import BACKENDS
+from depth_pro_ros.engine.backends import BACKEND_CHOICES, BACKENDS
 from depth_pro_ros.engine.device import PRECISION_CHOICES, resolve_device, resolve_precision
 from depth_pro_ros.engine.focal import (
     FocalEMA,
@@ -27,6 +27,7 @@ from depth_pro_ros.engine.types import (
 )
 
 __all__ = [
+    "BACKEND_CHOICES",
     "BACKENDS",
     "BatchRecord",
     "DepthEngine",
