@@ -35,6 +35,7 @@ from . import file_kinds, registry
 from .common.config import DictConfig, parse_precision
 from .common.errors import CheckpointError
 from .common.family import Family, ModelType
+from .common.vit import split_qkv
 from .registry import MODEL_TYPES
 from .weights import missing_checkpoint_message
 
@@ -310,10 +311,16 @@ def _build(
     dtype: torch.dtype,
 ) -> nn.Module:
     model = family.create(config, device="meta", precision=dtype)
-    _check_keys(path, state, model.state_dict(), family.describe_arch(config))
-    converted = {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
-    del state
-    model.load_state_dict(converted, strict=True, assign=True)
+    state = split_qkv(dict(state))  # views of the released joined q/k/v: no copy
+    # Compared in the network's own names (q, k, v apart), whatever layout the file has.
+    expected = split_qkv(model.state_dict())
+    _check_keys(path, state, expected, family.describe_arch(config))
+    # One tensor at a time: a tensor already on ``device`` in ``dtype`` is kept as it is
+    # (memory-mapped from the file), any other is made there directly in ``dtype``, and
+    # its source is dropped at once, so no second copy of the weights builds up.
+    for key in list(state):
+        state[key] = state[key].to(device=device, dtype=dtype)
+    model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
 
 

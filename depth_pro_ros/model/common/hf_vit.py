@@ -1,7 +1,8 @@
 """The Hugging Face transformers ViT / DINOv2 key names -> the timm-style names of
 :class:`.vit.VisionTransformer`, in both generations of the transformers naming
-(``attention.attention.query`` and ``attention.q_proj``); q, k and v are joined into one
-``qkv`` tensor."""
+(``attention.attention.query`` and ``attention.q_proj``). q, k and v become the network's
+separate ``attn.q`` / ``attn.k`` / ``attn.v`` (the file's tensors as they are: no copy), or
+for writing the released layout are joined into one ``attn.qkv`` tensor."""
 
 from __future__ import annotations
 
@@ -53,9 +54,11 @@ def translate(
     hf_state: Mapping[str, torch.Tensor],
     vit_of: Callable[[str], tuple[str, str] | None],
     rename: Callable[[str], str | None],
+    join_qkv: bool = True,
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename a transformers state dict: ``vit_of(key)`` says whether a key is inside a ViT
-    (its new prefix, the key relative to the ViT), whose q / k / v parts are joined;
+    (its new prefix, the key relative to the ViT), whose q / k / v parts are joined
+    (``join_qkv``: the released layout) or kept apart under the network's names;
     ``rename(key)`` names every other key (None: no rule knows it, ``""``: dropped).
 
     Returns the new state dict and the keys that no rule knows (reported by the caller).
@@ -66,6 +69,11 @@ def translate(
     for key, tensor in hf_state.items():
         vit = vit_of(key)
         part = qkv_part(vit[1]) if vit is not None else None
+        if part is not None and not join_qkv:
+            name, index = part
+            head, _, kind = name.rpartition(".qkv.")
+            out[f"{vit[0]}{head}.{'qkv'[index]}.{kind}"] = tensor
+            continue
         if part is not None:
             name, index = part
             qkv_parts.setdefault(vit[0] + name, {})[index] = tensor

@@ -1,8 +1,9 @@
 """The DINOv2-style ViT: Depth Pro's ViT-L/16 (used three times) and Depth Anything's encoder.
 
 Parameter names follow timm's / DINOv2's VisionTransformer (``patch_embed.proj``,
-``blocks.N.attn.qkv``, ``blocks.N.ls1.gamma`` ...) so that Apple's and the Depth Anything
-checkpoints load without renaming.
+``blocks.N.ls1.gamma`` ...) so that Apple's and the Depth Anything checkpoints load without
+renaming, but for the attention's q, k and v: stored joined (``blocks.N.attn.qkv``), held
+apart (``attn.q`` / ``attn.k`` / ``attn.v``, see :class:`Attention`).
 """
 
 from __future__ import annotations
@@ -24,18 +25,70 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
+    """Multi-head self-attention with separate q, k and v projections.
+
+    The released checkpoints store them joined (``attn.qkv``, q, k, v along dim 0), and
+    so does :meth:`state_dict` (a copy made when it is called). Loading splits a joined
+    tensor into three views of its storage (:func:`split_qkv`), so that no layout needs
+    a joined copy beside the file's memory-mapped tensors (Hugging Face folders store
+    them apart).
+    """
+
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim)
+        # Drawn as one (3 dim, dim) layer, as the joined layout was, so that seeded
+        # initial weights are the same as that layout's.
+        joined = nn.Linear(dim, 3 * dim)
+        parts = zip(joined.weight.detach().chunk(3), joined.bias.detach().chunk(3))
+        self.q, self.k, self.v = (_linear(w.clone(), b.clone()) for w, b in parts)
         self.proj = nn.Linear(dim, dim)
+        self.register_load_state_dict_pre_hook(_split_joined)
+        self.register_state_dict_post_hook(_join)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        h = self.num_heads
+        q, k, v = (p(x).reshape(b, n, h, c // h).transpose(1, 2) for p in (self.q, self.k, self.v))
         x = F.scaled_dot_product_attention(q, k, v)
+        del q, k, v  # not needed by the projection below
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    """An ``nn.Linear`` holding ``weight`` and ``bias`` (built on meta: nothing drawn)."""
+    layer = nn.Linear(weight.shape[1], weight.shape[0], device="meta")
+    layer.weight, layer.bias = nn.Parameter(weight), nn.Parameter(bias)
+    return layer
+
+
+_JOINED = ("attn.qkv.weight", "attn.qkv.bias")
+
+
+def split_qkv(state: dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
+    """Replace, in place, each joined ``<prefix>...attn.qkv.weight|bias`` of ``state`` by
+    its q, k and v parts (``attn.q.weight`` ...): views, no copy. Returns ``state``."""
+    for key in [k for k in state if k.startswith(prefix) and k.endswith(_JOINED)]:
+        joined = state.pop(key)
+        head, _, kind = key.rpartition(".qkv.")
+        if joined.shape[0] % 3:  # a wrong shape: left for the key check to report
+            state[key] = joined
+            continue
+        for name, part in zip("qkv", joined.chunk(3)):
+            state[f"{head}.{name}.{kind}"] = part
+    return state
+
+
+def _split_joined(module: nn.Module, state: dict, prefix: str, *_) -> None:
+    """Load pre-hook: a state dict in the released (joined) layout loads as it is."""
+    split_qkv(state, prefix)
+
+
+def _join(module: nn.Module, state: dict, prefix: str, _metadata: object) -> None:
+    """State-dict post-hook: q, k and v written joined, in the released layout."""
+    for kind in ("weight", "bias"):
+        parts = [state.pop(f"{prefix}{name}.{kind}") for name in "qkv"]
+        state[f"{prefix}qkv.{kind}"] = torch.cat(parts)
 
 
 class LayerScale(nn.Module):

@@ -97,7 +97,7 @@ def read_hf(path: Path, config_file: Path, hf_state: StateDict,
         prompt = any(".prompt_depth_layer." in k for k in hf_state)
         hf_config = {**hf_config,
                      "model_type": "prompt_depth_anything" if prompt else "depth_anything"}
-    state, unknown = hf_to_original_state_dict(hf_state)
+    state, unknown = hf_to_original_state_dict(hf_state, join_qkv=False)
     if unknown:
         raise CheckpointError(
             f"checkpoint {path}: not a (Prompt)DepthAnythingForDepthEstimation file; unknown "
@@ -111,12 +111,13 @@ def read_hf(path: Path, config_file: Path, hf_state: StateDict,
 
 
 def hf_to_original_state_dict(
-    hf_state: Mapping[str, torch.Tensor],
+    hf_state: Mapping[str, torch.Tensor], join_qkv: bool = True,
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename a transformers Depth Anything / Prompt Depth Anything state dict to the
-    original names (q, k, v concatenated into ``qkv``). Returns the new state dict and the
-    keys that no rule knows (reported by the caller)."""
-    return translate(hf_state, _vit_of, _rename)
+    original names (q, k, v concatenated into ``qkv``; ``join_qkv`` False: apart under the
+    network's names, uncopied). Returns the new state dict and the keys that no rule
+    knows (reported by the caller)."""
+    return translate(hf_state, _vit_of, _rename, join_qkv)
 
 
 def _vit_of(key: str) -> tuple[str, str] | None:

@@ -38,7 +38,8 @@ class ResidualConvUnit(nn.Module):
         self.conv2 = nn.Conv2d(features, features, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+        # The inner ReLU in place and the sum into conv2's output: two maps fewer.
+        return self.conv2(F.relu(self.conv1(F.relu(x)), inplace=True)).add_(x)
 
 
 class FusionBlock(nn.Module):
@@ -118,6 +119,7 @@ class DPTHead(nn.Module):
             grid = t[:, 1:].transpose(1, 2).reshape(t.shape[0], t.shape[-1], grid_h, grid_w)
             levels.append(self.resize_layers[i](self.projects[i](grid)))
         rn = [getattr(s, f"layer{i}_rn")(x) for i, x in enumerate(levels, start=1)]
+        del levels  # only their projections are used from here on
         path = s.refinenet4(rn[3], None, rn[2].shape[-2:], prompt)
         path = s.refinenet3(path, rn[2], rn[1].shape[-2:], prompt)
         path = s.refinenet2(path, rn[1], rn[0].shape[-2:], prompt)

@@ -90,13 +90,14 @@ def _fusion_inner(key: str) -> str:
 
 
 def hf_to_apple_state_dict(
-    hf_state: Mapping[str, torch.Tensor],
+    hf_state: Mapping[str, torch.Tensor], join_qkv: bool = True,
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Rename a transformers state dict to Apple's names.
+    """Rename a transformers state dict to Apple's names (``join_qkv`` False: q, k and v
+    stay apart under the network's names, the file's tensors uncopied).
 
     Returns the new state dict and the keys that no rule knows (reported by the caller).
     """
-    return translate(hf_state, _vit_of, _rename)
+    return translate(hf_state, _vit_of, _rename, join_qkv)
 
 
 def _vit_of(key: str) -> tuple[str, str] | None:
@@ -199,7 +200,7 @@ def claims_hf(hf_state: StateDict, hf_config: Mapping[str, Any]) -> bool:
 def read_hf(path: Path, config_file: Path, hf_state: StateDict,
             hf_config: Mapping[str, Any]) -> tuple[StateDict, DepthProConfig]:
     """A ``DepthProForDepthEstimation`` folder's weights in Apple's names and its config."""
-    state, unknown = hf_to_apple_state_dict(hf_state)
+    state, unknown = hf_to_apple_state_dict(hf_state, join_qkv=False)
     if unknown:
         raise CheckpointError(
             f"checkpoint {path}: not a DepthProForDepthEstimation file; unknown tensors: "

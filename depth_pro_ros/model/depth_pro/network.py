@@ -115,15 +115,17 @@ class ResidualUnit(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
+        # The second ReLU works in place on its convolution's output and the sum goes
+        # into the branch's output: two full-size maps fewer (the same numbers).
         self.residual = nn.Sequential(
             nn.ReLU(),
             nn.Conv2d(dim, dim, 3, padding=1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(dim, dim, 3, padding=1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.residual(x)
+        return self.residual(x).add_(x)
 
 
 class FusionBlock(nn.Module):
@@ -134,9 +136,12 @@ class FusionBlock(nn.Module):
         self.deconv = nn.ConvTranspose2d(dim, dim, 2, stride=2, bias=False) if upsample else None
         self.out_conv = nn.Conv2d(dim, dim, 1, bias=True)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        if skip is not None:
-            x = x + self.resnet1(skip)
+    def merge(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The coarser path plus the skip's residual unit: the input of :meth:`forward`
+        (apart, so that the caller drops ``x`` and ``skip`` before the rest runs)."""
+        return self.resnet1(skip).add_(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.resnet2(x)
         if self.deconv is not None:
             x = self.deconv(x)
@@ -157,11 +162,15 @@ class Decoder(nn.Module):
         self.fusions = nn.ModuleList(FusionBlock(f, upsample=i != 0) for i in range(len(dims)))
 
     def forward(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the fused features and the projected lowest level (input of the FoV head)."""
-        lowres = self.convs[-1](levels[-1])
+        """Return the fused features and the projected lowest level (input of the FoV head).
+
+        ``levels`` is emptied: each level is dropped once projected (the finest is a
+        full 256-channel map at half the input's resolution).
+        """
+        lowres = self.convs[-1](levels.pop())
         x = self.fusions[-1](lowres)
-        for i in range(len(levels) - 2, -1, -1):
-            x = self.fusions[i](x, self.convs[i](levels[i]))
+        for i in range(len(levels) - 1, -1, -1):
+            x = self.fusions[i](self.fusions[i].merge(x, self.convs[i](levels.pop())))
         return x, lowres
 
 
@@ -216,8 +225,10 @@ class DepthPro(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2:] != (size, size):
             raise ValueError(f"expected input (B, 3, {size}, {size}), got {tuple(x.shape)}")
         x_half, x_quarter = _resize(x, 0.5), _resize(x, 0.25)
-        features, lowres = self.decoder(self.encoder(x, x_half, x_quarter))
-        inverse_depth = self.head(features)
+        inverse_depth, lowres = self.decoder(self.encoder(x, x_half, x_quarter))
+        del x_half
+        for layer in self.head:  # as the Sequential, but the decoder's map is not kept
+            inverse_depth = layer(inverse_depth)
         fov = None
         if estimate_fov and self.fov is not None:
             fov = self.fov(x_quarter, lowres.detach())
