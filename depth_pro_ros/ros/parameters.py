@@ -20,7 +20,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from depth_pro_ros.engine import BACKENDS, PRECISION_CHOICES, EngineConfig
+from depth_pro_ros.engine import BACKEND_CHOICES, PRECISION_CHOICES, EngineConfig
 from depth_pro_ros.engine.anchor import ANCHOR_FITS, AnchorSettings
 from depth_pro_ros.engine.focal import FOCAL_SOURCES
 from depth_pro_ros.engine.ranges import (
@@ -29,6 +29,7 @@ from depth_pro_ros.engine.ranges import (
     GRAPH_CACHE_SIZE,
     INPUT_SIZE,
     MAX_INPUT_PIXELS,
+    ORT_THREADS,
 )
 from depth_pro_ros.io.image_decode import DEFAULT_MAX_INPUT_PIXELS
 from depth_pro_ros.io.messages import DEPTH_ENCODINGS
@@ -96,8 +97,19 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("device", "", "Torch device: cuda, cuda:N or cpu; empty picks cuda when "
               "available, else cpu", read_only=True),
-    ParamSpec("backend", EngineConfig.backend, "Inference backend that runs the network "
-              "(torch is the only one so far)", choices=BACKENDS, read_only=True),
+    ParamSpec("backend", EngineConfig.backend, "Inference backend that runs the network; "
+              "auto: onnxruntime for an exported .onnx checkpoint, torch otherwise",
+              choices=BACKEND_CHOICES, read_only=True),
+    ParamSpec("accuracy_gate", EngineConfig.accuracy_gate, "Check a backend other than "
+              "fp32 torch (onnxruntime, fp16 / bf16) against fp32 torch on built-in gate "
+              "images at start-up and refuse to start beyond its limit; false skips it "
+              "(logged)", read_only=True),
+    ParamSpec("ort_intra_op_threads", EngineConfig.ort_intra_op_threads, "onnxruntime on "
+              "the CPU: threads per operator; 0 = every core the node may use",
+              low=ORT_THREADS[0], high=ORT_THREADS[1], read_only=True),
+    ParamSpec("ort_inter_op_threads", EngineConfig.ort_inter_op_threads, "onnxruntime on "
+              "the CPU: operators run at once", low=ORT_THREADS[0], high=ORT_THREADS[1],
+              read_only=True),
     ParamSpec("precision", "auto", "Network precision; auto = fp16 on CUDA, fp32 on CPU "
               "(metric conversion is always fp32)", choices=PRECISION_CHOICES,
               read_only=True),
@@ -292,6 +304,9 @@ def settings_from(values: Mapping[str, Any], model: ModelInfo | None = None) -> 
         )
         engine = EngineConfig(
             device=v["device"] or None, backend=v["backend"],
+            accuracy_gate=bool(v["accuracy_gate"]),
+            ort_intra_op_threads=int(v["ort_intra_op_threads"]),
+            ort_inter_op_threads=int(v["ort_inter_op_threads"]),
             precision=precision,  # "auto" is resolved with the device by create_engine
             policy="latest", batch_size=int(v["max_batch_size"]) or max(1, len(v["cameras"])),
             compile=bool(v["compile"]), cuda_graphs=bool(v["cuda_graphs"]),
