@@ -11,6 +11,8 @@ Subcommands, one module each:
 * ``demo`` -- the bag tool on the bundled sample, with a contact sheet and a .ply.
 * ``checkpoint`` -- a random-weight stand-in checkpoint of any family, to try the tools
   without the real weights (``depth_pro_ros.model.stand_in``).
+* ``export`` -- a checkpoint's network as a self-describing ONNX file for the
+  onnxruntime backend (``depth_pro_ros.engine.backends.onnx_export``).
 
 ``parser`` builds the argument parser from them, ``options`` holds what they share.
 

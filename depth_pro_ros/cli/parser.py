@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 
 from depth_pro_ros import __version__
-from depth_pro_ros.cli import bag, bags, checkpoint, demo, image
+from depth_pro_ros.cli import bag, bags, checkpoint, demo, export, image
 
 __all__ = ["build_parser"]
 
 #: The subcommands, in the order ``--help`` lists them.
-SUBCOMMANDS = (image, bag, bags, demo, checkpoint)
+SUBCOMMANDS = (image, bag, bags, demo, checkpoint, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
