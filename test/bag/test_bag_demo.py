@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from bag_builders import read_bag
+from bag_builders import read_bag, run_cli
 
 import depth_pro_ros.bag
 from depth_pro_ros.bag.demo import FRAMES, INFO_TOPIC, TOPIC, find_weights, make_sample_bag
@@ -160,13 +160,13 @@ def test_the_wheel_ships_the_sample_and_the_installed_demo_finds_it(tmp_path):
     assert len(installed[TOPIC]) == FRAMES
 
 
-def test_demo_without_weights_says_where_to_put_them(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "depth_pro_ros.cli", "demo", "-o", str(tmp_path / "d"),
-         "--no-download"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env=_env(HOME=str(tmp_path)))
-    assert result.returncode == 2
-    err = result.stderr
+def test_demo_without_weights_says_where_to_put_them(tmp_path, monkeypatch):
+    """In this process (no interpreter start-up): no weights anywhere it looks."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("DEPTH_PRO_CHECKPOINT", raising=False)
+    monkeypatch.delenv("DEPTH_PRO_DEMO_CHECKPOINT", raising=False)
+    code, _, err = run_cli("demo", "-o", str(tmp_path / "d"), "--no-download")
+    assert code == 2
     assert "no such file or folder" in err and "depth_pro.pt" in err
     assert "https://ml-site.cdn-apple.com/models/depth-pro/depth_pro.pt" in err
     assert "Traceback" not in err and not (tmp_path / "d").exists()
