@@ -55,3 +55,29 @@ def da_checkpoints(tmp_path_factory):
     types = {"metric": "depth_anything_v2_metric_indoor", "relative": "depth_anything_v2",
              "prompt": "prompt_depth_anything"}
     return {name: write_stand_in(root / f"{name}.pt", t) for name, t in types.items()}
+
+
+@pytest.fixture(scope="session")
+def onnx_checkpoint(tmp_path_factory, tiny_checkpoint, da_checkpoints):
+    """``onnx_checkpoint(name)``: the tiny checkpoint ``name`` (``depth_pro`` or a key of
+    ``da_checkpoints``) exported by ``depth-pro-ros export`` in this process, once per
+    session and only when asked for (an export takes seconds)."""
+    import contextlib
+    import io
+
+    from depth_pro_ros.cli import main
+
+    sources = {"depth_pro": tiny_checkpoint, **da_checkpoints}
+    root = tmp_path_factory.mktemp("onnx")
+    made: dict[str, Path] = {}
+
+    def export(name: str) -> Path:
+        if name not in made:
+            path = root / f"{name}.onnx"
+            with contextlib.redirect_stdout(io.StringIO()):
+                code = main(["export", "--checkpoint", str(sources[name]), "-o", str(path)])
+            assert code == 0 and path.is_file(), f"export {name}: exit status {code}"
+            made[name] = path
+        return made[name]
+
+    return export

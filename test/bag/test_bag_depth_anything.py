@@ -158,3 +158,21 @@ def test_the_command_line(bag, da_checkpoints, tmp_path):
                                 "--allow-relative")
     assert code == 0, err
     assert "model:        Depth Anything V2 (custom, relative, input 56)" in stdout
+
+
+def test_an_exported_onnx_checkpoint_runs_on_onnxruntime(bag, onnx_checkpoint, tmp_path):
+    """``bag --checkpoint model.onnx`` with no other flag runs the exported metric model on
+    onnxruntime (backend auto) and writes the reference pipeline's depth (issue 25)."""
+    pytest.importorskip("onnxruntime")
+    code, stdout, err = run_cli(
+        "bag", str(bag), "--checkpoint", str(onnx_checkpoint("metric")), "--device", "cpu",
+        "--image-topic", TOPIC, "--no-progress", "--input-size", str(INPUT),
+        "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    assert "model:        Depth Anything V2 (custom, metric up to 20 m, input 56)" in stdout
+    model = tiny_depth_anything("metric")
+    out = read_bag(tmp_path / "out")
+    assert len(out["/cam/depth"]) == FRAMES
+    for i, (_, msg, _) in enumerate(out["/cam/depth"]):
+        np.testing.assert_allclose(depth_image_to_array(msg), infer_depth_anything(
+            model, picture(30 + i), INPUT).numpy(), rtol=RTOL)
