@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
+import pytest
 from harness.node import NAMESPACE, run_in_process
 from harness.probe import Probe, running_node
 from harness.ros_messages import camera_info_message, image_message
@@ -217,3 +218,20 @@ def test_relative_model_anchored_by_scale_shift_publishes_metric_depth(da_checkp
             (result,) = probe.set_parameters(NODE, anchor_fit="scale")
             assert not result.successful and "set anchor_fit scale_shift" in result.reason
             assert probe.get_parameters(NODE, "anchor_fit") == {"anchor_fit": "scale_shift"}
+
+
+def test_exported_onnx_checkpoint_runs_on_onnxruntime(onnx_checkpoint, tmp_path):
+    """``checkpoint:=model.onnx`` with no other parameter: the node runs the exported
+    metric model on onnxruntime (backend auto) and publishes the reference pipeline's
+    depth (issue 25)."""
+    pytest.importorskip("onnxruntime")
+    model = tiny_depth_anything("metric")
+    with running_node(tmp_path / "node.log", *_params(onnx_checkpoint("metric")),
+                      warm_up=image_message(_rgb(0), 1), outputs=("depth",)) as (proc, probe):
+        rgb = _rgb(3)
+        out = probe.exchange(image_message(rgb, next(NEXT_SEC)),
+                             camera_info_message(60.0, W, H, 0))
+        np.testing.assert_allclose(depth_image_to_array(out["depth"]),
+                                   infer_depth_anything(model, rgb, INPUT).numpy(), rtol=RTOL)
+        assert "Depth Anything V2 (custom, metric up to 20 m, input 56) ready" in proc.log()
+        assert probe.get_parameters(NODE, "backend") == {"backend": "auto"}
