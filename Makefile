@@ -7,14 +7,16 @@ PIP         := $(VPY) -m pip --quiet --disable-pip-version-check
 UV          := $(VENV)/bin/uv
 # uv resolves and installs everything in one parallel step (about 15 s on 2 cores instead
 # of 85 s with pip). It does not read pip's configuration, so this machine's pip sources
-# go with it (find-links, where a CPU build of torch may lie; extra indexes; constraints),
-# and unsafe-best-match picks the newest release over all indexes, as pip does.
+# go with it (find-links, where a CPU build of torch may lie; indexes; constraints; the
+# certificate bundle), and unsafe-best-match picks the newest release over all indexes, as
+# pip does.
 pip_conf     = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[^.]*\.$(1)='\(.*\)'$$/\1/p")
 UV_SOURCES   = $(addprefix --find-links ,$(sort $(call pip_conf,find-links))) \
                $(addprefix --index-url ,$(firstword $(call pip_conf,index-url))) \
                $(addprefix --extra-index-url ,$(sort $(call pip_conf,extra-index-url))) \
                $(addprefix --constraint ,$(sort $(call pip_conf,constraint)))
-INSTALL      = $(UV) pip install --quiet --python $(VPY) --index-strategy unsafe-best-match \
+INSTALL      = $(addprefix SSL_CERT_FILE=,$(firstword $(call pip_conf,cert))) \
+               $(UV) pip install --quiet --python $(VPY) --index-strategy unsafe-best-match \
                $(UV_SOURCES)
 DEMO_STAMP  := $(VENV)/.installed-demo
 TEST_STAMP  := $(VENV)/.installed-test
