@@ -178,3 +178,17 @@ def test_full_depth_pro_activation_peak_at_1536():
         model(x)
     print(f"activation peak {live.peak / MIB:.0f} MiB in {live.where}")
     assert live.peak <= 2550 * MIB, (live.peak / MIB, live.where)
+
+
+@pytest.mark.parametrize("side", [192, 130, 64])
+def test_depth_pro_banded_head_equals_the_whole_head(side):
+    """The head upsampled in bands (each a 64-row slice of its input plus a row of
+    context) gives exactly the numbers of the whole map: several bands, a last short
+    one, a single band."""
+    model = create_model(DepthProConfig.tiny())
+    x = torch.randn(2, model.config.decoder_features // 2, side, side,
+                    generator=torch.Generator().manual_seed(side))
+    with torch.inference_mode():
+        whole = model.head[1:](x)
+        banded = model._upsampled_head(x)
+    assert torch.equal(banded, whole)

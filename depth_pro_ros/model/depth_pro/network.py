@@ -18,6 +18,9 @@ from .config import DepthProConfig
 # tiles: tiles of the full-resolution level overlap by 1/4, those of the half level by 1/2.
 MERGE_PAD_FULL = 3
 MERGE_PAD_HALF = 6
+# Rows of the head's input upsampled at a time (see DepthPro._upsampled_head): 64 of the
+# 768 at 1536 x 1536 keep the band's maps near 100 MiB.
+HEAD_BAND_ROWS = 64
 
 
 def _resize(x: torch.Tensor, scale: float) -> torch.Tensor:
@@ -227,12 +230,37 @@ class DepthPro(nn.Module):
         x_half, x_quarter = _resize(x, 0.5), _resize(x, 0.25)
         inverse_depth, lowres = self.decoder(self.encoder(x, x_half, x_quarter))
         del x_half
-        for layer in self.head:  # as the Sequential, but the decoder's map is not kept
-            inverse_depth = layer(inverse_depth)
+        inverse_depth = self.head[0](inverse_depth)  # the decoder's map is dropped here
+        inverse_depth = self._upsampled_head(inverse_depth)
         fov = None
         if estimate_fov and self.fov is not None:
             fov = self.fov(x_quarter, lowres.detach())
         return inverse_depth, fov
+
+
+    def _upsampled_head(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.head[1:]`` (2x transposed convolution, 3x3 convolution, ReLU, 1x1
+        convolution, ReLU) on ``x`` in bands of :data:`HEAD_BAND_ROWS` rows.
+
+        Run whole, the upsampled 128-channel map at the input's resolution (1.1 GiB at
+        1536 x 1536) and its convolution's working copies are the largest memory of the
+        forward pass. The transposed convolution's 2x2 kernel has stride 2, so each band
+        of ``x`` gives its own output rows; the 3x3 convolution takes one more row on each
+        side (zeros at the image's edges: its padding). Every output value is the same
+        sum as the whole map's.
+        """
+        deconv, conv, relu, out, act = self.head[1:]
+        h = x.shape[-2]
+        bands = []
+        for top in range(0, h, HEAD_BAND_ROWS):
+            bottom = min(top + HEAD_BAND_ROWS, h)
+            lo, hi = max(top - 1, 0), min(bottom + 1, h)
+            y = deconv(x[..., lo:hi, :])  # rows 2 lo .. 2 hi of the upsampled map
+            y = y[..., max(2 * top - 1, 0) - 2 * lo : min(2 * bottom + 1, 2 * h) - 2 * lo, :]
+            y = F.pad(y, (0, 0, int(top == 0), int(bottom == h)))
+            y = F.conv2d(y, conv.weight, conv.bias, padding=(0, 1))
+            bands.append(act(out(relu(y))))
+        return torch.cat(bands, dim=-2)
 
 
 def create_model(
