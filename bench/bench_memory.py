@@ -69,7 +69,7 @@ def _inputs(name: str, device: torch.device, dtype: torch.dtype):
     x = (torch.rand(1, 3, side, side, generator=gen) * 2 - 1).to(device, dtype)
     prompt = None
     if name.startswith("pda_"):
-        prompt = (1 + 5 * torch.rand(1, 1, *PROMPT_SHAPE, generator=gen)).to(device)
+        prompt = (1 + 5 * torch.rand(1, 1, *PROMPT_SHAPE, generator=gen)).to(device, dtype)
     return x, prompt
 
 
@@ -235,11 +235,11 @@ def main(argv=None) -> int:
         return 0
     report = {"device": device_name(device), "torch": torch.__version__,
               "threads": args.threads, "repeats": args.repeats, "families": {}}
-    for name in args.families:
-        report["families"][name] = measure(name, args)
     path = args.out or RESULTS / f"{slug(report['device'])}_memory.json"
-    write_json(report, path)
-    print(f"wrote {path}")
+    for name in args.families:  # written after each family: a cut-off run keeps those done
+        report["families"][name] = measure(name, args)
+        write_json(report, path)
+        print(f"wrote {path}")
     return 0
 
 

@@ -4,8 +4,10 @@
 # On a lent device machine, from the repository root (its python3 holds torch + pytest):
 #   bash bench/gpu_check.sh
 # Writes $OUT/env.txt (GPU, torch), $OUT/pytest.txt (the whole log), $OUT/junit.xml and
-# $OUT/rc (pytest's exit status). GPU_CHECK_TIMEOUT (s, default 480) bounds pytest so the
-# files come back within one 10-minute call.
+# $OUT/rc (pytest's exit status), then the memory of the full Depth Pro and the Large
+# Depth Anything models per precision (issue 27): $OUT/memory.json and $OUT/memory.txt.
+# GPU_CHECK_TIMEOUT (s, default 420) bounds pytest and GPU_MEMORY_TIMEOUT (s, default
+# 150) the memory benchmark, so the files come back within one 10-minute call.
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 PY=${PYTHON:-python3}
@@ -17,13 +19,16 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 "available", torch.cuda.is_available(), "devices", torch.cuda.device_count())'
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-timeout "${GPU_CHECK_TIMEOUT:-480}" "$PY" -m pytest -p no:cacheprovider -m cuda -rA \
+timeout "${GPU_CHECK_TIMEOUT:-420}" "$PY" -m pytest -p no:cacheprovider -m cuda -rA \
     --durations=25 --junitxml="$OUT/junit.xml" \
     test/engine/test_cuda_sync.py test/engine/test_cuda_graphs.py \
     test/engine/test_pipeline_cuda.py test/model/depth_anything/test_batch_recipe.py \
     test/engine/test_loading.py test/engine/test_pointcloud.py \
-    test/engine/anchor/test_anchor_fit.py > "$OUT/pytest.txt" 2>&1
+    test/engine/anchor/test_anchor_fit.py test/model/test_memory.py > "$OUT/pytest.txt" 2>&1
 rc=$?
 echo "$rc" > "$OUT/rc"
 tail -n 60 "$OUT/pytest.txt"
+timeout "${GPU_MEMORY_TIMEOUT:-150}" "$PY" bench/bench_memory.py --device cuda \
+    --families full da_vitl pda_vitl --out "$OUT/memory.json" > "$OUT/memory.txt" 2>&1
+tail -n 20 "$OUT/memory.txt"
 exit "$rc"

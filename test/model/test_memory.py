@@ -192,3 +192,25 @@ def test_depth_pro_banded_head_equals_the_whole_head(side):
         whole = model.head[1:](x)
         banded = model._upsampled_head(x)
     assert torch.equal(banded, whole)
+
+
+def _cuda_bytes(n: int) -> int:
+    return -(-n // 512) * 512  # the caching allocator's 512-byte blocks
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_fp32_file_loads_into_fp16_on_cuda_without_an_fp32_copy(files, layout):
+    """On the GPU an fp32 file becomes fp16 weights with nothing more allocated than
+    those and one tensor in flight: no fp32 copy of the model is ever on the device."""
+    device = torch.device("cuda")
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    model = load_checkpoint(files[layout, torch.float32], device=device, precision="fp16",
+                            config=_config(layout))
+    torch.cuda.synchronize(device)
+    sizes = [_cuda_bytes(p.numel() * p.element_size()) for p in model.parameters()]
+    assert all(p.dtype == torch.float16 and p.is_cuda for p in model.parameters())
+    assert torch.cuda.memory_allocated(device) - before <= sum(sizes)
+    assert torch.cuda.max_memory_allocated(device) - before <= sum(sizes) + 2 * max(sizes)
