@@ -185,13 +185,19 @@ def test_image_command_refuses_existing_outputs_before_starting(tiny_checkpoint,
 
 
 def test_image_command_progress_bar_only_on_a_terminal(tiny_checkpoint, tmp_path):
-    """Several photos with stderr on a terminal: a bar (\\r redraws); --no-progress: none.
-    (Not a terminal: test_image_command_writes_depth.)"""
+    """Several photos with stderr on a terminal (a pty, in this process: no interpreter
+    start-up): a bar (\\r redraws); --no-progress: none. (Not a terminal, in a process of
+    its own: test_image_command_writes_depth.)"""
+    import contextlib
     import fcntl
+    import io
     import os
     import pty
     import struct
     import termios
+    import threading
+
+    from depth_pro_ros.cli import main
 
     photos = [str(_photo(tmp_path, i, f"p{i}.png")[0]) for i in range(2)]
 
@@ -199,25 +205,32 @@ def test_image_command_progress_bar_only_on_a_terminal(tiny_checkpoint, tmp_path
         master, slave = pty.openpty()
         # A terminal of 24 x 100 characters (a new pty has none: no room for a bar).
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        chunks: list[bytes] = []
+
+        def drain() -> None:  # read as it is written: a full pty would block the writer
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the terminal's other end is closed and drained
+                    return
+                if not chunk:
+                    return
+                chunks.append(chunk)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        terminal = io.TextIOWrapper(io.FileIO(slave, "w", closefd=True), write_through=True)
         try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "depth_pro_ros.cli", "image", *photos, "--checkpoint",
-                 str(tiny_checkpoint), "--device", "cpu", "-o", str(tmp_path / "out"),
-                 "--overwrite", *extra],
-                cwd=REPO, stdout=subprocess.PIPE, stderr=slave, timeout=300)
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(terminal):
+                code = main(["image", *photos, "--checkpoint", str(tiny_checkpoint),
+                             "--device", "cpu", "-o", str(tmp_path / "out"), "--overwrite",
+                             *extra])
         finally:
-            os.close(slave)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the terminal's other end is closed and drained
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
+            terminal.close()
+        reader.join(30)
         os.close(master)
-        assert proc.returncode == 0, b"".join(chunks)
+        assert code == 0, b"".join(chunks)
         return b"".join(chunks).decode(errors="replace")
 
     shown = on_terminal()
