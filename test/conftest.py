@@ -60,24 +60,32 @@ def da_checkpoints(tmp_path_factory):
 @pytest.fixture(scope="session")
 def onnx_checkpoint(tmp_path_factory, tiny_checkpoint, da_checkpoints):
     """``onnx_checkpoint(name)``: the tiny checkpoint ``name`` (``depth_pro`` or a key of
-    ``da_checkpoints``) exported by ``depth-pro-ros export`` in this process, once per
-    session and only when asked for (an export takes seconds)."""
+    ``da_checkpoints``) exported by ``depth-pro-ros export`` in this process, only when
+    asked for and once per run: an export takes 10-30 s, so under pytest-xdist the
+    workers share the files (in the run's common temporary folder, under a file lock;
+    the stand-ins are the same weights in every worker). ``NAME.pt`` beside the file is
+    the copy of the source it was exported from."""
     import contextlib
     import io
+    import shutil
+
+    from filelock import FileLock  # a torch dependency
 
     from depth_pro_ros.cli import main
 
     sources = {"depth_pro": tiny_checkpoint, **da_checkpoints}
-    root = tmp_path_factory.mktemp("onnx")
-    made: dict[str, Path] = {}
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    (root / "onnx").mkdir(exist_ok=True)
 
     def export(name: str) -> Path:
-        if name not in made:
-            path = root / f"{name}.onnx"
-            with contextlib.redirect_stdout(io.StringIO()):
-                code = main(["export", "--checkpoint", str(sources[name]), "-o", str(path)])
-            assert code == 0 and path.is_file(), f"export {name}: exit status {code}"
-            made[name] = path
-        return made[name]
+        path = root / "onnx" / f"{name}.onnx"
+        with FileLock(str(path) + ".lock"):
+            if not path.is_file():  # exported from a copy beside it, kept as its source
+                source = shutil.copy(sources[name], path.with_suffix(".pt"))
+                with contextlib.redirect_stdout(io.StringIO()):
+                    code = main(["export", "--checkpoint", str(source), "-o", str(path)])
+                assert code == 0 and path.is_file(), f"export {name}: exit status {code}"
+        return path
 
     return export

@@ -75,7 +75,7 @@ def test_exported_file_runs_on_onnxruntime_as_torch(name, onnx_checkpoint, tiny_
         if name == "depth_pro":  # the FoV head's estimate came through the graph too
             assert a.fov_deg == pytest.approx(b.fov_deg, rel=RTOL)
     meta = read_onnx(exported).meta
-    assert meta["source_sha256"] == onnx_export._sha256(source)
+    assert meta["source_sha256"] == onnx_export._sha256(exported.with_suffix(".pt"))
     assert meta["inputs"] == (["image", "prompt"] if name == "prompt" else ["image"])
 
 
