@@ -151,6 +151,22 @@ def test_gate_refuses_a_damaged_network_and_can_be_skipped(onnx_checkpoint, tmp_
     assert "accuracy gate skipped for onnxruntime on damaged.onnx" in caplog.text
 
 
+def test_reduced_precision_torch_is_gated_against_fp32(da_checkpoints, caplog):
+    """fp16 torch (here on the CPU) is checked against the same checkpoint loaded in fp32;
+    fp32 torch, the reference itself, is not."""
+    with caplog.at_level(logging.INFO), create_engine(
+            da_checkpoints["metric"], EngineConfig(device="cpu", precision="fp16")):
+        pass
+    passed = [r.getMessage() for r in caplog.records if "accuracy gate passed" in
+              r.getMessage()]
+    assert len(passed) == 1 and "torch in fp16 differs from fp32 torch by" in passed[0]
+    assert float(passed[0].rsplit(" ", 1)[1]) <= gate.LIMITS["fp16"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO), create_engine(da_checkpoints["metric"], CPU):
+        pass
+    assert "accuracy gate" not in caplog.text
+
+
 def test_gate_images_are_fixed_and_references_round_trip():
     images = gate.gate_images()
     assert images.shape == (2, 96, 128, 3) and images.dtype == np.uint8
