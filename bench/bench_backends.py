@@ -116,6 +116,7 @@ def main(argv=None) -> int:
               "ort_threads": engines["onnxruntime"].backend.session.get_session_options()
               .intra_op_num_threads,
               "export_self_check": exported.self_check,
+              "load_average_at_start": os.getloadavg()[0],
               "note": "shared machine: other work may have run meanwhile; both backends "
                       "interleaved per repetition", "conditions": {}}
     report["conditions"]["quiet"] = _measure(engines, frame, args.reps)
@@ -125,6 +126,7 @@ def main(argv=None) -> int:
     finally:
         hog.kill()
         hog.wait()
+    report["load_average_at_end"] = os.getloadavg()[0]  # other work on a shared machine
     for engine in engines.values():
         engine.close()
     for condition, rows in report["conditions"].items():

@@ -104,7 +104,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, overwrite: bool = Fa
     with torch.inference_mode():
         expected = [graph(*batch) for batch in batches]
     inputs, outputs = describe_graph(recipe.info.needs_prompt, recipe.info.has_fov_head)
-    proto = _trace(graph, batches[0], inputs, outputs, _dynamic_shapes(model, recipe))
+    program = _trace(graph, batches[0], inputs, outputs, _dynamic_shapes(model, recipe))
     meta = {
         "format": FORMAT_VERSION, "family": recipe.info.family,
         "config": model.config.to_dict(), "description": recipe.info.description,
@@ -114,13 +114,14 @@ def export_onnx(checkpoint: str | Path, output: str | Path, overwrite: bool = Fa
                     f"{onnx.__version__}", "project_version": _project_version(),
         "gate": gate.GateReference.pooled(*_pad(expected[0])).to_json(),
     }
-    proto.metadata_props.add(key=META_KEY, value=json.dumps(meta))
+    program.model.metadata_props[META_KEY] = json.dumps(meta)
     external = sum(p.numel() * 4 for p in model.parameters()) > _EXTERNAL_DATA_BYTES
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
         written = tmp / output.name
-        onnx.save_model(proto, str(written), save_as_external_data=external,
-                        all_tensors_to_one_file=True, location=f"{output.name}.data")
+        # Saved from the exporter's own model (no protobuf message of the whole network,
+        # which cannot exceed 2 GB); external data goes to "<name>.data" beside it.
+        program.save(written, external_data=external)
         worst = _self_check(ort, written, inputs, batches, expected)
         data = output.with_name(f"{output.name}.data") if external else None
         if data is not None:
@@ -191,8 +192,8 @@ def _dynamic_shapes(model, recipe) -> dict:
 
 def _trace(graph: _Graph, batch: tuple, inputs: list[str], outputs: list[str],
            shapes: dict):
-    """The ONNX ModelProto of ``graph``; the exporter's progress lines are kept for the
-    error message only."""
+    """The exported ``torch.onnx.ONNXProgram`` of ``graph``; the exporter's progress
+    lines are not shown."""
     kwargs = dict(zip(inputs, batch))
     chatter = io.StringIO()
     try:
@@ -204,7 +205,7 @@ def _trace(graph: _Graph, batch: tuple, inputs: list[str], outputs: list[str],
     except Exception as exc:  # noqa: BLE001 -- torch.export raises many kinds
         raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {exc}"
                           ) from None
-    return program.model_proto
+    return program
 
 
 def _self_check(ort, path: Path, inputs: list[str], batches: list[tuple],
