@@ -41,6 +41,16 @@ def write_stand_in(path: Path, model_type: str = "depth_pro") -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """The project's cache (accuracy gate references) in this run's temporary folder,
+    for this process and every node or CLI process it starts: nothing is written to, or
+    read from, the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEPTH_PRO_ROS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """Path of the tiny Depth Pro (``model_factories.tiny_model``) in the project's format."""

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from depth_pro_ros.engine.backends import OnnxModel, gate
+from depth_pro_ros.engine.backends import OnnxModel, gate, gate_cache
 from depth_pro_ros.engine.backends.onnx_file import is_onnx, read_onnx
 from depth_pro_ros.engine.device import resolve_device, resolve_precision
 from depth_pro_ros.engine.pipeline import DepthEngine, ResultCallback
@@ -95,16 +95,25 @@ def create_engine(
 def _fp32_reference(checkpoint: str | Path, config: EngineConfig,
                     model_type: str | None) -> gate.GateReference | None:
     """fp32 torch's gate outputs, for a torch checkpoint that will run in fp16 / bf16
-    (None otherwise). Loaded and freed before the reduced-precision model is loaded, so
-    both never take memory at once."""
+    (None otherwise): read from the gate cache (:mod:`~depth_pro_ros.engine.backends.
+    gate_cache`), else computed and kept there. Computed with the fp32 model loaded and
+    freed before the reduced-precision one is loaded, so both never take memory at once."""
     dev = resolve_device(config.device)
     if resolve_precision(config.precision, dev) == "fp32":
         return None
+    entry = gate_cache.entry_path(checkpoint, model_type, config.input_size)
+    reference = None if entry is None else gate_cache.read_entry(entry)
+    if reference is not None:
+        _log.info("accuracy gate: fp32 reference read from %s", entry)
+        return reference
     model = load_checkpoint(checkpoint, device=dev, precision=torch.float32,
                             model_type=model_type)
     recipe = recipe_for(model, config.input_size)
-    return gate.gate_outputs(functools.partial(recipe.run, model), recipe, dev,
-                             torch.float32)
+    reference = gate.gate_outputs(functools.partial(recipe.run, model), recipe, dev,
+                                  torch.float32)
+    if entry is not None:
+        gate_cache.write_entry(entry, reference)
+    return reference
 
 
 def _gate(engine: DepthEngine, model: torch.nn.Module | OnnxModel,

@@ -112,10 +112,18 @@ class GateReference:
 
 def gate_outputs(run: RunBatch, recipe, device: torch.device,
                  dtype: torch.dtype) -> GateReference:
-    """What ``run`` gives on the gate batch, pooled, in fp32 on the CPU."""
+    """What ``run`` gives on the gate batch, pooled, in fp32 on the CPU. The scenes run
+    one at a time: the gate never needs more activation memory than one frame."""
     x, prompt = gate_batch(recipe, device, dtype)
+    parts = []
     with torch.inference_mode():
-        return GateReference.pooled(*run(x, recipe.info.has_fov_head, prompt))
+        for i in range(len(x)):
+            one = None if prompt is None else prompt[i:i + 1]
+            parts.append(GateReference.pooled(*run(x[i:i + 1], recipe.info.has_fov_head,
+                                                   one)))
+    fovs = [p.fov for p in parts]
+    return GateReference(torch.cat([p.depth for p in parts]),
+                         None if fovs[0] is None else torch.cat(fovs))
 
 
 def relative_l1(out: torch.Tensor, ref: torch.Tensor) -> float:
