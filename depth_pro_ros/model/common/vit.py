@@ -88,7 +88,12 @@ def _join(module: nn.Module, state: dict, prefix: str, _metadata: object) -> Non
     """State-dict post-hook: q, k and v written joined, in the released layout."""
     for kind in ("weight", "bias"):
         parts = [state.pop(f"{prefix}{name}.{kind}") for name in "qkv"]
-        state[f"{prefix}qkv.{kind}"] = torch.cat(parts)
+        if parts[0].is_meta:  # a shape only; cat on meta would load torch's Python meta
+            # kernels (~70 MiB resident for the process's life) when a checkpoint loads
+            rows = sum(p.shape[0] for p in parts)
+            state[f"{prefix}qkv.{kind}"] = parts[0].new_empty((rows, *parts[0].shape[1:]))
+        else:
+            state[f"{prefix}qkv.{kind}"] = torch.cat(parts)
 
 
 class LayerScale(nn.Module):
