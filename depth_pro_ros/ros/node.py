@@ -157,7 +157,8 @@ class DepthProNode(Node):
         batching = (f", {len(self._cameras)} cameras, batches of up to "
                     f"{self._engine.config.batch_size}") if len(self._cameras) > 1 else ""
         self.get_logger().info(
-            f"{self._model.description} ready on {self._device} ({self._precision})"
+            f"{self._model.description} ready on {self._device} ({self._precision}, "
+            f"backend {self._engine.config.backend})"
             f"{batching}; subscribed to {inputs}, focal source "
             f"{self._settings.focal.focal_source}"
         )
@@ -353,7 +354,7 @@ class DepthProNode(Node):
             "engine", "OK", f"{len(self._cameras)} camera(s) on {self._device}",
             {"cameras": " ".join(cam.name for cam in self._cameras if cam.name),
              **batches, "model": self._model.description, "device": self._device,
-             "precision": self._precision}))
+             "precision": self._precision, "backend": config.backend}))
         return statuses
 
     def _status(self, what: str, level: str, message: str,

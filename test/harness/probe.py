@@ -175,6 +175,14 @@ class Probe:
                 "_hardware_id": status.hardware_id,
                 **{kv.key: kv.value for kv in status.values}}
 
+    def statuses(self, timeout: float = 10.0) -> dict[str, dict[str, str]]:
+        """Status name -> key-values of a /diagnostics message published after this call."""
+        seen = len(self.diagnostics)
+        self.spin_until(lambda: len(self.diagnostics) > seen + 1, timeout, "/diagnostics")
+        return {s.name: {"_level": s.level, "_message": s.message,
+                         **{kv.key: kv.value for kv in s.values}}
+                for s in self.diagnostics[-1].status}
+
     def set_parameters(self, node_name: str, **values: Any) -> list[Any]:
         """Call the node's set_parameters service; return the SetParametersResults."""
         from rcl_interfaces.srv import SetParameters
@@ -360,14 +368,6 @@ class CameraProbe(Probe):
         self.spin_until(lambda: all(matching(t) for t in CAMERA_OUTPUTS), timeout,
                         f"{camera} outputs stamped {stamp.sec}")
         return {t: matching(t)[-1] for t in CAMERA_OUTPUTS}
-
-    def statuses(self, timeout: float = 10.0) -> dict[str, dict[str, str]]:
-        """Status name -> key-values of a /diagnostics message published after this call."""
-        seen = len(self.diagnostics)
-        self.spin_until(lambda: len(self.diagnostics) > seen + 1, timeout, "/diagnostics")
-        return {s.name: {"_level": s.level, "_message": s.message,
-                         **{kv.key: kv.value for kv in s.values}}
-                for s in self.diagnostics[-1].status}
 
     def warm_up(self, camera: str, message: Any) -> None:
         """Publish ``message`` to ``camera`` every 3 s until its depth comes (best effort

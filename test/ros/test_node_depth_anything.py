@@ -233,5 +233,7 @@ def test_exported_onnx_checkpoint_runs_on_onnxruntime(onnx_checkpoint, tmp_path)
                              camera_info_message(60.0, W, H, 0))
         np.testing.assert_allclose(depth_image_to_array(out["depth"]),
                                    infer_depth_anything(model, rgb, INPUT).numpy(), rtol=RTOL)
-        assert "Depth Anything V2 (custom, metric up to 20 m, input 56) ready" in proc.log()
+        assert ("Depth Anything V2 (custom, metric up to 20 m, input 56) ready on cpu "
+                "(fp32, backend onnxruntime)") in proc.log()
         assert probe.get_parameters(NODE, "backend") == {"backend": "auto"}
+        assert probe.statuses()["depth_pro_node: engine"]["backend"] == "onnxruntime"
