@@ -149,7 +149,9 @@ def test_hf_without_fov_flag_drops_fov_weights(reference, tmp_path):
 
 
 def test_loading_keeps_one_copy_of_the_weights(tmp_path):
-    """Peak memory while loading stays near one copy of the file, not two."""
+    """Loading maps the file and reads no weight: the peak resident memory while loading
+    grows by the Python objects and the meta model only (7 MiB for this 169 MiB file; a
+    copy of the weights would be the whole file). 10 % leaves room for the allocator."""
     config = DepthProConfig(
         embed_dim=384, depth=8, num_heads=6, patch_size=4, vit_image_size=96,
         hook_block_ids=(1, 3), encoder_dims=(32, 64, 128, 128), decoder_features=32,
@@ -158,12 +160,16 @@ def test_loading_keeps_one_copy_of_the_weights(tmp_path):
     size_mb = path.stat().st_size / 2**20
     script = textwrap.dedent(
         """
-        import resource, sys, torch
+        import sys, torch
         from depth_pro_ros.model import load_checkpoint
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        def kib(field):
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith(field))
+        before = kib("VmRSS:")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # the peak (VmHWM) starts again from the present resident set
         model = load_checkpoint(sys.argv[1])
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print((after - before) / 1024)
+        print((kib("VmHWM:") - before) / 1024)
         """
     )
     out = subprocess.run(
@@ -171,7 +177,7 @@ def test_loading_keeps_one_copy_of_the_weights(tmp_path):
     )
     growth_mb = float(out.stdout.strip().splitlines()[-1])
     assert size_mb > 100
-    assert growth_mb < 1.3 * size_mb, (growth_mb, size_mb)
+    assert growth_mb < 0.1 * size_mb, (growth_mb, size_mb)
 
 
 def test_missing_file_says_where_to_get_weights_and_the_stand_in(tmp_path, monkeypatch):
