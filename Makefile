@@ -9,9 +9,8 @@ UV          := $(VENV)/bin/uv
 # instead of 85 s or more with pip). It does not read pip's configuration, so this
 # machine's pip sources go with it (find-links, where a CPU build of torch may lie; indexes;
 # constraints; the certificate bundle), and unsafe-best-match picks the newest release over
-# all indexes, as pip does. --compile-bytecode writes the .pyc files as pip does: where
-# PYTHONDONTWRITEBYTECODE is set, every process would otherwise compile what it imports
-# (about 2.5 s more CPU for each node, CLI or Ray process the tests start).
+# all indexes, as pip does. No .pyc files are written at install (most installed modules
+# are never imported); the tests write them as they import (see `test`).
 pip_conf     = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[^.]*\.$(1)='\(.*\)'$$/\1/p")
 UV_SOURCES   = $(addprefix --find-links ,$(sort $(call pip_conf,find-links))) \
                $(addprefix --index-url ,$(firstword $(call pip_conf,index-url))) \
@@ -19,7 +18,7 @@ UV_SOURCES   = $(addprefix --find-links ,$(sort $(call pip_conf,find-links))) \
                $(addprefix --constraint ,$(sort $(call pip_conf,constraint)))
 INSTALL      = $(addprefix SSL_CERT_FILE=,$(firstword $(call pip_conf,cert))) \
                $(UV) pip install --quiet --python $(VPY) --index-strategy unsafe-best-match \
-               --compile-bytecode $(UV_SOURCES)
+               $(UV_SOURCES)
 DEMO_STAMP  := $(VENV)/.installed-demo
 TEST_STAMP  := $(VENV)/.installed-test
 # The node's runtime from PyPI (on a robot these come with the ROS distribution).
@@ -50,9 +49,12 @@ $(TEST_STAMP): setup.py Makefile | $(UV)
 	$(INSTALL) torch==2.13.0 -e '.[test]' $(ROS_WHEELS) $(LAUNCH_TOOLS)
 	touch $@ $(DEMO_STAMP)
 
+# The first process to import a module writes its .pyc, even where the shell sets
+# PYTHONDONTWRITEBYTECODE: every node, CLI and Ray process the tests start would otherwise
+# compile what it imports again (about 2.5 s of CPU each).
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
-	$(VPY) -m pytest -q -n logical --dist loadfile --durations=30
+	env -u PYTHONDONTWRITEBYTECODE $(VPY) -m pytest -q -n logical --dist loadfile --durations=30
 
 # Sample bag -> depth bag + contact sheet + .ply. Weights: $DEPTH_PRO_DEMO_CHECKPOINT (smoke
 # test), $DEPTH_PRO_CHECKPOINT, else ~/.cache/depth_pro_ros/depth_pro.pt (downloaded if absent).
