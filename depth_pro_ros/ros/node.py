@@ -158,10 +158,8 @@ class DepthProNode(Node):
                     f"{self._engine.config.batch_size}") if len(self._cameras) > 1 else ""
         self.get_logger().info(
             f"{self._model.description} ready on {self._device} ({self._precision}, "
-            f"backend {self._engine.config.backend})"
-            f"{batching}; subscribed to {inputs}, focal source "
-            f"{self._settings.focal.focal_source}"
-        )
+            f"backend {self._engine.config.backend}){batching}; subscribed to {inputs}, "
+            f"focal source {self._settings.focal.focal_source}")
 
     # ------------------------------------------------------------------ start-up
     def _load_engine(self) -> tuple[str, str]:
