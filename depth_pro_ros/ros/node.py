@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import faulthandler
 import importlib
 import sys
 import time
@@ -58,13 +59,10 @@ def message_class(msgtype: str) -> type:
 
 
 def _sensor_qos() -> QoSProfile:
-    """A profile of its own for one input, equal to rclpy's sensor-data preset.
-
-    rclpy applies ``qos_overrides.<topic>...`` parameters to the profile object it is
-    given, in place: with one shared object, an override for the image topic would also
-    change the CameraInfo subscription created after it (and rclpy's preset for the whole
-    process).
-    """
+    """A profile of its own for one input, equal to rclpy's sensor-data preset: rclpy
+    applies ``qos_overrides.<topic>...`` parameters to the object it is given, in place, so
+    a shared one would carry an image override to the CameraInfo subscription (and to
+    rclpy's preset for the whole process)."""
     return copy.copy(qos_profile_sensor_data)
 
 
@@ -374,6 +372,8 @@ class DepthProNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``ros2 run depth_pro_ros depth_pro_node``."""
+    # A native crash (DDS, torch) logs every thread's Python stack, not only "exit code -11".
+    faulthandler.enable()
     rclpy.init(args=args)
     try:
         node = DepthProNode()
