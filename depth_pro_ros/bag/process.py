@@ -145,6 +145,8 @@ def process_bag(
             engine = create_engine(checkpoint, config, opts.model_type)
         summary.load_seconds = time.perf_counter() - t_load
         summary.model = engine.recipe.info.description
+        used = engine.config
+        summary.runtime = f"{used.device}, {used.precision}, backend {used.backend}"
         try:
             check_model_use(engine, opts, [cam.image_topic for cam in cameras], sessions)
         except BagSetupError:

@@ -61,6 +61,7 @@ class BagSummary:
     damaged: list[str] = field(default_factory=list)  # damaged chunks skipped, one line each
     batch_sizes: dict[int, int] = field(default_factory=dict)  # frames per batch -> batches
     model: str = ""  # the network that ran (ModelInfo.description)
+    runtime: str = ""  # where and how it ran: device, precision, backend
 
     @property
     def frames_in(self) -> int:
@@ -86,7 +87,7 @@ class BagSummary:
     def as_dict(self) -> dict[str, Any]:
         return {
             "input": str(self.input), "output": str(self.output), "format": self.storage,
-            "model": self.model,
+            "model": self.model, "runtime": self.runtime,
             "frames_in": self.frames_in, "frames_out": self.frames_out,
             "skipped": dict(self.skipped), "focal_sources": dict(self.focal),
             "copied_messages": self.copied, "load_seconds": self.load_seconds,
@@ -111,7 +112,8 @@ class BagSummary:
 
         lines = [f"{self.input} -> {self.output} ({self.storage})"]
         if self.model:
-            lines.append(f"  model:        {self.model}")
+            lines.append(f"  model:        {self.model}"
+                         + (f" ({self.runtime})" if self.runtime else ""))
         if self.recovery:
             lines.append(f"  recovered:    {self.recovery}")
         if self.damaged:

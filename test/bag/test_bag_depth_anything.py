@@ -85,6 +85,7 @@ def test_metric_model_writes_depth_and_camera_info(bag, da_checkpoints, tmp_path
     assert summary.model == "Depth Anything V2 (custom, metric up to 20 m, input 56)"
     assert "model:        Depth Anything V2 (custom, metric" in summary.format()
     assert summary.as_dict()["model"] == summary.model
+    assert summary.runtime == "cpu, fp32, backend torch" == summary.as_dict()["runtime"]
     assert snapshot(bag) == before
 
 
@@ -169,7 +170,8 @@ def test_an_exported_onnx_checkpoint_runs_on_onnxruntime(bag, onnx_checkpoint, t
         "--image-topic", TOPIC, "--no-progress", "--input-size", str(INPUT),
         "-o", str(tmp_path / "out"))
     assert code == 0, err
-    assert "model:        Depth Anything V2 (custom, metric up to 20 m, input 56)" in stdout
+    assert ("model:        Depth Anything V2 (custom, metric up to 20 m, input 56) (cpu, "
+            "fp32, backend onnxruntime)") in stdout
     model = tiny_depth_anything("metric")
     out = read_bag(tmp_path / "out")
     assert len(out["/cam/depth"]) == FRAMES
