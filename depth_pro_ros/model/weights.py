@@ -6,6 +6,7 @@ The weights are never shipped with the package. The default location is
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -20,6 +21,8 @@ __all__ = [
     "WEIGHTS_URL",
     "DownloadError",
     "MissingCheckpointError",
+    "checkpoint_files",
+    "checkpoint_sha256",
     "default_checkpoint",
     "download_weights",
     "missing_checkpoint_message",
@@ -81,6 +84,25 @@ def resolve_checkpoint(path: str | os.PathLike | None = None) -> Path:
     if not checkpoint.exists():
         raise MissingCheckpointError(missing_checkpoint_message(checkpoint))
     return checkpoint
+
+
+def checkpoint_files(path: Path) -> list[Path]:
+    """The files a checkpoint is made of: the file itself, or every file under a folder
+    (a Hugging Face folder's config and shards), sorted."""
+    return [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def checkpoint_sha256(path: Path) -> str:
+    """SHA-256 of a checkpoint file, or of a folder's files (for each, its relative name
+    and a NUL byte, then its bytes), which names the weights whatever the path."""
+    digest = hashlib.sha256()
+    for file in checkpoint_files(path):
+        if file != path:
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def download_weights(

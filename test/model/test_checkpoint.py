@@ -333,3 +333,27 @@ def test_saved_checkpoint_permissions_follow_the_umask(tiny_model, tmp_path):
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["shared.pt"]  # no partial file left
+
+
+def test_checkpoint_sha256_names_the_weights_whatever_the_path(tmp_path):
+    """A file hashes to its bytes' SHA-256; a folder to its files' relative names and
+    bytes, so a copy elsewhere hashes the same and a renamed or changed file does not."""
+    import hashlib
+
+    from depth_pro_ros.model.weights import checkpoint_files, checkpoint_sha256
+
+    single = tmp_path / "w.pt"
+    single.write_bytes(b"weights")
+    assert checkpoint_sha256(single) == hashlib.sha256(b"weights").hexdigest()
+    folder = tmp_path / "hf"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "sub" / "model.safetensors").write_bytes(b"tensors")
+    assert checkpoint_files(folder) == [folder / "config.json",
+                                        folder / "sub" / "model.safetensors"]
+    expected = hashlib.sha256(b"config.json\0{}sub/model.safetensors\0tensors").hexdigest()
+    assert checkpoint_sha256(folder) == expected
+    copy = shutil.copytree(folder, tmp_path / "elsewhere")
+    assert checkpoint_sha256(copy) == expected
+    (copy / "config.json").rename(copy / "other.json")
+    assert checkpoint_sha256(copy) != expected

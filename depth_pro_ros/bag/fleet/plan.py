@@ -4,7 +4,6 @@ and (``--resume``) which outputs are complete, made with the same options and we
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from depth_pro_ros.bag.options import BagOptions, engine_config
 from depth_pro_ros.bag.paths import bag_problem, path_problem
 from depth_pro_ros.bag.process import RUN_RECORD
 from depth_pro_ros.bag.writer import OUTPUT_MARK, resolved_path
+from depth_pro_ros.model import weights
 
 __all__ = ["FleetSettings", "checkpoint_sha256", "complete_output", "find_bags",
            "made_by_us", "output_name", "output_source", "plan_outputs", "read_record",
@@ -126,19 +126,12 @@ def plan_outputs(bags: list[Path], outdir: Path) -> list[tuple[Path, Path]]:
 
 
 def checkpoint_sha256(path: Path) -> str:
-    """sha256 of a checkpoint file, or of a folder's files (relative names and contents)."""
-    problem = path_problem(path)  # a FIFO would block the read below
+    """:func:`~depth_pro_ros.model.weights.checkpoint_sha256` of a checkpoint that is a
+    regular file or folder (a FIFO would block the read)."""
+    problem = path_problem(path)
     if problem is not None:
         raise BagSetupError(f"checkpoint {path} {problem}")
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        if file is not path:
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with open(file, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
+    return weights.checkpoint_sha256(path)
 
 
 def options_key(opts: BagOptions) -> dict[str, JsonValue]:

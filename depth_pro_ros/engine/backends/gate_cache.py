@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from depth_pro_ros.engine.backends.gate import GateReference
+from depth_pro_ros.model.weights import checkpoint_files
 
 __all__ = ["CACHE_ENV", "cache_dir", "entry_path", "read_entry", "write_entry"]
 
@@ -44,8 +45,8 @@ def entry_path(checkpoint: str | Path, model_type: str | None,
     the checkpoint cannot be looked at (the loader then says why)."""
     try:
         path = Path(checkpoint).expanduser().resolve()
-        files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns)
+                 for p in checkpoint_files(path)]
     except OSError:
         return None
     key = json.dumps([_FORMAT, stats, model_type or "auto", input_size])

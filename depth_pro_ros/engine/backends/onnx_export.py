@@ -23,7 +23,6 @@ their weights in ``<output>.data`` (ONNX external data) beside the file.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -31,11 +30,11 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import torch
 
+from depth_pro_ros import __version__
 from depth_pro_ros.engine.backends import gate
 from depth_pro_ros.engine.backends.onnx_file import (
     FORMAT_VERSION,
@@ -45,6 +44,7 @@ from depth_pro_ros.engine.backends.onnx_file import (
 )
 from depth_pro_ros.engine.errors import ExportError
 from depth_pro_ros.model import load_checkpoint, recipe_for
+from depth_pro_ros.model.weights import checkpoint_sha256
 
 __all__ = ["SELF_CHECK_LIMIT", "ExportResult", "export_onnx"]
 
@@ -109,9 +109,9 @@ def export_onnx(checkpoint: str | Path, output: str | Path, overwrite: bool = Fa
         "format": FORMAT_VERSION, "family": recipe.info.family,
         "config": model.config.to_dict(), "description": recipe.info.description,
         "gate_input_size": recipe.info.input_size, "inputs": inputs, "outputs": outputs,
-        "source": checkpoint.name, "source_sha256": _sha256(checkpoint),
+        "source": checkpoint.name, "source_sha256": checkpoint_sha256(checkpoint),
         "exporter": f"torch {torch.__version__} torch.onnx.export(dynamo=True), onnx "
-                    f"{onnx.__version__}", "project_version": _project_version(),
+                    f"{onnx.__version__}", "project_version": __version__,
         "gate": gate.GateReference.pooled(*_pad(expected[0])).to_json(),
     }
     program.model.metadata_props[META_KEY] = json.dumps(meta)
@@ -232,23 +232,3 @@ def _self_check(ort, path: Path, inputs: list[str], batches: list[tuple],
 def _pad(outputs: tuple) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(depth,) or (depth, fov) -> (depth, fov or None)."""
     return outputs[0], outputs[1] if len(outputs) > 1 else None
-
-
-def _sha256(path: Path) -> str:
-    """SHA-256 of a checkpoint file, or of a folder's files (names and bytes, sorted)."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with file.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def _project_version() -> str:
-    try:
-        return metadata.version("depth_pro_ros")
-    except metadata.PackageNotFoundError:
-        return "unknown"
