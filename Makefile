@@ -47,6 +47,7 @@ $(DEMO_STAMP): setup.py Makefile | $(UV)
 # One resolver call for all of it (the demo's set included, so its stamp holds too).
 $(TEST_STAMP): setup.py Makefile | $(UV)
 	$(INSTALL) torch==2.13.0 -e '.[test]' $(ROS_WHEELS) $(LAUNCH_TOOLS)
+	$(INSTALL) --no-deps depth-anything-3==0.1.1
 	touch $@ $(DEMO_STAMP)
 
 # The first process to import a module writes its .pyc, even where the shell sets

@@ -40,9 +40,11 @@ setup(
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
         # ray: CI runs the Ray tests of `bags` (test/bag/test_bag_fleet.py);
         # pytest-xdist: the suite runs on every core (`make test`); onnx*: the export
-        # and ONNX Runtime tests.
+        # and ONNX Runtime tests; addict, omegaconf, einops: what the Depth Anything 3
+        # reference's model code imports (the Makefile adds the package with --no-deps:
+        # its declared dependencies are heavy and unused there).
         "test": ["pytest", "pytest-xdist", "transformers", "ruff", "ray>=2.9", "onnx",
-                 "onnxruntime", "onnxscript"],
+                 "onnxruntime", "onnxscript", "addict", "omegaconf", "einops"],
     },
     zip_safe=True,
     entry_points={
