@@ -35,6 +35,14 @@ FIELD_LIMITS: dict[str, tuple[float, float]] = {
     "fusion_features": (1, 4096),
     "head_features": (1, 4096),
     "max_depth": (0.0, 100_000.0),  # metres, low exclusive
+    # Depth Anything 3: the block from which a feature starts (-1: never), head outputs,
+    # the camera encoder's trunk.
+    "alt_start": (-1, 255),
+    "rope_start": (-1, 255),
+    "qknorm_start": (-1, 255),
+    "output_dim": (1, 64),
+    "camera_depth": (1, 256),
+    "camera_heads": (1, 256),
 }
 #: Parameters a config may imply: about 7x the largest released network.
 MAX_PARAMETERS = 10_000_000_000
