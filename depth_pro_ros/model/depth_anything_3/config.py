@@ -58,7 +58,9 @@ class DepthAnything3Config(DictConfig):
     branch) or ``dpt`` (``output_dim`` channels; ``sky`` adds its one-channel sky head).
     ``camera`` adds the camera encoder (known cameras -> camera tokens) and decoder
     (camera token -> pose encoding); the encoder's trunk is ``camera_depth`` blocks of
-    ``camera_heads`` heads.
+    ``camera_heads`` heads. ``metric``: the depth is canonical metric depth (metres =
+    focal_px x depth / 300, DA3METRIC), not relative depth; the weights cannot tell (the
+    mono and metric releases share one architecture), the preset name does.
     """
 
     embed_dim: int = 384
@@ -81,6 +83,7 @@ class DepthAnything3Config(DictConfig):
     camera: bool = True
     camera_depth: int = 4
     camera_heads: int = 16
+    metric: bool = False
 
     def __post_init__(self) -> None:
         # Types and ranges first (a checkpoint's config is untrusted).
@@ -89,7 +92,7 @@ class DepthAnything3Config(DictConfig):
                            "alt_start", "rope_start", "qknorm_start", "fusion_features",
                            "output_dim", "camera_depth", "camera_heads"),
                      floats=("mlp_ratio",), int_tuples={"hook_block_ids": 4, "neck_dims": 4},
-                     bools=("cat_token", "sky", "camera"))
+                     bools=("cat_token", "sky", "camera", "metric"))
         object.__setattr__(self, "hook_block_ids", tuple(self.hook_block_ids))
         object.__setattr__(self, "neck_dims", tuple(self.neck_dims))
         object.__setattr__(self, "mlp_ratio", float(self.mlp_ratio))
@@ -124,6 +127,8 @@ class DepthAnything3Config(DictConfig):
         elif self.head == "dualdpt" and (self.output_dim != 2 or self.sky):
             out.append("the dualdpt head gives depth and confidence (output_dim 2) and has no "
                        f"sky head, got output_dim {self.output_dim}, sky {self.sky}")
+        if self.metric and self.head != "dpt":
+            out.append("only the dpt head gives metric depth (DA3METRIC)")
         if self.camera and self.alt_start < 0:
             out.append("camera needs alt_start (the camera token enters at that block)")
         if self.camera and self.embed_dim % self.camera_heads:
@@ -215,7 +220,7 @@ PRESETS: dict[str, dict[str, Any] | tuple[str, str]] = {
     "da3-large": _any_view("vitl", (11, 15, 19, 23), 8, 256, (256, 512, 1024, 1024)),
     "da3-giant": _any_view("vitg", (19, 27, 33, 39), 13, 256, (256, 512, 1024, 1024)),
     "da3mono-large": _MONO,
-    "da3metric-large": _MONO,
+    "da3metric-large": {**_MONO, "metric": True},
     "da3nested-giant-large": ("da3-giant", "da3metric-large"),
 }
 
