@@ -13,7 +13,8 @@ reference's mean as the denominator, so that pixels where a relative-depth netwo
 outputs zero cannot blow it up. Pooling keeps the references small enough for an ONNX
 file's metadata (a few kB) while any real damage - a wrong weight, a dropped layer, a
 precision that overflows - still moves the pooled means. The limits are the issue's:
-1e-4 for fp32 runtimes, 0.5 % for fp16 / bf16.
+1e-4 for fp32 runtimes, 0.5 % for fp16 / bf16, 1 % for int8 ONNX files
+(:mod:`.ort_quantize`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import torch.nn.functional as F
 from depth_pro_ros.engine.errors import AccuracyGateError
 
 __all__ = ["LIMITS", "POOL", "AccuracyGateError", "GateReference", "check", "gate_batch",
-           "gate_images", "gate_outputs", "relative_l1"]
+           "gate_images", "gate_outputs", "measure", "relative_l1"]
 
 #: Largest gate figure accepted, by the precision the backend computes in.
-LIMITS = {"fp32": 1e-4, "fp16": 5e-3, "bf16": 5e-3}
+LIMITS = {"fp32": 1e-4, "fp16": 5e-3, "bf16": 5e-3, "int8": 1e-2}
 POOL = 32  # pooled output side kept as the reference
 _SIZE = (96, 128)  # gate image height, width: small, 4:3 like most cameras
 
@@ -133,6 +134,18 @@ def relative_l1(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out - ref).abs().mean() / ref.abs().mean().clamp_min(1e-12))
 
 
+def measure(run: RunBatch, recipe, device: torch.device, dtype: torch.dtype,
+            reference: GateReference) -> float:
+    """The gate figure of ``run`` against ``reference`` (depth, and FoV where there is
+    one: the larger)."""
+    got = gate_outputs(run, recipe, device, dtype)
+    figure = relative_l1(got.depth, reference.depth)
+    if reference.fov is not None:
+        figure = max(figure, relative_l1(got.fov, reference.fov) if got.fov is not None
+                     else float("inf"))
+    return figure
+
+
 def check(run: RunBatch, recipe, device: torch.device, dtype: torch.dtype,
           reference: GateReference, limit: float, what: str) -> float:
     """The gate figure of ``run`` against ``reference``; refused above ``limit``.
@@ -141,11 +154,7 @@ def check(run: RunBatch, recipe, device: torch.device, dtype: torch.dtype,
         AccuracyGateError: the figure (named with ``what``, e.g. "onnxruntime on
             model.onnx") and the limit.
     """
-    got = gate_outputs(run, recipe, device, dtype)
-    figure = relative_l1(got.depth, reference.depth)
-    if reference.fov is not None:
-        figure = max(figure, relative_l1(got.fov, reference.fov) if got.fov is not None
-                     else float("inf"))
+    figure = measure(run, recipe, device, dtype, reference)
     if not figure <= limit:
         raise AccuracyGateError(
             f"accuracy gate: {what} differs from fp32 torch by {figure:.3g} (relative "
