@@ -4,20 +4,18 @@ the reference and the engine's batch recipe share; the rules are the originals' 
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
+from ..common.pixels import IMAGENET_MEAN, IMAGENET_STD, area_weights, imagenet_normalisation
 from .config import PATCH_SIZE
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PROMPT_MAX_SIZE", "V2_INPUT_SIZE", "area_weights",
            "depth_anything_input_size", "imagenet_normalisation", "prepare_depth_anything_input",
            "prompt_depth_anything_input_size"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 V2_INPUT_SIZE = 518  # Depth Anything V2's training size: its shorter-side lower bound
 PROMPT_MAX_SIZE = 1008  # Prompt Depth Anything's longer-side limit (load_image's max_size)
 
@@ -68,21 +66,6 @@ def prompt_depth_anything_input_size(
     return h, w
 
 
-def area_weights(n_in: int, n_out: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(n_out, n_in) weights of a shrinking area resize along one axis: output pixel i is
-    the mean of the input over [i, i + 1) * n_in / n_out, each input pixel weighted by the
-    length it covers (what cv2 ``INTER_AREA`` computes when it shrinks by a non-integer
-    factor, and a plain box average for an integer one)."""
-    if not 0 < n_out <= n_in:
-        raise ValueError(f"area resize shrinks: need 0 < n_out <= n_in, got {n_out}, {n_in}")
-    scale = n_in / n_out
-    edges = torch.arange(n_out + 1, dtype=torch.float64, device=device) * scale
-    pixels = torch.arange(n_in, dtype=torch.float64, device=device)
-    lo = torch.maximum(edges[:-1, None], pixels[None, :])
-    hi = torch.minimum(edges[1:, None], pixels[None, :] + 1.0)
-    return ((hi - lo).clamp_(min=0.0) / scale).float()
-
-
 def prepare_depth_anything_input(
     rgb: torch.Tensor, size: tuple[int, int], dtype: torch.dtype = torch.float32,
     interpolation: str = "bicubic",
@@ -109,14 +92,3 @@ def prepare_depth_anything_input(
         x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
     mean, std = imagenet_normalisation(x.device)
     return ((x - mean) / std).to(dtype)
-
-
-@functools.cache
-def imagenet_normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ImageNet mean and std as (1, 3, 1, 1) float32 tensors on ``device``, made once
-    per device: building them per batch copied them from pageable host memory each time,
-    a copy that synchronises the stream (and fails under CUDA's sync-debug mode). Never
-    modify them in place."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    return mean, std
