@@ -36,13 +36,16 @@ class LoadedModel(NamedTuple):
 
 
 def load_model(checkpoint: str | Path, device: str | None = None,
-               precision: str = "auto", model_type: str | None = None) -> LoadedModel:
+               precision: str = "auto", model_type: str | None = None,
+               backend: str = "auto") -> LoadedModel:
     """Load ``checkpoint`` on ``device`` (None: CUDA when present) in ``precision``.
 
     The model family is detected from the file; ``model_type`` (see
     ``model.MODEL_TYPES``; None or ``auto``: detect) settles what a file cannot say and
     is refused when it contradicts the file. A ``.onnx`` file is read as an exported
-    model (fp32; its metadata is checked, its weights are left to the backend).
+    model (its metadata is checked, its weights are left to the backend): its graph is
+    fp32, which backend ``tensorrt`` builds in fp16 (``auto``), bf16 or fp32 and
+    ``onnxruntime`` runs in fp32, or fp16 through its TensorRT execution provider on CUDA.
 
     Raises:
         ValueError: an unusable device or precision.
@@ -50,14 +53,27 @@ def load_model(checkpoint: str | Path, device: str | None = None,
     """
     dev = resolve_device(device)
     if is_onnx(checkpoint):
-        if precision not in ("auto", "fp32"):
-            raise ValueError(f"{checkpoint} is an fp32 ONNX graph; precision must be auto "
-                             f"or fp32, got {precision!r}")
-        return LoadedModel(read_onnx(checkpoint, model_type), dev, "fp32")
+        return LoadedModel(read_onnx(checkpoint, model_type), dev,
+                           _onnx_precision(checkpoint, precision, dev, backend))
     prec = resolve_precision(precision, dev)
     model = load_checkpoint(checkpoint, device=dev, precision=parse_precision(prec),
                             model_type=model_type)
     return LoadedModel(model, dev, prec)
+
+
+def _onnx_precision(checkpoint: str | Path, precision: str, dev: torch.device,
+                    backend: str) -> str:
+    """The precision an exported (fp32) graph runs in on ``dev`` with ``backend``."""
+    if str(precision).lower() == "auto":
+        return "fp16" if backend == "tensorrt" and dev.type == "cuda" else "fp32"
+    allowed = {"fp32"}
+    if dev.type == "cuda":  # TensorRT engines, or ONNX Runtime's TensorRT provider
+        allowed |= {"fp16", "bf16"} if backend == "tensorrt" else {"fp16"}
+    if str(precision).lower() not in allowed:
+        raise ValueError(f"{checkpoint} is an fp32 ONNX graph; precision must be auto or "
+                         f"fp32 (fp16: backend tensorrt or onnxruntime on CUDA; bf16: "
+                         f"tensorrt), got {precision!r}")
+    return resolve_precision(precision, dev)
 
 
 def create_engine(
@@ -81,7 +97,8 @@ def create_engine(
     reference = None
     if config.accuracy_gate and not is_onnx(checkpoint):
         reference = _fp32_reference(checkpoint, config, model_type)
-    loaded = load_model(checkpoint, config.device, config.precision, model_type)
+    loaded = load_model(checkpoint, config.device, config.precision, model_type,
+                        config.backend)
     config = dataclasses.replace(config, device=str(loaded.device), precision=loaded.precision)
     engine = DepthEngine(loaded.model, config, on_result=on_result)
     try:

@@ -4,7 +4,8 @@ A new backend is one module here (a class or function matching
 :data:`~depth_pro_ros.engine.backends.base.BackendFactory`) plus one row in
 :data:`BACKEND_FACTORIES`; ``EngineConfig.backend`` accepts its name from then on.
 ``auto`` (:data:`AUTO`) picks the backend from what was loaded: an exported ONNX file
-(:class:`~.onnx_file.OnnxModel`) runs on onnxruntime, a torch network on torch.
+(:class:`~.onnx_file.OnnxModel`) runs on onnxruntime, a torch network on torch; tensorrt
+(an engine built from an exported file) runs only when asked for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from depth_pro_ros.engine.backends.base import Backend, BackendFactory, RawOutput
 from depth_pro_ros.engine.backends.onnx_file import OnnxModel
 from depth_pro_ros.engine.backends.onnxruntime_backend import OnnxRuntimeBackend
+from depth_pro_ros.engine.backends.tensorrt_backend import TensorRTBackend
 from depth_pro_ros.engine.backends.torch_backend import TorchBackend
 from depth_pro_ros.engine.errors import BackendUnavailableError, UnknownBackendError
 
@@ -30,6 +32,7 @@ __all__ = ["AUTO", "BACKENDS", "BACKEND_CHOICES", "BACKEND_FACTORIES", "Backend"
 BACKEND_FACTORIES: dict[str, BackendFactory] = {
     "torch": TorchBackend,
     "onnxruntime": OnnxRuntimeBackend,
+    "tensorrt": TensorRTBackend,
 }
 #: The backend names, in the table's order.
 BACKENDS: tuple[str, ...] = tuple(BACKEND_FACTORIES)
@@ -42,7 +45,8 @@ def resolve_backend(name: str, model: torch.nn.Module | OnnxModel) -> str:
     """``name``, or for ``auto`` the backend of what was loaded (ONNX file: onnxruntime).
 
     Raises:
-        BackendUnavailableError: the torch backend asked for an exported ONNX file.
+        BackendUnavailableError: the torch backend asked for an exported ONNX file, or
+            an ONNX backend for a torch checkpoint.
     """
     onnx = isinstance(model, OnnxModel)
     if name == AUTO:
@@ -51,6 +55,11 @@ def resolve_backend(name: str, model: torch.nn.Module | OnnxModel) -> str:
         raise BackendUnavailableError(
             f"{model.path} is an exported ONNX file: the torch backend runs torch "
             "checkpoints; use backend auto or onnxruntime")
+    if not onnx and name in ("onnxruntime", "tensorrt"):
+        raise BackendUnavailableError(
+            f"backend {name} runs exported ONNX files: export the checkpoint first "
+            "(depth-pro-ros export --checkpoint CKPT -o model.onnx) and pass model.onnx, "
+            "or use backend torch")
     return name
 
 
