@@ -8,11 +8,15 @@ ONNX Runtime's own thread pool keeps its speed far better than torch's OpenMP th
 when another process takes a core (issue 25's measurement), which is this backend's
 point on a robot's busy CPU. On a CUDA device the CUDA execution provider runs it with
 the input and outputs bound to the pipeline's device tensors (I/O binding), so nothing
-goes through host memory. The graph is fp32.
+goes through host memory. The graph is fp32, and so is the CUDA provider; precision fp16
+(CUDA only) runs it through ONNX Runtime's TensorRT execution provider in fp16 (its
+engines cached under ``$DEPTH_PRO_ROS_CACHE/ort_tensorrt``), the CUDA provider taking
+what TensorRT cannot run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -20,6 +24,7 @@ import numpy as np
 import torch
 
 from depth_pro_ros.engine.backends.base import RawOutput
+from depth_pro_ros.engine.backends.gate_cache import cache_dir
 from depth_pro_ros.engine.backends.onnx_file import OnnxModel
 from depth_pro_ros.engine.errors import BackendUnavailableError
 
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["OnnxRuntimeBackend", "session_options"]
 
+_log = logging.getLogger(__name__)
 _INSTALL = "pip install 'depth_pro_ros[onnx]' (onnxruntime-gpu for CUDA devices)"
 
 
@@ -58,6 +64,26 @@ def session_options(config: EngineConfig):
     return options
 
 
+def _tensorrt_provider(ort, index: int) -> tuple[str, dict]:
+    """ONNX Runtime's TensorRT execution provider in fp16 on GPU ``index``, its engines
+    kept between starts (building one takes minutes for Depth Pro)."""
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        raise BackendUnavailableError(
+            "backend onnxruntime in fp16 needs its TensorRT execution provider "
+            "(onnxruntime-gpu with TensorRT installed); have "
+            f"{ort.get_available_providers()}; or use precision fp32 (CUDA provider)")
+    options = {"device_id": index, "trt_fp16_enable": True}
+    engines = cache_dir() / "ort_tensorrt"
+    try:
+        engines.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # uncached, the engines are built at each start
+        _log.warning("ONNX Runtime's TensorRT engines not cached: %s", exc)
+        return "TensorrtExecutionProvider", options
+    return "TensorrtExecutionProvider", {
+        **options, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(engines),
+        "trt_timing_cache_enable": True, "trt_timing_cache_path": str(engines)}
+
+
 class OnnxRuntimeBackend:
     """Runs an :class:`OnnxModel` with ONNX Runtime; see the module docstring.
 
@@ -72,11 +98,13 @@ class OnnxRuntimeBackend:
             raise BackendUnavailableError(
                 "backend onnxruntime runs exported ONNX files; export this checkpoint "
                 "with `depth-pro-ros export` or use backend torch")
-        if config.precision not in ("auto", "fp32"):
-            raise BackendUnavailableError(f"backend onnxruntime runs the fp32 graph of "
-                                          f"{model.path.name}, not {config.precision}")
-        ort = _onnxruntime()
         self.device = torch.device(config.device or "cpu")
+        fp16 = config.precision == "fp16" and self.device.type == "cuda"
+        if config.precision not in ("auto", "fp32") and not fp16:
+            raise BackendUnavailableError(f"backend onnxruntime runs the fp32 graph of "
+                                          f"{model.path.name} (fp16 on CUDA, through its "
+                                          f"TensorRT provider), not {config.precision}")
+        ort = _onnxruntime()
         self.dtype = torch.float32
         self.model = model
         providers = ["CPUExecutionProvider"]
@@ -88,6 +116,8 @@ class OnnxRuntimeBackend:
             index = self.device.index if self.device.index is not None else 0
             self.device = torch.device("cuda", index)
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+            if fp16:
+                providers.insert(0, _tensorrt_provider(ort, index))
         try:
             self.session = ort.InferenceSession(str(model.path), session_options(config),
                                                 providers=providers)
