@@ -38,6 +38,10 @@ setup(
         # `depth-pro-ros export` and `backend: onnxruntime` (onnxscript: torch's ONNX
         # exporter needs it).
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
+        # `backend: tensorrt` and `export --format tensorrt` (NVIDIA GPUs): TensorRT 10,
+        # whose BuilderFlag.FP16 builds fp16 engines from the fp32 graph (TensorRT 11
+        # removed it); the ONNX packages read and export the graph it is built from.
+        "tensorrt": ["onnx", "onnxruntime", "onnxscript", "tensorrt>=10.0,<11"],
         # ray: CI runs the Ray tests of `bags` (test/bag/test_bag_fleet.py);
         # pytest-xdist: the suite runs on every core (`make test`); onnx*: the export
         # and ONNX Runtime tests; addict, omegaconf, einops: what the Depth Anything 3
