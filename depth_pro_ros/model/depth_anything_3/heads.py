@@ -48,14 +48,13 @@ class _ChannelNorm(nn.LayerNorm):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def _output_stack(f_in: int, out: int, norm: bool = False) -> nn.Sequential:
-    """3x3 conv to 32, (LayerNorm), ReLU, 1x1 conv to ``out``. With ``norm`` the release's
+def _output_stack(f_in: int, out: int, norm: nn.Module | None = None) -> nn.Sequential:
+    """3x3 conv to 32, (``norm``), ReLU, 1x1 conv to ``out``. With ``norm`` the release's
     indices are conv 0, norm 2, conv 5 (its Permute modules sit at 1 and 3)."""
     conv = nn.Conv2d(f_in, _HEAD_FEATURES, 3, padding=1)
     last = nn.Conv2d(_HEAD_FEATURES, out, 1)
-    if norm:
-        return nn.Sequential(conv, nn.Identity(), _ChannelNorm(_HEAD_FEATURES), nn.Identity(),
-                             nn.ReLU(), last)
+    if norm is not None:
+        return nn.Sequential(conv, nn.Identity(), norm, nn.Identity(), nn.ReLU(), last)
     return nn.Sequential(conv, nn.ReLU(), last)
 
 
@@ -202,8 +201,11 @@ class DualDPTHead(_DPTBase):
                           nn.Conv2d(half, features, 3, padding=1),
                           nn.Conv2d(features, half, 3, padding=1))
             for _ in range(_AUX_LEVELS))
+        # One LayerNorm in all four stacks, as in the release: its file (safetensors'
+        # save_model) stores it once, as output_conv2_aux.0.2.
+        shared = _ChannelNorm(_HEAD_FEATURES)
         s.output_conv2_aux = nn.ModuleList(
-            _output_stack(half, _RAY_CHANNELS, norm=True) for _ in range(_AUX_LEVELS))
+            _output_stack(half, _RAY_CHANNELS, norm=shared) for _ in range(_AUX_LEVELS))
 
     def _norm(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.norm(tokens)
