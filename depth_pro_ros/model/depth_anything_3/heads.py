@@ -14,7 +14,8 @@ with DA3's outputs. Facts taken from the released ``depth-anything-3`` package (
   (``refinenet*_aux``) whose finest level, after five 3x3 convolutions, gives 7 channels:
   a 6-channel ray map (linear) and its confidence (``exp + 1``), at 8 / 14 of the input
   size. The release stores four levels of that stack; only the last one is ever used,
-  so only it runs here (the others are kept so that the release's keys load).
+  so only it runs here (the others are kept so that the release's keys load). The four
+  share one LayerNorm (the release builds it once).
 
 Parameter names are the release's (``head.*`` without the leading ``model.``).
 """
