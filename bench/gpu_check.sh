@@ -5,9 +5,14 @@
 #   bash bench/gpu_check.sh
 # Writes $OUT/env.txt (GPU, torch), $OUT/pytest.txt (the whole log), $OUT/junit.xml and
 # $OUT/rc (pytest's exit status), then the memory of the full Depth Pro and the Large
-# Depth Anything models per precision (issue 27): $OUT/memory.json and $OUT/memory.txt.
-# GPU_CHECK_TIMEOUT (s, default 420) bounds pytest and GPU_MEMORY_TIMEOUT (s, default
-# 150) the memory benchmark, so the files come back within one 10-minute call.
+# Depth Anything models per precision (issue 27): $OUT/memory.json and $OUT/memory.txt;
+# then the full Depth Pro at 1536^2, torch fp16 / bf16 and (where the tensorrt package is
+# importable; else the JSON says it is not) a TensorRT fp16 engine against torch fp32
+# (issue 25): $OUT/tensorrt.json and $OUT/tensorrt.txt.
+# GPU_CHECK_TIMEOUT (s, default 420) bounds pytest, GPU_MEMORY_TIMEOUT (s, default
+# 150) the memory benchmark and GPU_TENSORRT_TIMEOUT (s, default 60; give a machine with
+# TensorRT 600 and the others less: its export and engine build take minutes) the
+# TensorRT one, so the files come back within one 10-minute call.
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 PY=${PYTHON:-python3}
@@ -24,11 +29,15 @@ timeout "${GPU_CHECK_TIMEOUT:-420}" "$PY" -m pytest -p no:cacheprovider -m cuda 
     test/engine/test_cuda_sync.py test/engine/test_cuda_graphs.py \
     test/engine/test_pipeline_cuda.py test/model/depth_anything/test_batch_recipe.py \
     test/engine/test_loading.py test/engine/test_pointcloud.py \
-    test/engine/anchor/test_anchor_fit.py test/model/test_memory.py > "$OUT/pytest.txt" 2>&1
+    test/engine/anchor/test_anchor_fit.py test/model/test_memory.py \
+    test/engine/backends/test_tensorrt.py > "$OUT/pytest.txt" 2>&1
 rc=$?
 echo "$rc" > "$OUT/rc"
 tail -n 60 "$OUT/pytest.txt"
 timeout "${GPU_MEMORY_TIMEOUT:-150}" "$PY" bench/bench_memory.py --device cuda \
     --families full da_vitl pda_vitl --out "$OUT/memory.json" > "$OUT/memory.txt" 2>&1
 tail -n 20 "$OUT/memory.txt"
+timeout "${GPU_TENSORRT_TIMEOUT:-60}" "$PY" bench/bench_tensorrt.py --device cuda \
+    --config full --reps 20 --out "$OUT/tensorrt.json" > "$OUT/tensorrt.txt" 2>&1
+tail -n 20 "$OUT/tensorrt.txt"
 exit "$rc"
