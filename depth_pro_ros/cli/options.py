@@ -115,7 +115,8 @@ def add_backend(p: argparse.ArgumentParser) -> None:
     Runtime's threads (:func:`backend_settings` turns them into ``EngineConfig`` fields)."""
     p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
                    help="inference backend that runs the network; auto: onnxruntime for an "
-                        "exported .onnx checkpoint, torch otherwise (default: auto)")
+                        "exported .onnx checkpoint, torch otherwise (default: auto); "
+                        "tensorrt: an exported .onnx as TensorRT engines (NVIDIA GPUs)")
     p.add_argument("--no-accuracy-gate", dest="accuracy_gate", action="store_false",
                    help="skip the check at load of a backend other than fp32 torch "
                         "against fp32 torch on built-in gate images (see docs/backends.md)")

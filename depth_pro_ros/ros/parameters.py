@@ -98,12 +98,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "", "Torch device: cuda, cuda:N or cpu; empty picks cuda when "
               "available, else cpu", read_only=True),
     ParamSpec("backend", EngineConfig.backend, "Inference backend that runs the network; "
-              "auto: onnxruntime for an exported .onnx checkpoint, torch otherwise",
+              "auto: onnxruntime for an exported .onnx checkpoint, torch otherwise; "
+              "tensorrt: an exported .onnx built into TensorRT engines (NVIDIA GPUs)",
               choices=BACKEND_CHOICES, read_only=True),
     ParamSpec("accuracy_gate", EngineConfig.accuracy_gate, "Check a backend other than "
-              "fp32 torch (onnxruntime, fp16 / bf16) against fp32 torch on built-in gate "
-              "images at start-up and refuse to start beyond its limit; false skips it "
-              "(logged)", read_only=True),
+              "fp32 torch (onnxruntime, tensorrt, fp16 / bf16) against fp32 torch on "
+              "built-in gate images at start-up and refuse to start beyond its limit; "
+              "false skips it (logged)", read_only=True),
     ParamSpec("ort_intra_op_threads", EngineConfig.ort_intra_op_threads, "onnxruntime on "
               "the CPU: threads per operator; 0 = every core the node may use",
               low=ORT_THREADS[0], high=ORT_THREADS[1], read_only=True),
