@@ -156,16 +156,18 @@ K = Intrinsics(fx=60.0, fy=60.0, cx=32.0, cy=24.0, width=64, height=48)
 gpu = pytest.mark.skipif(not _tensorrt_here(), reason="needs a CUDA GPU and tensorrt")
 
 
-def _depths(checkpoint, frames, **config) -> tuple[object, list]:
-    with create_engine(checkpoint, EngineConfig(device="cuda", policy="all", **config)
-                       ) as engine:
-        results = []
-        for frame in frames:
-            engine.submit(frame)
-            result = engine.get(timeout=600)
-            assert result is not None and result.ok, result and result.error
-            results.append(result)
-        return engine.backend, results
+def _one(engine, frame: Frame):
+    assert engine.submit(frame)
+    return engine.get(timeout=600)  # a build of the tiny engines takes seconds
+
+
+def _depths(checkpoint, frames, **settings) -> tuple[object, list]:
+    """The backend that ran and its results for ``frames``, one at a time, on CUDA."""
+    config = EngineConfig(device="cuda", policy="all", **settings)
+    with create_engine(checkpoint, config) as engine:
+        results = [_one(engine, frame) for frame in frames]
+    assert all(r is not None and r.ok for r in results), [r and r.error for r in results]
+    return engine.backend, results
 
 
 @pytest.mark.cuda
