@@ -26,7 +26,8 @@ from pathlib import Path
 from depth_pro_ros.engine.backends.gate import GateReference
 from depth_pro_ros.model.weights import checkpoint_files
 
-__all__ = ["CACHE_ENV", "cache_dir", "entry_path", "read_entry", "write_entry"]
+__all__ = ["CACHE_ENV", "cache_dir", "entry_path", "read_entry", "write_atomic",
+           "write_entry"]
 
 CACHE_ENV = "DEPTH_PRO_ROS_CACHE"
 _FORMAT = 1  # bump when the gate images, pooling or outputs change
@@ -65,17 +66,30 @@ def read_entry(entry: Path) -> GateReference | None:
         return None
 
 
+def write_atomic(path: Path, data: bytes | list[bytes]) -> None:
+    """Write ``data`` (parts joined) to ``path`` whole or not at all: a temporary file
+    beside it, flushed to disk, then renamed over ``path`` (the caches' one way to write).
+
+    Raises:
+        OSError: the folder cannot be made or written; nothing is left behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for part in data if isinstance(data, list) else [data]:
+                f.write(part)
+            f.flush()
+            os.fsync(f.fileno())  # a power cut after the rename keeps the whole file
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def write_entry(entry: Path, reference: GateReference) -> None:
     """Keep ``reference`` at ``entry`` (written whole or not at all; errors only logged)."""
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry.name}.", dir=entry.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(reference.to_json(), f)
-            os.replace(tmp, entry)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_atomic(entry, json.dumps(reference.to_json()).encode())
     except OSError as exc:
         _log.info("accuracy gate: reference not cached (%s); it is computed at each start",
                   exc)

@@ -23,16 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import struct
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from depth_pro_ros.engine.backends.gate_cache import cache_dir
+from depth_pro_ros.engine.backends.gate_cache import cache_dir, write_atomic
 
-__all__ = ["FORMAT", "MAGIC", "EngineKey", "engine_path", "read_engine", "write_atomic",
-           "write_engine"]
+__all__ = ["FORMAT", "MAGIC", "EngineKey", "engine_path", "read_engine", "write_engine"]
 
 MAGIC = b"DPRTRT\x00\x01"  # this project's TensorRT cache entry, layout 1
 FORMAT = 1  # bump when the build settings change what a plan holds
@@ -74,26 +71,6 @@ class EngineKey:
 def engine_path(key: EngineKey) -> Path:
     """Where the plan of ``key`` is kept."""
     return cache_dir() / "tensorrt" / f"{key.digest()}.engine"
-
-
-def write_atomic(path: Path, data: bytes | list[bytes]) -> None:
-    """Write ``data`` (parts joined) to ``path`` whole or not at all: a temporary file
-    beside it, flushed to disk, then renamed over ``path``.
-
-    Raises:
-        OSError: the folder cannot be made or written; nothing is left behind.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for part in data if isinstance(data, list) else [data]:
-                f.write(part)
-            f.flush()
-            os.fsync(f.fileno())  # a power cut after the rename keeps the whole file
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def write_engine(path: Path, key: EngineKey, plan: bytes) -> None:

@@ -27,12 +27,12 @@ import torch
 from depth_pro_ros.cli import main
 from depth_pro_ros.engine import EngineConfig, Frame, Intrinsics, create_engine
 from depth_pro_ros.engine.backends import gate, gate_cache
+from depth_pro_ros.engine.backends.gate_cache import write_atomic
 from depth_pro_ros.engine.backends.tensorrt_cache import (
     MAGIC,
     EngineKey,
     engine_path,
     read_engine,
-    write_atomic,
     write_engine,
 )
 from depth_pro_ros.engine.errors import BackendUnavailableError
