@@ -13,8 +13,7 @@ from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
 from depth_pro_ros.model.depth_anything_3.config import DepthAnything3Config
-
-PREFIX = "model."  # the released model.safetensors' keys: DepthAnything3Net's under model.
+from depth_pro_ros.model.depth_anything_3.hf_layout import read_hf
 
 
 def reduced(name: str, **overrides) -> DepthAnything3Config:
@@ -90,11 +89,12 @@ def save_released(net: nn.Module, path: Path) -> Path:
     return path
 
 
-def load_released(path: Path) -> dict[str, torch.Tensor]:
-    """A released ``model.safetensors`` as a state dict (``model.`` dropped)."""
-    state = load_file(path)
-    assert all(k.startswith(PREFIX) for k in state), "every released key is under model."
-    return {k[len(PREFIX):]: v for k, v in state.items()}
+def load_released(path: Path, preset: str) -> dict[str, torch.Tensor]:
+    """A released ``model.safetensors`` as the network's state dict, read by this
+    project's reader of released folders (``model.`` dropped, shared names filled)."""
+    state, _ = read_hf(path, path.with_name("config.json"), load_file(path),
+                       {"model_name": preset})
+    return state
 
 
 def load_into_reference(ref: nn.Module, path: Path) -> None:

@@ -15,11 +15,9 @@ that ``load_state_dict(strict=True)`` takes a release's tensors as they are:
 ``cam_dec.*``               ``backbone.0|2``, ``fc_t``, ``fc_qvec``, ``fc_fov.0``
 ==========================  ==========================================================
 
-``attn.qkv`` is held as separate q, k, v (:mod:`..common.vit`) and written joined. One
-tensor may have several names (DualDPT's ray stacks share a LayerNorm): the release's
-file, written with safetensors' ``save_model``, stores it once, under the first name, and
-loading fills the other names from it. Write this network's weights the same way
-(``save_file`` refuses shared tensors). The
+``attn.qkv`` is held as separate q, k, v (:mod:`..common.vit`) and written joined.
+DualDPT's four ray stacks share one LayerNorm, which the release's file (safetensors'
+``save_model``) stores once; :mod:`.hf_layout` gives it its other names. The
 release of DA3-GIANT also stores a 3D-Gaussian head (``gs_head.*``) that no depth output
 uses: it is not built here (a reader drops those keys by name).
 
@@ -54,7 +52,6 @@ class DepthAnything3(nn.Module):
         if c.camera:
             self.cam_enc = CameraEncoder(config)
             self.cam_dec = CameraDecoder(config)
-        self.register_load_state_dict_pre_hook(_fill_shared_names)
 
     def forward(self, x: torch.Tensor, intrinsics: torch.Tensor | None = None,
                 extrinsics: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -107,19 +104,6 @@ class DepthAnything3(nn.Module):
                              f"({b}, {v}, 4, 4), got {tuple(intrinsics.shape)} and "
                              f"{tuple(extrinsics.shape)}")
         return self.cam_enc(extrinsics.float(), intrinsics.float(), image_hw)
-
-
-def _fill_shared_names(module: nn.Module, state: dict, prefix: str, *_) -> None:
-    """Load pre-hook: a tensor the network holds under several names, given under one of
-    them (safetensors' ``save_model`` keeps one), is given under the others too."""
-    names: dict[int, list[str]] = {}
-    for name, param in module.named_parameters(remove_duplicate=False):
-        names.setdefault(id(param), []).append(prefix + name)
-    for group in (g for g in names.values() if len(g) > 1):
-        given = next((n for n in group if n in state), None)
-        for name in group:
-            if given is not None and name not in state:
-                state[name] = state[given]
 
 
 def create_depth_anything_3(

@@ -92,7 +92,7 @@ def pair(request, tmp_path_factory):
         _balance_sky(ref, reference_outputs(ref, _images(2, (56, 70), seed=99))["sky"])
     path = save_released(ref, tmp_path_factory.mktemp("da3") / "model.safetensors")
     ours = create_depth_anything_3(config)
-    ours.load_state_dict(load_released(path), strict=True)
+    ours.load_state_dict(load_released(path, request.param), strict=True)
     return request.param, ref, ours
 
 
