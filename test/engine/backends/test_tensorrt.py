@@ -207,8 +207,11 @@ def test_a_batch_larger_than_the_engines_runs_in_chunks(onnx_checkpoint, cache):
                                               policy="all", batch_size=2)) as engine:
         engine.reconfigure(batch_size=3)
         assert engine.submit_batch([Frame(image, intrinsics=K)] * 3)
-        depths = [engine.get(timeout=600).depth for _ in range(3)]
-    np.testing.assert_allclose(depths[2], depths[0], rtol=1e-3)  # same frame, same depth
+        results = [engine.get(timeout=600) for _ in range(3)]
+    assert all(r is not None and r.ok for r in results)
+    # The same frame in a chunk of 2 and one of 1: other kernels may run, within fp16.
+    first, last = (torch.from_numpy(results[i].depth) for i in (0, 2))
+    assert gate.relative_l1(last, first) <= gate.LIMITS["fp16"]
 
 
 @pytest.mark.cuda
