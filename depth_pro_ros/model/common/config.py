@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any
 
 import torch
 
-__all__ = ["PRECISIONS", "DictConfig", "parse_precision"]
+__all__ = ["PRECISIONS", "DictConfig", "build_network", "parse_precision"]
 
 PRECISIONS: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -28,6 +29,16 @@ def parse_precision(name: str | torch.dtype) -> torch.dtype:
         raise ValueError(
             f"unknown precision {name!r}; use one of {', '.join(PRECISIONS)}"
         ) from None
+
+
+def build_network(network: Callable[[Any], torch.nn.Module], config: Any,
+                  device: str | torch.device, precision: str | torch.dtype) -> Any:
+    """``network(config)`` built on ``device`` (``"meta"`` allocates nothing) with
+    parameters in ``precision``, in eval mode: every family's factory."""
+    dtype = parse_precision(precision)
+    with torch.device(device):
+        model = network(config)
+    return model.to(dtype=dtype).eval()
 
 
 class DictConfig:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..common.config import parse_precision
+from ..common.config import build_network
 from ..common.dpt import FusionBlock, ResidualConvUnit
 from ..common.vit import VisionTransformer
 from .config import DepthAnythingConfig
@@ -139,7 +139,4 @@ def create_depth_anything(
 ) -> DepthAnything:
     """Build a Depth Anything network in eval mode on ``device`` with parameters in
     ``precision`` (PyTorch's default initialisation; ``device="meta"`` allocates nothing)."""
-    dtype = parse_precision(precision)
-    with torch.device(device):
-        model = DepthAnything(config)
-    return model.to(dtype=dtype).eval()
+    return build_network(DepthAnything, config, device, precision)

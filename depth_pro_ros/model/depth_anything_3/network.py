@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..common.config import parse_precision
+from ..common.config import build_network
 from .backbone import ViT3
 from .camera import CameraDecoder, CameraEncoder, pose_decoding
 from .config import DepthAnything3Config
@@ -113,7 +113,4 @@ def create_depth_anything_3(
 ) -> DepthAnything3:
     """Build a Depth Anything 3 network in eval mode on ``device`` with parameters in
     ``precision`` (PyTorch's default initialisation; ``device="meta"`` allocates nothing)."""
-    dtype = parse_precision(precision)
-    with torch.device(device):
-        model = DepthAnything3(config)
-    return model.to(dtype=dtype).eval()
+    return build_network(DepthAnything3, config, device, precision)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..common.config import parse_precision
+from ..common.config import build_network
 from ..common.vit import VisionTransformer, tokens_to_grid
 from .config import DepthProConfig
 
@@ -274,7 +274,4 @@ def create_model(
     ``device="meta"`` nothing is allocated (used to check names and shapes, and to load
     large checkpoints without a second copy of the weights).
     """
-    dtype = parse_precision(precision)
-    with torch.device(device):
-        model = DepthPro(config)
-    return model.to(dtype=dtype).eval()
+    return build_network(DepthPro, config, device, precision)
