@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from da3_recipe_reference import reference_depth
 
 from depth_pro_ros.cli import main
 from depth_pro_ros.model import infer, infer_depth_anything
@@ -55,6 +56,13 @@ def test_stand_in_of_each_family_runs_through_the_image_command(model_type, tmp_
     model = random_model(model_type, "tiny")
     if model_type == "depth_pro":
         expected = infer(model, rgb).depth
+    elif model_type.startswith("depth_anything_3"):
+        args += ["--input-size", "56"]
+        if model.config.metric:
+            args += ["--focal-px", "40"]
+        else:
+            args += ["--allow-relative"]
+        expected = torch.from_numpy(reference_depth(model, rgb, 40.0, size=56))
     else:
         args += ["--input-size", "56"]
         prompt = None
@@ -69,8 +77,13 @@ def test_stand_in_of_each_family_runs_through_the_image_command(model_type, tmp_
                                             torch.from_numpy(prompt))
     code, out, err = _main(*args)
     assert code == 0, err
-    name = "p_relative.npy" if model_type == "depth_anything_v2" else "p_depth.npy"
-    np.testing.assert_allclose(np.load(tmp_path / "out" / name), expected.numpy(), rtol=1e-5)
+    relative = model_type in ("depth_anything_v2", "depth_anything_3", "depth_anything_3_mono")
+    name = "p_relative.npy" if relative else "p_depth.npy"
+    # DA3: the reference replays the input processor's two cv2 resizes on uint8, which
+    # differ from the device's by at most one grey level on a few values
+    # (test_da3_heads_recipe); measured <= 4e-5 relative in the depth here.
+    rtol = 2e-4 if model_type.startswith("depth_anything_3") else 1e-5
+    np.testing.assert_allclose(np.load(tmp_path / "out" / name), expected.numpy(), rtol=rtol)
 
 
 def test_existing_output_is_kept_without_overwrite(tmp_path):

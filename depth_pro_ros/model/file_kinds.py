@@ -75,7 +75,7 @@ def expected_files() -> str:
     families' plain files from the registry, imported here only when a message is made)."""
     from .registry import families_in_order
 
-    plain = ", ".join(f.plain_files for f in families_in_order())
+    plain = ", ".join(f.plain_files for f in families_in_order() if f.plain_files)
     return (f"expected {plain}, a Hugging Face folder or .safetensors file (with its "
             "config.json), or a file written by depth-pro-ros")
 

@@ -1,7 +1,8 @@
 """The table of model families and model types: the one place that knows them all.
 
-A family is a folder (``depth_pro/``, ``depth_anything/``) that provides its config,
-network, checkpoint layouts, batch recipe and stand-ins; its row here points to them.
+A family is a folder (``depth_pro/``, ``depth_anything/``, ``depth_anything_3/``) that
+provides its config, network, checkpoint layouts, batch recipe and stand-ins; its row here
+points to them.
 A model type is a name ``model_type`` accepts, with the family it belongs to, what it
 asserts about the config, and its capabilities. Everything outside ``model/`` (the engine,
 the node, the bag tool, the CLI) asks this table or the :class:`ModelInfo` of a recipe,
@@ -22,6 +23,11 @@ from .depth_anything import recipe as da_recipe
 from .depth_anything import stand_in as da_stand_in
 from .depth_anything.config import MAX_DEPTH_INDOOR, MAX_DEPTH_OUTDOOR, DepthAnythingConfig
 from .depth_anything.network import DepthAnything, create_depth_anything
+from .depth_anything_3 import hf_layout as da3_hf
+from .depth_anything_3 import recipe as da3_recipe
+from .depth_anything_3 import stand_in as da3_stand_in
+from .depth_anything_3.config import DepthAnything3Config
+from .depth_anything_3.network import DepthAnything3, create_depth_anything_3
 from .depth_pro import layout as dp_layout
 from .depth_pro import recipe as dp_recipe
 from .depth_pro import stand_in as dp_stand_in
@@ -63,6 +69,18 @@ _FAMILY_ROWS = (
         stand_in_sizes=da_stand_in.SIZES, stand_in=da_stand_in.stand_in_config,
         plausible=da_stand_in.plausible, stand_in_seed=da_stand_in.SEED,
     ),
+    Family(
+        name="depth_anything_3", text="Depth Anything 3",
+        plain_files="",  # its releases are Hugging Face folders only
+        config_class=DepthAnything3Config, network_class=DepthAnything3,
+        create=create_depth_anything_3, make_recipe=da3_recipe.make_recipe,
+        describe=da3_hf.describe, describe_arch=da3_hf.describe_arch,
+        read_state=da3_hf.read_state, plain_config=da3_hf.plain_config,
+        hf_model_types=da3_hf.HF_MODEL_TYPES,
+        claims_hf=da3_hf.claims_hf, read_hf=da3_hf.read_hf,
+        stand_in_sizes=da3_stand_in.SIZES, stand_in=da3_stand_in.stand_in_config,
+        plausible=da3_stand_in.plausible, stand_in_seed=da3_stand_in.SEED,
+    ),
 )
 _FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILY_ROWS}
 _RECOGNITION = tuple(sorted(_FAMILY_ROWS, key=lambda f: f.catch_all))
@@ -80,6 +98,16 @@ _TYPE_ROWS = (
               {"prompt": False, "head": "metric", "max_depth": MAX_DEPTH_OUTDOOR}),
     ModelType("prompt_depth_anything", "depth_anything", "Prompt Depth Anything", "metric",
               {"prompt": True}, prompt=True),
+    # DA3's size is the preset its config.json names; a type asserts only the kind.
+    ModelType("depth_anything_3", "depth_anything_3",
+              "Depth Anything 3, any-view (DA3-SMALL ... GIANT, one view per frame)",
+              "relative", {"head": "dualdpt"}, fov_head=True),
+    ModelType("depth_anything_3_mono", "depth_anything_3",
+              "Depth Anything 3, monocular relative (DA3MONO-LARGE)", "relative",
+              {"head": "dpt", "metric": False}),
+    ModelType("depth_anything_3_metric", "depth_anything_3",
+              "Depth Anything 3, metric (DA3METRIC-LARGE: focal x output / 300)", "metric",
+              {"head": "dpt", "metric": True}, needs_focal=True),
 )
 _TYPES: dict[str, ModelType] = {t.name: t for t in _TYPE_ROWS}
 
@@ -146,15 +174,16 @@ def hf_model_types() -> tuple[str, ...]:
     return tuple(t for row in _FAMILY_ROWS for t in row.hf_model_types)
 
 
-def recipe_for(model: nn.Module, input_size: int = 0) -> BatchRecipe:
+def recipe_for(model: nn.Module, input_size: int = 0, sky_mask: bool = True) -> BatchRecipe:
     """The batch recipe of ``model``'s family. ``input_size`` (0 = the family's default)
     is the family's size bound (Depth Anything's; Depth Pro's input is fixed).
+    ``sky_mask``: sky pixels are NaN (models with a sky head: Depth Anything 3's DPT).
 
     Raises:
         ValueError: an ``input_size`` the family cannot use.
         TypeError: not a network of this project.
     """
-    return family_of(model).make_recipe(model, input_size)
+    return family_of(model).make_recipe(model, input_size, sky_mask)
 
 
 def _check_rows(rows: Mapping[str, ModelType]) -> None:

@@ -11,7 +11,7 @@ from depth_pro_ros.model.stand_in import STAND_IN_TYPES, random_model
 
 
 def test_one_vocabulary():
-    assert FAMILIES == ("depth_pro", "depth_anything")
+    assert FAMILIES == ("depth_pro", "depth_anything", "depth_anything_3")
     assert MODEL_TYPES[0] == "auto" and set(STAND_IN_TYPES) == set(MODEL_TYPES[1:])
     for name in MODEL_TYPES[1:]:
         row = registry.model_type(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from da3_recipe_reference import reference_depth
 
 from depth_pro_ros.model import (
     DepthAnythingConfig,
@@ -15,6 +16,7 @@ from depth_pro_ros.model import (
     load_checkpoint,
     save_checkpoint,
 )
+from depth_pro_ros.model.depth_anything_3.config import preset
 from depth_pro_ros.model.stand_in import (
     RANDOM_SIZES,
     STAND_IN_TYPES,
@@ -43,6 +45,8 @@ def test_tiny_stand_in_saves_and_loads_as_its_model_type(model_type, tmp_path):
         prediction = infer(loaded, RGB)
         assert 30.0 < prediction.fov_deg < 90.0  # a usable focal estimate
         depth = prediction.depth.numpy()
+    elif model_type.startswith("depth_anything_3"):
+        depth = reference_depth(loaded, RGB, f_px=50.0, size=56)
     else:
         prompt = None
         if loaded.config.prompt:
@@ -75,7 +79,10 @@ def test_sizes_are_the_released_architectures():
     assert random_config("depth_anything_v2", "tiny").head == "relative"
     assert random_config("depth_anything_v2_metric_indoor", "tiny").max_depth == 20.0
     assert RANDOM_SIZES == {"depth_pro": ("tiny", "full"),
-                            "depth_anything": ("tiny", "vits", "vitb", "vitl")}
+                            "depth_anything": ("tiny", "vits", "vitb", "vitl"),
+                            "depth_anything_3": ("tiny", "small", "base", "large", "giant")}
+    assert random_config("depth_anything_3", "small") == preset("da3-small")
+    assert random_config("depth_anything_3_metric", "large") == preset("da3metric-large")
     assert stand_in_text("depth_anything_v2", "vits") == "Depth Anything V2, relative, vits"
 
 
@@ -90,6 +97,7 @@ def test_a_released_size_has_plausible_outputs():
 @pytest.mark.parametrize(("model_type", "size", "message"), [
     ("depth_pro", "vits", "Depth Pro has no size 'vits'; use one of tiny, full"),
     ("prompt_depth_anything", "full", "has no size 'full'; use one of tiny, vits"),
+    ("depth_anything_3_mono", "small", "is released in size large only, not 'small'"),
     ("auto", "tiny", "unknown model type 'auto'"),
 ])
 def test_unknown_sizes_and_types_are_refused(model_type, size, message):

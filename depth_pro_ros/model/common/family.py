@@ -62,11 +62,11 @@ class Family:
 
     name: str  # one of the registry's FAMILIES; a project file's "model" entry
     text: str  # "Depth Pro"
-    plain_files: str  # its plain-state-dict files, for messages: "Apple's depth_pro.pt"
+    plain_files: str  # its plain-state-dict files, for messages: "Apple's depth_pro.pt"; "": none
     config_class: type[DictConfig]
     network_class: type[nn.Module]
     create: Callable[..., nn.Module]  # (config, device="cpu", precision=fp32)
-    make_recipe: Callable[[Any, int], BatchRecipe]  # (network, input_size)
+    make_recipe: Callable[[Any, int, bool], BatchRecipe]  # (network, input_size, sky_mask)
     describe: Callable[[Any], str]  # config -> "Prompt Depth Anything (vitl)"
     describe_arch: Callable[[Any], str]  # config -> its sizes, for key mismatch messages
     read_state: Callable[[Path, StateDict], StateDict | None]

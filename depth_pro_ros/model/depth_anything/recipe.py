@@ -80,9 +80,11 @@ def _description(prompt: bool, variant: str, kind: str, max_depth: float | None,
     return f"Depth Anything V2 ({variant}, {kind}, input {size})"
 
 
-def make_recipe(model: DepthAnything, input_size: int = 0) -> DepthAnythingRecipe:
+def make_recipe(model: DepthAnything, input_size: int = 0,
+                sky_mask: bool = True) -> DepthAnythingRecipe:
     """The batch recipe of ``model``; ``input_size`` (0: the release's) is V2's
-    shorter-side bound or Prompt Depth Anything's longer-side limit.
+    shorter-side bound or Prompt Depth Anything's longer-side limit. ``sky_mask``: unused
+    (no sky head).
 
     Raises:
         ValueError: an ``input_size`` that is not a positive multiple of the patch size.

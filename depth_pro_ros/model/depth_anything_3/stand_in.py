@@ -16,10 +16,10 @@ SIZES = ("tiny", "small", "base", "large", "giant")
 SEED = 3
 _PLAUSIBLE_DEPTH = 3.0  # the depth (exp of the last bias) a stand-in's output centres on
 _PLAUSIBLE_FOV = math.radians(60.0)  # the camera decoder's FoV (a usable focal estimate)
-# tiny: 5 blocks of width 64 (4 heads of 16: RoPE needs multiples of 4), the last 4
+# tiny: 5 blocks of width 48 (4 heads of 12: RoPE needs multiples of 4), the last 4
 # hooked, any-view layers from block 3, a 4 x 4 stored position grid, a small head.
-_TINY = dict(embed_dim=64, depth=5, num_heads=4, pos_grid=4, hook_block_ids=(1, 2, 3, 4),
-             neck_dims=(8, 12, 16, 24), fusion_features=16, camera_depth=2, camera_heads=4)
+_TINY = dict(embed_dim=48, depth=5, num_heads=4, pos_grid=4, hook_block_ids=(1, 2, 3, 4),
+             neck_dims=(8, 12, 16, 24), fusion_features=16, camera_depth=1, camera_heads=4)
 _TINY_ANY_VIEW = dict(alt_start=3, rope_start=3, qknorm_start=3)
 
 

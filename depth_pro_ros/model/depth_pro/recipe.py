@@ -70,9 +70,9 @@ class DepthProRecipe(BatchRecipe):
         return metric_depth(raw, width, height, f_px, out_size)[0]
 
 
-def make_recipe(model: DepthPro, input_size: int = 0) -> DepthProRecipe:
+def make_recipe(model: DepthPro, input_size: int = 0, sky_mask: bool = True) -> DepthProRecipe:
     """The batch recipe of ``model``; its input is fixed, so ``input_size`` must be 0 or
-    that size.
+    that size. ``sky_mask``: unused (no sky head).
 
     Raises:
         ValueError: another ``input_size``.

@@ -1,0 +1,91 @@
+"""Depth Anything 3's batch recipe against the released package's rules
+(test/da3_recipe_reference.py): the input processor's sizes and pixels, and the output
+post-processing (sky fill or NaN, metric scaling, inverse depth for relative models)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from da3_recipe_reference import MEAN, STD, reference_input, reference_post
+
+from depth_pro_ros.model import recipe_for
+from depth_pro_ros.model.depth_anything_3.recipe import input_sizes, prepare_input
+from depth_pro_ros.model.stand_in import random_model
+
+pytest.importorskip("depth_anything_3.utils.alignment")
+
+
+def _image(h: int, w: int, seed: int) -> np.ndarray:
+    """A gradient with noise: resizes of it exercise both smooth and sharp content."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 180, w)[None, :, None] + np.linspace(0, 40, h)[:, None, None]
+    return (ramp + rng.integers(0, 60, (h, w, 3))).clip(0, 255).astype(np.uint8)
+
+
+# (image h, w, process_res): enlarged, shrunk, the longer side already at size (the
+# shorter rounded to a multiple), exact (no resize), and a shrink whose second step
+# enlarges one side (cubic for both, as the reference).
+CASES = [(30, 50, 140), (300, 170, 140), (140, 100, 140), (126, 168, 168), (97, 151, 140)]
+
+
+@pytest.mark.parametrize(("h", "w", "size"), CASES)
+def test_input_matches_the_input_processor(h, w, size):
+    rgb = _image(h, w, seed=h)
+    expected = reference_input(rgb, size)
+    assert input_sizes(h, w, size)[1] == expected.shape[:2]
+    x = prepare_input(torch.from_numpy(rgb)[None], size)[0].permute(1, 2, 0).numpy()
+    ours = (x * STD + MEAN) * 255.0
+    diff = np.abs(ours - expected.astype(np.float32))
+    # Exact where nothing is resized; else cv2's uint8 resizes round fixed-point weights
+    # (11 bits for cubic): at most 1 grey level, and rarely (measured < 2 % of values).
+    if (h, w) == expected.shape[:2]:
+        assert diff.max() < 1e-3
+    else:
+        assert diff.max() <= 1.0 + 1e-3 and (diff > 0.5).mean() < 0.02
+
+
+def _raw(seed: int, h: int = 42, w: int = 56) -> torch.Tensor:
+    """A network output (1, 2, h, w): positive depth, and a sky map whose top third is
+    over the threshold (and a few pixels around it)."""
+    g = torch.Generator().manual_seed(seed)
+    depth = torch.rand(h, w, generator=g) * 4 + 0.5
+    sky = torch.rand(h, w, generator=g) * 0.25
+    sky[: h // 3] += 0.3
+    return torch.stack([depth, sky])[None]
+
+
+@pytest.mark.parametrize("model_type", ["depth_anything_3_metric", "depth_anything_3_mono"])
+@pytest.mark.parametrize("sky_mask", [True, False])
+def test_output_matches_the_post_processing(model_type, sky_mask):
+    model = random_model(model_type, "tiny")
+    recipe = recipe_for(model, 56, sky_mask=sky_mask)
+    raw, width, height, f_px, out_size = _raw(1), 60, 45, 50.0, (45, 60)
+    got = recipe.output(raw, width, height, torch.tensor([f_px]), out_size).numpy()
+    metric = model_type.endswith("metric")
+    expected = reference_post(raw[0, 0], raw[0, 1], width, height, f_px, metric, sky_mask,
+                              out_size)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert np.isnan(got).any() == sky_mask
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_any_view_model_gives_relative_depth_and_a_fov():
+    model = random_model("depth_anything_3", "tiny")
+    recipe = recipe_for(model, 56)
+    assert (recipe.info.kind, recipe.info.has_fov_head, recipe.info.needs_focal) == (
+        "relative", True, False)
+    x = prepare_input(torch.from_numpy(_image(42, 56, 3))[None], 56)
+    with torch.no_grad():
+        raw, fov = recipe.run(model, x, True, None)
+        fx = model(x[:, None])["intrinsics"][0, 0, 0, 0]
+    assert raw.shape == (1, 1, 42, 56)
+    # The horizontal FoV of the decoder's intrinsics (fx at the 56-pixel-wide input).
+    assert float(fov[0]) == pytest.approx(np.degrees(2 * np.arctan(28 / float(fx))), rel=1e-6)
+    got = recipe.output(raw, 56, 42, None, (42, 56))
+    np.testing.assert_allclose(got.numpy(), 1.0 / raw[0, 0].numpy(), rtol=1e-6)
+
+
+def test_input_size_must_be_a_multiple_of_the_patch():
+    with pytest.raises(ValueError, match="input_size must be a positive multiple of 14"):
+        recipe_for(random_model("depth_anything_3_mono", "tiny"), 100)
