@@ -10,6 +10,7 @@ from pathlib import Path
 
 from depth_pro_ros.cli.options import CHECKPOINT_HELP, error, in_range
 from depth_pro_ros.engine import PRECISION_CHOICES, ranges
+from depth_pro_ros.engine.backends.ort_quantize import QUANTIZATIONS
 from depth_pro_ros.model import MODEL_TYPES
 
 __all__ = ["add_parser", "run"]
@@ -50,6 +51,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "OUTPUT.data beside it); required unless --format tensorrt is "
                          "given an exported .onnx")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    ex.add_argument("--quantize", choices=QUANTIZATIONS, default=None,
+                    help="int8: write the network with its linear layers quantised to int8 "
+                         "by ONNX Runtime (a third of the size, faster on a CPU), refused "
+                         "unless within 1 %% of fp32 torch on the gate images (default: "
+                         "fp32)")
     trt = ex.add_argument_group("--format tensorrt: the engine's settings (the node's)")
     trt.add_argument("--device", default=None, help="cuda or cuda:N (default: cuda)")
     trt.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
@@ -78,9 +84,13 @@ def run(args: argparse.Namespace) -> int:
             onnx = checkpoint
         else:
             result = export_onnx(checkpoint, args.output.expanduser(),
-                                 overwrite=args.overwrite, model_type=args.model_type)
+                                 overwrite=args.overwrite, model_type=args.model_type,
+                                 quantize=args.quantize)
             extra = (f" (weights in {result.external_data.name})" if result.external_data
                      else "")
+            if result.gate_figure is not None:  # --quantize int8
+                extra += (f", {result.precision} (gate: {result.gate_figure:.2g} from fp32 "
+                          "torch, limit 0.01)")
             print(f"wrote {result.path}{extra}: {result.description}, checked against "
                   f"torch (max relative difference {result.self_check:.2g}) in "
                   f"{result.seconds:.0f} s")

@@ -53,8 +53,14 @@ def load_model(checkpoint: str | Path, device: str | None = None,
     """
     dev = resolve_device(device)
     if is_onnx(checkpoint):
-        return LoadedModel(read_onnx(checkpoint, model_type), dev,
-                           _onnx_precision(checkpoint, precision, dev, backend))
+        model = read_onnx(checkpoint, model_type)
+        if model.precision != "fp32":  # int8 (export --quantize): runs as it was written
+            if str(precision).lower() not in ("auto", model.precision):
+                raise ValueError(f"{checkpoint} is an {model.precision} ONNX graph; "
+                                 f"precision must be auto or {model.precision}, got "
+                                 f"{precision!r}")
+            return LoadedModel(model, dev, model.precision)
+        return LoadedModel(model, dev, _onnx_precision(checkpoint, precision, dev, backend))
     prec = resolve_precision(precision, dev)
     model = load_checkpoint(checkpoint, device=dev, precision=parse_precision(prec),
                             model_type=model_type)

@@ -2,6 +2,7 @@
 
 An exported file carries one ``metadata_props`` entry, :data:`META_KEY`, holding JSON:
 the format version, the model family and its config (all a batch recipe needs), the
+precision (``int8`` for a quantised file, :mod:`.ort_quantize`; absent: fp32), the
 network input size the gate references were made at, the inputs and outputs of the
 graph, the source checkpoint's SHA-256, the exporter and project versions, and the
 gate references (:mod:`.gate`). :func:`read_onnx` checks all of it against the graph
@@ -22,10 +23,11 @@ import torch
 from depth_pro_ros.engine.backends.gate import GateReference
 from depth_pro_ros.model import CheckpointError, recipe_for, registry
 
-__all__ = ["FORMAT_VERSION", "META_KEY", "OnnxModel", "describe_graph", "is_onnx",
-           "read_onnx"]
+__all__ = ["FORMAT_VERSION", "META_KEY", "PRECISIONS", "OnnxModel", "describe_graph",
+           "is_onnx", "read_onnx"]
 
 META_KEY = "depth_pro_ros"
+PRECISIONS = ("fp32", "int8")  # the metadata's "precision" (absent: fp32)
 FORMAT_VERSION = 1
 _MAX_META_BYTES = 1 << 20  # the real entry is a few kB (config + pooled gate outputs)
 _ONNX_MAGIC = b"\x08"  # a ModelProto starts with field 1 (ir_version), varint
@@ -59,6 +61,11 @@ class OnnxModel:
     @property
     def outputs(self) -> list[str]:
         return list(self.meta["outputs"])
+
+    @property
+    def precision(self) -> str:
+        """What the graph computes in: fp32, or int8 (``export --quantize int8``)."""
+        return self.meta.get("precision", "fp32")
 
     def gate_recipe(self):
         """The recipe at the input size the gate references were made at."""
@@ -123,6 +130,8 @@ def _from_meta(path: Path, text: str, graph: tuple[list[str], list[str]],
         raise bad(f"lacks {missing}")
     if meta["family"] not in registry.FAMILIES:
         raise bad(f"names family {meta['family']!r}, not one of {registry.FAMILIES}")
+    if meta.get("precision", "fp32") not in PRECISIONS:
+        raise bad(f"names precision {meta['precision']!r}, not one of {PRECISIONS}")
     if not re.fullmatch(r"[0-9a-f]{64}", str(meta["source_sha256"])):
         raise bad("has no SHA-256 of its source checkpoint")
     family = registry.family(meta["family"])

@@ -100,8 +100,9 @@ class OnnxRuntimeBackend:
                 "with `depth-pro-ros export` or use backend torch")
         self.device = torch.device(config.device or "cpu")
         fp16 = config.precision == "fp16" and self.device.type == "cuda"
-        if config.precision not in ("auto", "fp32") and not fp16:
-            raise BackendUnavailableError(f"backend onnxruntime runs the fp32 graph of "
+        if config.precision not in ("auto", model.precision) and not fp16:
+            raise BackendUnavailableError(f"backend onnxruntime runs the {model.precision} "
+                                          f"graph of "
                                           f"{model.path.name} (fp16 on CUDA, through its "
                                           f"TensorRT provider), not {config.precision}")
         ort = _onnxruntime()
