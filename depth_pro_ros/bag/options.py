@@ -60,6 +60,7 @@ class BagOptions:
     anchor: AnchorOptions = field(default_factory=lambda: AnchorOptions(sync="approximate"))
     model_type: str | None = None  # None / "auto": read from the checkpoint
     input_size: int = 0  # Depth Anything's size parameter (EngineConfig); 0: the default
+    sky_mask: bool = True  # models with a sky head: sky NaN (EngineConfig)
     allow_relative: bool = False  # relative models: write unanchored frames to depth/relative
     overwrite: bool = False
     strict: bool = False
@@ -88,7 +89,8 @@ def make_engine_config(opts: BagOptions) -> EngineConfig:
             policy="all", queue_size=2 * batch, batch_size=batch,
             output_scale=opts.output_scale, points=opts.outputs.points,
             points_decimation=opts.points_decimation, points_rgb=opts.points_rgb,
-            min_depth=opts.min_depth, max_depth=opts.max_depth, input_size=opts.input_size)
+            min_depth=opts.min_depth, max_depth=opts.max_depth, input_size=opts.input_size,
+            sky_mask=opts.sky_mask)
     except ValueError as exc:
         raise BagInputError(str(exc)) from None
 

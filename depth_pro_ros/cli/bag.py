@@ -209,7 +209,7 @@ def bag_options(args: argparse.Namespace, input: Path, output: Path) -> BagOptio
         points_rgb=args.points_rgb, min_depth=args.min_depth, max_depth=args.max_depth,
         max_input_pixels=args.max_input_pixels, overwrite=args.overwrite, strict=args.strict,
         progress=args.progress, anchor_topics=args.anchor_topics, anchor=anchor,
-        model_type=args.model_type, input_size=args.input_size,
+        model_type=args.model_type, input_size=args.input_size, sky_mask=args.sky_mask,
         allow_relative=args.allow_relative)
 
 

@@ -184,6 +184,7 @@ def _start_engine(args: argparse.Namespace) -> DepthEngine | None:
         # One photo at a time, every one processed: a batch would need equal sizes.
         config = EngineConfig(device=args.device, precision=args.precision, policy="all",
                               queue_size=1, batch_size=1, input_size=args.input_size,
+                              sky_mask=args.sky_mask,
                               **backend_settings(args))
         return create_engine(checkpoint, config, model_type=args.model_type)
     except (MissingCheckpointError, CheckpointError, ValueError) as exc:

@@ -102,7 +102,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--input-size", type=in_range(int, ranges.INPUT_SIZE), default=0, metavar="N",
         help="Depth Anything V2: lower bound on the network input's shorter side, a "
              "multiple of 14 (larger: sharper and slower; default 0 = 518); Prompt Depth "
-             "Anything: upper bound on the longer side (0 = 1008); Depth Pro's input is fixed")
+             "Anything: upper bound on the longer side (0 = 1008); Depth Anything 3: the "
+             "longer side (0 = 504); Depth Pro's input is fixed")
+    p.add_argument(
+        "--no-sky-mask", dest="sky_mask", action="store_false",
+        help="models with a sky head (Depth Anything 3 mono / metric): keep the model's far "
+             "value in the sky instead of NaN (no measurement)")
     p.add_argument(
         "--allow-relative", action="store_true",
         help="relative-depth models (Depth Anything V2 relative) without a scale_shift "

@@ -44,7 +44,7 @@ ResultCallback = Callable[[DepthResult], None]
 #: Settings fixed when the engine is built (see :meth:`DepthEngine.reconfigure`).
 FIXED_SETTINGS = frozenset({"device", "backend", "precision", "policy", "queue_size",
                             "compile", "cuda_graphs", "graph_cache_size", "input_size",
-                            "accuracy_gate", "ort_intra_op_threads",
+                            "sky_mask", "accuracy_gate", "ort_intra_op_threads",
                             "ort_inter_op_threads"})
 
 
@@ -71,7 +71,7 @@ class DepthEngine:
     ) -> None:
         # An exported file's recipe comes from its architecture alone (no weights).
         network = model.skeleton if isinstance(model, OnnxModel) else model
-        self.recipe = recipe_for(network, config.input_size)
+        self.recipe = recipe_for(network, config.input_size, config.sky_mask)
         config = dataclasses.replace(config, backend=resolve_backend(config.backend, model))
         self.backend = create_backend(model, self.recipe, config)
         self.config = config

@@ -48,8 +48,12 @@ class EngineConfig:
     max_depth: float = math.inf
     # Depth Anything V2: lower bound on the network input's shorter side (a multiple of 14;
     # larger is sharper and slower; 0 = 518); Prompt Depth Anything: upper bound on the
-    # longer side (0 = 1008). Depth Pro: 0 (its input is fixed).
+    # longer side (0 = 1008); Depth Anything 3: the longer side (0 = 504). Depth Pro: 0
+    # (its input is fixed).
     input_size: int = 0
+    # Models with a sky head (Depth Anything 3's DPT): sky pixels are NaN (REP 118: no
+    # measurement); False keeps the model's own far value there.
+    sky_mask: bool = True
     # Check a backend other than fp32 torch against fp32 torch at load (engine/backends/
     # gate.py); False skips it (logged).
     accuracy_gate: bool = True

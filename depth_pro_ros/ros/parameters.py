@@ -87,9 +87,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "with the file is an error", choices=MODEL_TYPES, read_only=True),
     ParamSpec("input_size", 0, "Depth Anything V2: lower bound on the network input's "
               "shorter side, a multiple of 14 (larger: sharper and slower; 0 = 518); Prompt "
-              "Depth Anything: upper bound on the longer side (0 = 1008). Depth Pro: must be "
-              "0 (its input is fixed at 1536)", low=INPUT_SIZE[0], high=INPUT_SIZE[1],
-              read_only=True),
+              "Depth Anything: upper bound on the longer side (0 = 1008); Depth Anything 3: "
+              "the longer side (0 = 504). Depth Pro: must be 0 (its input is fixed at 1536)",
+              low=INPUT_SIZE[0], high=INPUT_SIZE[1], read_only=True),
+    ParamSpec("sky_mask", EngineConfig.sky_mask, "Models with a sky head (Depth Anything 3 "
+              "mono / metric): sky pixels are NaN in depth and give no points; false keeps "
+              "the model's far value there", read_only=True),
     ParamSpec("allow_relative", False, "Relative-depth models (Depth Anything V2 relative) "
               "without a scale_shift anchor fit: publish their unitless relative inverse "
               "depth on 'depth/relative' (otherwise they refuse to start; while anchored "
@@ -315,7 +318,7 @@ def settings_from(values: Mapping[str, Any], model: ModelInfo | None = None) -> 
             points=bool(v["publish_points"]),
             points_decimation=int(v["points_decimation"]), points_rgb=bool(v["points_rgb"]),
             min_depth=float(v["min_depth"]), max_depth=float(v["max_depth"]),
-            input_size=int(v["input_size"]),
+            input_size=int(v["input_size"]), sky_mask=bool(v["sky_mask"]),
         )
         transform = v["anchor_transform"]
         if transform and v["anchor_source"] != "points":
