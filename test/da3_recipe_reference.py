@@ -83,3 +83,20 @@ def reference_depth(model: torch.nn.Module, rgb: np.ndarray, f_px: float | None 
     sky = out["sky"][0, 0] if "sky" in out else None
     return reference_post(out["depth"][0, 0], sky, rgb.shape[1], rgb.shape[0], f_px,
                           model.config.metric, sky_mask, rgb.shape[:2])
+
+
+def metric_with_sky(rgb: np.ndarray, size: int, seed: int | None = None) -> torch.nn.Module:
+    """The tiny DA3METRIC stand-in with its sky head's bias moved so that about half of
+    ``rgb``'s pixels are sky (the stand-in's has almost none)."""
+    from depth_pro_ros.model.stand_in import random_model
+
+    model = random_model("depth_anything_3_metric", "tiny", seed)
+    x = (reference_input(rgb, size).astype(np.float32) / 255.0 - MEAN) / STD
+    stack = model.head.scratch.sky_output_conv2
+    logits = []  # before the head's ReLU, which zeroes the stand-in's (negative) sky
+    hook = stack.register_forward_hook(lambda _m, _a, out: logits.append(out))
+    with torch.no_grad():
+        model(torch.from_numpy(x).permute(2, 0, 1)[None, None])
+        hook.remove()
+        stack[-1].bias.add_(0.3 - logits[0].median())
+    return model
