@@ -37,7 +37,7 @@ __all__ = ["Attention", "Block", "Rope", "SwiGLU", "ViT3", "reference_view"]
 
 ROPE_FREQUENCY = 100.0
 _POS_OFFSET = 0.1  # DINOv2's position-embedding resampling offset
-_QK_NORM_EPS = 1e-5  # the release's q / k and final norms keep torch's default eps
+_TORCH_EPS = 1e-5  # the release's q / k and final norms keep torch's default eps
 
 
 class Rope:
@@ -72,8 +72,8 @@ class Attention(_JoinedQKVAttention):
         super().__init__(dim, num_heads)
         self.qk_norm = qk_norm
         if qk_norm:
-            self.q_norm = nn.LayerNorm(dim // num_heads, eps=_QK_NORM_EPS)
-            self.k_norm = nn.LayerNorm(dim // num_heads, eps=_QK_NORM_EPS)
+            self.q_norm = nn.LayerNorm(dim // num_heads, eps=_TORCH_EPS)
+            self.k_norm = nn.LayerNorm(dim // num_heads, eps=_TORCH_EPS)
 
     def forward(self, x: torch.Tensor, rope: Rope | None = None) -> torch.Tensor:
         b, n, c = x.shape
@@ -151,7 +151,7 @@ class ViT3(nn.Module):
             Block(c.embed_dim, c.num_heads, c.mlp_hidden, ffn=c.ffn,
                   qk_norm=0 <= c.qknorm_start <= i)
             for i in range(c.depth))
-        self.norm = nn.LayerNorm(c.embed_dim, eps=_QK_NORM_EPS)
+        self.norm = nn.LayerNorm(c.embed_dim, eps=_TORCH_EPS)
 
     def position_embedding(self, grid_h: int, grid_w: int) -> torch.Tensor:
         """(1, 1 + grid_h*grid_w, C): the stored grid, or it resampled (fp32) to this one."""
@@ -197,9 +197,9 @@ class ViT3(nn.Module):
         ropes = self._ropes(grid_h, grid_w, v, tokens.dtype)
         order = None  # the views' order when a reference view was moved first
         local = tokens
-        hooked: dict[int, torch.Tensor] = {}
+        hooked: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for i, block in enumerate(self.blocks[: max(c.hook_block_ids) + 1]):
-            if (i == c.alt_start - 1 and v >= 3 and camera_tokens is None):
+            if i == c.alt_start - 1 and v >= 3 and camera_tokens is None:
                 order = _reference_first(reference_view(tokens[:, :, 0]), v)
                 tokens = _gather_views(tokens, order)
             if c.any_view and i == c.alt_start:
