@@ -33,11 +33,12 @@ from ..common.vit import LAYER_NORM_EPS, LayerScale, Mlp, PatchEmbed
 from ..common.vit import Attention as _JoinedQKVAttention
 from .config import DepthAnything3Config
 
-__all__ = ["Attention", "Block", "Rope", "SwiGLU", "ViT3", "reference_view"]
+__all__ = ["TORCH_EPS", "Attention", "Block", "Rope", "SwiGLU", "ViT3", "reference_view"]
 
 ROPE_FREQUENCY = 100.0
 _POS_OFFSET = 0.1  # DINOv2's position-embedding resampling offset
-_TORCH_EPS = 1e-5  # the release's q / k and final norms keep torch's default eps
+# The release's q / k norms, final norm and camera modules keep torch's default eps.
+TORCH_EPS = 1e-5
 
 
 class Rope:
@@ -72,8 +73,8 @@ class Attention(_JoinedQKVAttention):
         super().__init__(dim, num_heads)
         self.qk_norm = qk_norm
         if qk_norm:
-            self.q_norm = nn.LayerNorm(dim // num_heads, eps=_TORCH_EPS)
-            self.k_norm = nn.LayerNorm(dim // num_heads, eps=_TORCH_EPS)
+            self.q_norm = nn.LayerNorm(dim // num_heads, eps=TORCH_EPS)
+            self.k_norm = nn.LayerNorm(dim // num_heads, eps=TORCH_EPS)
 
     def forward(self, x: torch.Tensor, rope: Rope | None = None) -> torch.Tensor:
         b, n, c = x.shape
@@ -151,7 +152,7 @@ class ViT3(nn.Module):
             Block(c.embed_dim, c.num_heads, c.mlp_hidden, ffn=c.ffn,
                   qk_norm=0 <= c.qknorm_start <= i)
             for i in range(c.depth))
-        self.norm = nn.LayerNorm(c.embed_dim, eps=_TORCH_EPS)
+        self.norm = nn.LayerNorm(c.embed_dim, eps=TORCH_EPS)
 
     def position_embedding(self, grid_h: int, grid_w: int) -> torch.Tensor:
         """(1, 1 + grid_h*grid_w, C): the stored grid, or it resampled (fp32) to this one."""

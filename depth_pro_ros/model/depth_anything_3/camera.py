@@ -22,13 +22,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import Block
+from .backbone import TORCH_EPS, Block
 from .config import DepthAnything3Config
 
 __all__ = ["CameraDecoder", "CameraEncoder", "invert_rigid", "pose_decoding",
            "pose_encoding", "quaternion_to_rotation", "rotation_to_quaternion"]
 
-_DEFAULT_EPS = 1e-5  # the camera modules keep torch's default LayerNorm eps
 _MIN_MAGNITUDE = 0.1  # a quaternion component below it is never divided by
 
 
@@ -123,11 +122,11 @@ class CameraEncoder(nn.Module):
         super().__init__()
         dim = config.embed_dim
         self.pose_branch = _PoseMlp(dim)
-        self.token_norm = nn.LayerNorm(dim, eps=_DEFAULT_EPS)
+        self.token_norm = nn.LayerNorm(dim, eps=TORCH_EPS)
         self.trunk = nn.Sequential(*(
-            Block(dim, config.camera_heads, int(dim * config.mlp_ratio), eps=_DEFAULT_EPS)
+            Block(dim, config.camera_heads, int(dim * config.mlp_ratio), eps=TORCH_EPS)
             for _ in range(config.camera_depth)))
-        self.trunk_norm = nn.LayerNorm(dim, eps=_DEFAULT_EPS)
+        self.trunk_norm = nn.LayerNorm(dim, eps=TORCH_EPS)
 
     def forward(self, world_to_camera: torch.Tensor, intrinsics: torch.Tensor,
                 image_hw: tuple[int, int]) -> torch.Tensor:
