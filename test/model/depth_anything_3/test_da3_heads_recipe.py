@@ -89,3 +89,23 @@ def test_any_view_model_gives_relative_depth_and_a_fov():
 def test_input_size_must_be_a_multiple_of_the_patch():
     with pytest.raises(ValueError, match="input_size must be a positive multiple of 14"):
         recipe_for(random_model("depth_anything_3_mono", "tiny"), 100)
+
+
+def test_any_view_engine_takes_the_focal_from_its_camera_decoder():
+    """A frame without intrinsics: the engine's FoV path gets the decoder's estimate, and
+    the relative output is the network's inverse depth."""
+    from depth_pro_ros.engine import DepthEngine, EngineConfig, FocalSource, Frame
+
+    model = random_model("depth_anything_3", "tiny")
+    rgb = _image(42, 56, 5)
+    x = prepare_input(torch.from_numpy(rgb)[None], 56)
+    with torch.no_grad():
+        raw, fov = recipe_for(model, 56).run(model, x, True, None)
+    with DepthEngine(model, EngineConfig(device="cpu", input_size=56)) as engine:
+        engine.submit(Frame(rgb))
+        result = engine.get(timeout=60.0)
+    assert result.ok and result.focal_source == FocalSource.FOV_HEAD
+    assert result.fov_deg == pytest.approx(float(fov[0]), rel=1e-5)
+    assert result.intrinsics.fx == pytest.approx(28 / np.tan(np.radians(float(fov[0])) / 2),
+                                                 rel=1e-5)
+    np.testing.assert_allclose(result.relative, 1.0 / raw[0, 0].numpy(), rtol=1e-5)
