@@ -1,5 +1,5 @@
-"""The networks in pure torch, one folder per family (``depth_pro/``, ``depth_anything/``)
-on what they share (``common/``), with one table of families and model types
+"""The networks in pure torch, one folder per family (``depth_pro/``, ``depth_anything/``,
+``depth_anything_3/``) on what they share (``common/``), with one table of families and model types
 (:mod:`.registry`), checkpoint reading (:mod:`.checkpoint`), stand-ins and weights.
 
 Code outside ``model/`` uses the names below (or :mod:`.registry`, :mod:`.checkpoint`,
@@ -21,6 +21,7 @@ from .depth_anything import (
     prepare_depth_anything_input,
     prompt_depth_anything_input_size,
 )
+from .depth_anything_3 import DepthAnything3, DepthAnything3Config, create_depth_anything_3
 from .depth_pro import (
     DepthPrediction,
     DepthPro,
@@ -44,6 +45,8 @@ __all__ = [
     "BatchRecipe",
     "CheckpointError",
     "DepthAnything",
+    "DepthAnything3",
+    "DepthAnything3Config",
     "DepthAnythingConfig",
     "DepthPrediction",
     "DepthPro",
@@ -51,6 +54,7 @@ __all__ = [
     "DictConfig",
     "ModelInfo",
     "create_depth_anything",
+    "create_depth_anything_3",
     "create_model",
     "depth_anything_input_size",
     "focal_from_fov",
