@@ -212,13 +212,17 @@ class DualDPTHead(_DPTBase):
         return self.norm(tokens)
 
     def forward(self, feats: Sequence[torch.Tensor], height: int,
-                width: int) -> dict[str, torch.Tensor]:
+                width: int, rays: bool = True) -> dict[str, torch.Tensor]:
         """Patch tokens (B, h*w, C) of the 4 hooked layers -> depth and confidence at the
-        input size, the ray map and its confidence at the finest fusion level."""
+        input size, and with ``rays`` the ray map and its confidence at the finest fusion
+        level (the network, which takes cameras from its decoder, skips them: about a
+        fifth of DA3-SMALL's CPU forward)."""
         s = self.scratch
         rn = self._levels(feats, height, width)
         main = self._upsample(s.output_conv1(self._fuse(rn)), height, width)
         logits = s.output_conv2(self._add_pos(main, height, width))
+        if not rays:
+            return {"depth": logits[:, 0].exp(), "depth_conf": logits[:, 1].exp() + 1.0}
         aux = s.output_conv1_aux[-1](self._fuse(rn, "_aux"))
         rays = s.output_conv2_aux[-1](self._add_pos(aux, height, width))
         return {"depth": logits[:, 0].exp(), "depth_conf": logits[:, 1].exp() + 1.0,

@@ -76,7 +76,11 @@ class DepthAnything3(nn.Module):
                              f"patch size {c.patch_size}, got {height}x{width}")
         tokens = self._camera_tokens(intrinsics, extrinsics, b, v, (height, width))
         feats, cameras = self.backbone["pretrained"](x, tokens)
-        out = self.head([f.flatten(0, 1) for f in feats], height, width)
+        tokens_per_view = [f.flatten(0, 1) for f in feats]
+        if c.head == "dualdpt":  # the cameras come from the decoder: no ray map needed
+            out = self.head(tokens_per_view, height, width, rays=False)
+        else:
+            out = self.head(tokens_per_view, height, width)
         result = {"depth": out["depth"].unflatten(0, (b, v))}
         if "depth_conf" in out:
             result["confidence"] = out["depth_conf"].unflatten(0, (b, v))
