@@ -70,42 +70,29 @@ def test_output_matches_the_post_processing(model_type, sky_mask):
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
-def test_any_view_model_gives_relative_depth_and_a_fov():
-    model = random_model("depth_anything_3", "tiny")
-    recipe = recipe_for(model, 56)
-    assert (recipe.info.kind, recipe.info.has_fov_head, recipe.info.needs_focal) == (
-        "relative", True, False)
-    x = prepare_input(torch.from_numpy(_image(42, 56, 3))[None], 56)
-    with torch.no_grad():
-        raw, fov = recipe.run(model, x, True, None)
-        fx = model(x[:, None])["intrinsics"][0, 0, 0, 0]
-    assert raw.shape == (1, 1, 42, 56)
-    # The horizontal FoV of the decoder's intrinsics (fx at the 56-pixel-wide input).
-    assert float(fov[0]) == pytest.approx(np.degrees(2 * np.arctan(28 / float(fx))), rel=1e-6)
-    got = recipe.output(raw, 56, 42, None, (42, 56))
-    np.testing.assert_allclose(got.numpy(), 1.0 / raw[0, 0].numpy(), rtol=1e-6)
-
-
 def test_input_size_must_be_a_multiple_of_the_patch():
     with pytest.raises(ValueError, match="input_size must be a positive multiple of 14"):
         recipe_for(random_model("depth_anything_3_mono", "tiny"), 100)
 
 
 def test_any_view_engine_takes_the_focal_from_its_camera_decoder():
-    """A frame without intrinsics: the engine's FoV path gets the decoder's estimate, and
-    the relative output is the network's inverse depth."""
+    """A frame without intrinsics: the engine's FoV path gets the horizontal FoV of the
+    camera decoder's intrinsics, and the relative output is the network's inverse depth."""
     from depth_pro_ros.engine import DepthEngine, EngineConfig, FocalSource, Frame
 
     model = random_model("depth_anything_3", "tiny")
+    recipe = recipe_for(model, 56)
+    assert (recipe.info.kind, recipe.info.has_fov_head, recipe.info.needs_focal) == (
+        "relative", True, False)
     rgb = _image(42, 56, 5)
     x = prepare_input(torch.from_numpy(rgb)[None], 56)
     with torch.no_grad():
-        raw, fov = recipe_for(model, 56).run(model, x, True, None)
+        out = model(x[:, None])
+    fx = float(out["intrinsics"][0, 0, 0, 0])  # at the 56-pixel-wide network input
     with DepthEngine(model, EngineConfig(device="cpu", input_size=56)) as engine:
         engine.submit(Frame(rgb))
         result = engine.get(timeout=60.0)
     assert result.ok and result.focal_source == FocalSource.FOV_HEAD
-    assert result.fov_deg == pytest.approx(float(fov[0]), rel=1e-5)
-    assert result.intrinsics.fx == pytest.approx(28 / np.tan(np.radians(float(fov[0])) / 2),
-                                                 rel=1e-5)
-    np.testing.assert_allclose(result.relative, 1.0 / raw[0, 0].numpy(), rtol=1e-5)
+    assert result.fov_deg == pytest.approx(np.degrees(2 * np.arctan(28 / fx)), rel=1e-5)
+    assert result.intrinsics.fx == pytest.approx(fx, rel=1e-5)  # the image is 56 wide too
+    np.testing.assert_allclose(result.relative, 1.0 / out["depth"][0, 0].numpy(), rtol=1e-5)
