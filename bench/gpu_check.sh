@@ -9,10 +9,10 @@
 # then the full Depth Pro at 1536^2, torch fp16 / bf16 and (where the tensorrt package is
 # importable; else the JSON says it is not) a TensorRT fp16 engine against torch fp32
 # (issue 25): $OUT/tensorrt.json and $OUT/tensorrt.txt.
-# GPU_CHECK_TIMEOUT (s, default 420) bounds pytest, GPU_MEMORY_TIMEOUT (s, default
-# 150) the memory benchmark and GPU_TENSORRT_TIMEOUT (s, default 60; give a machine with
-# TensorRT 600 and the others less: its export and engine build take minutes) the
-# TensorRT one, so the files come back within one 10-minute call.
+# GPU_CHECK_TIMEOUT (s, default 330) bounds pytest, GPU_MEMORY_TIMEOUT (s, default
+# 120) the memory benchmark and GPU_TENSORRT_TIMEOUT (s, default 75; give a machine with
+# TensorRT 450 and the others less: its export and engine build take minutes) the
+# TensorRT one: 525 s in all, so the files come back within one call of at most 580 s.
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 PY=${PYTHON:-python3}
@@ -24,7 +24,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 "available", torch.cuda.is_available(), "devices", torch.cuda.device_count())'
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-timeout "${GPU_CHECK_TIMEOUT:-420}" "$PY" -m pytest -p no:cacheprovider -m cuda -rA \
+timeout "${GPU_CHECK_TIMEOUT:-330}" "$PY" -m pytest -p no:cacheprovider -m cuda -rA \
     --durations=25 --junitxml="$OUT/junit.xml" \
     test/engine/test_cuda_sync.py test/engine/test_cuda_graphs.py \
     test/engine/test_pipeline_cuda.py test/model/depth_anything/test_batch_recipe.py \
@@ -34,10 +34,10 @@ timeout "${GPU_CHECK_TIMEOUT:-420}" "$PY" -m pytest -p no:cacheprovider -m cuda 
 rc=$?
 echo "$rc" > "$OUT/rc"
 tail -n 60 "$OUT/pytest.txt"
-timeout "${GPU_MEMORY_TIMEOUT:-150}" "$PY" bench/bench_memory.py --device cuda \
+timeout "${GPU_MEMORY_TIMEOUT:-120}" "$PY" bench/bench_memory.py --device cuda \
     --families full da_vitl pda_vitl --out "$OUT/memory.json" > "$OUT/memory.txt" 2>&1
 tail -n 20 "$OUT/memory.txt"
-timeout "${GPU_TENSORRT_TIMEOUT:-60}" "$PY" bench/bench_tensorrt.py --device cuda \
+timeout "${GPU_TENSORRT_TIMEOUT:-75}" "$PY" bench/bench_tensorrt.py --device cuda \
     --config full --reps 20 --out "$OUT/tensorrt.json" > "$OUT/tensorrt.txt" 2>&1
 tail -n 20 "$OUT/tensorrt.txt"
 exit "$rc"
