@@ -12,7 +12,10 @@ import torch
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
-from depth_pro_ros.model.depth_anything_3.config import DepthAnything3Config
+from depth_pro_ros.model.depth_anything_3.config import (
+    DepthAnything3Config,
+    NestedDepthAnything3Config,
+)
 from depth_pro_ros.model.depth_anything_3.hf_layout import read_hf
 
 
@@ -31,18 +34,24 @@ def reduced(name: str, **overrides) -> DepthAnything3Config:
         **starts, **overrides)
 
 
-def build_reference(config: DepthAnything3Config) -> nn.Module:
-    """The package's ``DepthAnything3Net`` with ``config``'s sizes (its DinoV2 wrapper
-    only knows the full-size ViTs: its inner ViT is built here with the same arguments
-    the wrapper passes)."""
+def build_reference(config: DepthAnything3Config | NestedDepthAnything3Config) -> nn.Module:
+    """The package's ``DepthAnything3Net`` (``NestedDepthAnything3Net`` of two) with
+    ``config``'s sizes (its DinoV2 wrapper only knows the full-size ViTs: its inner ViT is
+    built here with the same arguments the wrapper passes)."""
     from depth_anything_3.model.cam_dec import CameraDec
     from depth_anything_3.model.cam_enc import CameraEnc
-    from depth_anything_3.model.da3 import DepthAnything3Net
+    from depth_anything_3.model.da3 import DepthAnything3Net, NestedDepthAnything3Net
     from depth_anything_3.model.dinov2.dinov2 import DinoV2
     from depth_anything_3.model.dinov2.vision_transformer import DinoVisionTransformer
     from depth_anything_3.model.dpt import DPT
     from depth_anything_3.model.dualdpt import DualDPT
 
+    if isinstance(config, NestedDepthAnything3Config):  # its init builds from yaml dicts
+        nested = NestedDepthAnything3Net.__new__(NestedDepthAnything3Net)
+        nn.Module.__init__(nested)
+        nested.da3, nested.da3_metric = (build_reference(c)
+                                         for c in (config.anyview, config.metric))
+        return nested.eval()
     c = config
     backbone = DinoV2.__new__(DinoV2)
     nn.Module.__init__(backbone)

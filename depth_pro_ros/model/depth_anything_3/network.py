@@ -15,14 +15,18 @@ that ``load_state_dict(strict=True)`` takes a release's tensors as they are:
 ``cam_dec.*``               ``backbone.0|2``, ``fc_t``, ``fc_qvec``, ``fc_fov.0``
 ==========================  ==========================================================
 
+DA3NESTED (:class:`NestedDepthAnything3`) holds the two networks as ``da3.*`` (any-view)
+and ``da3_metric.*`` (metric), each named as above.
+
 ``attn.qkv`` is held as separate q, k, v (:mod:`..common.vit`) and written joined.
 DualDPT's four ray stacks share one LayerNorm, which the release's file (safetensors'
 ``save_model``) stores once; :mod:`.hf_layout` gives it its other names. The
 release of DA3-GIANT also stores a 3D-Gaussian head (``gs_head.*``) that no depth output
 uses: it is not built here (a reader drops those keys by name).
 
-The forward gives the network's raw outputs; DA3's post-processing (sky filled with a far
-depth, metric scaling by the focal) is the recipe's.
+The forward gives the network's raw outputs (DA3NESTED's: aligned to metres, as its
+release does in the network); DA3's post-processing (sky filled with a far depth, metric
+scaling of DA3METRIC by the focal) is the recipe's.
 """
 
 from __future__ import annotations
@@ -33,10 +37,15 @@ from torch import nn
 from ..common.config import build_network
 from .backbone import ViT3
 from .camera import CameraDecoder, CameraEncoder, pose_decoding
-from .config import DepthAnything3Config
-from .heads import DPTHead, DualDPTHead
+from .config import DepthAnything3Config, NestedDepthAnything3Config
+from .heads import SKY_THRESHOLD, DPTHead, DualDPTHead
+from .recipe import METRIC_FOCAL
 
-__all__ = ["DepthAnything3", "create_depth_anything_3"]
+__all__ = ["DepthAnything3", "NestedDepthAnything3", "create_depth_anything_3"]
+
+# DA3NESTED's alignment uses pixels above these (metres, any-view depth units).
+_MIN_METRES = 1e-2
+_MIN_DEPTH = 1e-3
 
 
 class DepthAnything3(nn.Module):
@@ -110,11 +119,61 @@ class DepthAnything3(nn.Module):
         return self.cam_enc(extrinsics.float(), intrinsics.float(), image_hw)
 
 
+class NestedDepthAnything3(nn.Module):
+    """DA3NESTED: an any-view network (``da3.*``) whose depth and camera translations
+    are brought to metres by a metric monocular one (``da3_metric.*``) run on the same
+    views, as the release does:
+
+    * the metric branch's canonical depth in metres: x focal / 300, the focal being the
+      mean of fx and fy the any-view branch estimates for that view;
+    * one scale per item (the release takes one over the whole batch: the same for one
+      item), the least-squares fit of those metres by the any-view depth over the pixels
+      that are ground (sky < 0.3), at least as confident as the median ground pixel,
+      with metres > 0.01 and depth > 0.001; NaN where no pixel qualifies (an all-sky
+      view: no metric scale).
+
+    Returns the any-view outputs scaled (``depth``, ``extrinsics``' translation),
+    ``confidence`` and ``intrinsics`` as they are, the metric branch's ``sky`` and the
+    ``scale`` (B,). The release's sky fill (a far depth, confidence 1) is the recipe's.
+    """
+
+    def __init__(self, config: NestedDepthAnything3Config) -> None:
+        super().__init__()
+        self.config = config
+        self.da3 = DepthAnything3(config.anyview)
+        self.da3_metric = DepthAnything3(config.metric)
+
+    def forward(self, x: torch.Tensor, intrinsics: torch.Tensor | None = None,
+                extrinsics: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``x``, ``intrinsics``, ``extrinsics`` as :meth:`DepthAnything3.forward`."""
+        out = self.da3(x, intrinsics, extrinsics)
+        metric = self.da3_metric(x)
+        focal = (out["intrinsics"][..., 0, 0] + out["intrinsics"][..., 1, 1]) / 2
+        metres = metric["depth"].float() * (focal / METRIC_FOCAL)[..., None, None]
+        depth, conf = out["depth"].float(), out["confidence"].float()
+        ground = metric["sky"] < SKY_THRESHOLD
+        # The median over each item's ground pixels (nanquantile skips the sky's NaN).
+        median = torch.nanquantile(torch.where(ground, conf, torch.nan).flatten(1), 0.5, dim=1)
+        use = ((conf >= median[:, None, None, None]) & ground & (metres > _MIN_METRES)
+               & (depth > _MIN_DEPTH))
+        num = torch.where(use, metres * depth, 0).flatten(1).sum(1)
+        den = torch.where(use, depth * depth, 0).flatten(1).sum(1).clamp(min=1e-12)
+        scale = torch.where(use.flatten(1).any(1), num / den, torch.nan)
+        out["depth"] = (depth * scale[:, None, None, None]).to(out["depth"].dtype)
+        extr = out["extrinsics"].clone()
+        extr[..., :3, 3] *= scale[:, None, None]
+        out.update(extrinsics=extr, sky=metric["sky"], scale=scale)
+        return out
+
+
 def create_depth_anything_3(
-    config: DepthAnything3Config,
+    config: DepthAnything3Config | NestedDepthAnything3Config,
     device: str | torch.device = "cpu",
     precision: str | torch.dtype = torch.float32,
-) -> DepthAnything3:
-    """Build a Depth Anything 3 network in eval mode on ``device`` with parameters in
-    ``precision`` (PyTorch's default initialisation; ``device="meta"`` allocates nothing)."""
-    return build_network(DepthAnything3, config, device, precision)
+) -> DepthAnything3 | NestedDepthAnything3:
+    """Build a Depth Anything 3 network (a nested config: the nested pair) in eval mode on
+    ``device`` with parameters in ``precision`` (PyTorch's default initialisation;
+    ``device="meta"`` allocates nothing)."""
+    network = NestedDepthAnything3 if isinstance(config, NestedDepthAnything3Config) else (
+        DepthAnything3)
+    return build_network(network, config, device, precision)

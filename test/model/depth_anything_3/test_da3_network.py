@@ -18,7 +18,11 @@ from da3_reference import (
 )
 
 from depth_pro_ros.model.depth_anything_3.camera import quaternion_to_rotation
-from depth_pro_ros.model.depth_anything_3.config import PRESETS, preset
+from depth_pro_ros.model.depth_anything_3.config import (
+    PRESETS,
+    NestedDepthAnything3Config,
+    preset,
+)
 from depth_pro_ros.model.depth_anything_3.network import create_depth_anything_3
 
 vt = pytest.importorskip("depth_anything_3.model.dinov2.vision_transformer")
@@ -168,12 +172,49 @@ def _reference_parameters(name: str) -> int:
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_parameter_count_matches_release(name):
     config = preset(name)
-    parts = [config] if name in SINGLE else [config.anyview, config.metric]
-    ours = sum(p.numel() for c in parts
-               for p in create_depth_anything_3(c, device="meta").parameters())
+    ours = sum(p.numel() for p in create_depth_anything_3(config, device="meta").parameters())
     assert ours == _reference_parameters(name)
+    parts = [config] if name in SINGLE else [config.anyview, config.metric]
     estimate = sum(c.parameter_estimate() for c in parts)
     assert ours / 2 <= estimate <= ours * 2  # the config's bound before building
+
+
+@pytest.mark.parametrize("views", [1, 3])
+def test_nested_matches_reference(views):
+    """DA3NESTED: the any-view depth and poses scaled to the metric branch as the release
+    does (one item: the release fits one scale per batch, this network one per item)."""
+    config = NestedDepthAnything3Config(reduced("da3-giant"), reduced("da3metric-large"))
+    ref = build_reference(config)
+    randomise(ref, seed=5)
+    x = _images(views, (42, 56), seed=views)
+    _balance_sky(ref.da3_metric, reference_outputs(ref.da3_metric, x)["sky"])
+    ours = create_depth_anything_3(config)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    with torch.no_grad():
+        got = ours(x)
+        expected = ref(x[:1])
+        first = ours(x[:1])
+        second = ours(x[1:])
+    ground = got["sky"][:1] < SKY  # the release fills the sky (depth, confidence)
+    assert 0 < ground.float().mean() < 1
+    for ours_key, ref_key in [("depth", "depth"), ("confidence", "depth_conf")]:
+        assert _max_rel(got[ours_key][:1][ground], expected[ref_key][ground]) <= TOLERANCE
+    for key in ("intrinsics", "extrinsics"):
+        assert _max_rel(got[key][:1], expected[key]) <= TOLERANCE, key
+    assert float(got["scale"][0]) == pytest.approx(expected.scale_factor, rel=TOLERANCE)
+    for key in ("depth", "extrinsics", "scale"):  # each item its own scale
+        assert _max_rel(got[key], torch.cat([first[key], second[key]])) <= TOLERANCE, key
+
+
+def test_nested_all_sky_has_no_scale():
+    """No ground pixel: the scale is unknown (NaN), not a crash nor a made-up number."""
+    config = NestedDepthAnything3Config(reduced("da3-small"), reduced("da3metric-large"))
+    ours = create_depth_anything_3(config)
+    with torch.no_grad():
+        ours.da3_metric.head.scratch.sky_output_conv2[2].bias.fill_(10.0)  # sky everywhere
+        got = ours(_images(1, (28, 42), seed=0))
+    assert got["scale"].isnan().all() and got["depth"].isnan().all()
+    assert got["intrinsics"].isfinite().all()
 
 
 def test_bad_input_is_refused():
