@@ -237,6 +237,11 @@ def _read_hf(path: Path) -> _Found:
         hf_state.update(_read_safetensors(f))
     config_file = folder / "config.json"
     if not config_file.exists():
+        for family in registry.families():
+            lone = family.read_lone_safetensors
+            state = None if path.is_dir() or lone is None else lone(path, hf_state)
+            if state is not None:
+                return _Found(state, family, None, "its weights")
         raise CheckpointError(
             f"checkpoint {path}: config.json not found in {folder} (it describes the "
             "architecture of a Hugging Face checkpoint; keep it beside model.safetensors)"

@@ -75,11 +75,12 @@ _FAMILY_ROWS = (
         config_class=DepthAnything3Config, network_class=DepthAnything3,
         create=create_depth_anything_3, make_recipe=da3_recipe.make_recipe,
         describe=da3_hf.describe, describe_arch=da3_hf.describe_arch,
-        read_state=da3_hf.read_state, plain_config=da3_hf.plain_config,
+        read_state=da3_hf.read_state, plain_config=da3_hf.preset_of_tensors,
         hf_model_types=da3_hf.HF_MODEL_TYPES,
         claims_hf=da3_hf.claims_hf, read_hf=da3_hf.read_hf,
         stand_in_sizes=da3_stand_in.SIZES, stand_in=da3_stand_in.stand_in_config,
         plausible=da3_stand_in.plausible, stand_in_seed=da3_stand_in.SEED,
+        read_lone_safetensors=da3_hf.read_lone_safetensors,
     ),
 )
 _FAMILIES: dict[str, Family] = {f.name: f for f in _FAMILY_ROWS}

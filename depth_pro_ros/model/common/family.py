@@ -80,3 +80,7 @@ class Family:
     plausible: Callable[[Any, bool], None]  # (network, tiny): outputs that look real
     stand_in_seed: int  # the fixed seed of its stand-ins
     catch_all: bool = False  # reads files no other family claims: asked last
+    # A lone .safetensors file without its config.json: the weights in the network's
+    # names when they are this family's and their tensors can tell the architecture
+    # (``plain_config`` then makes it out), else None (the missing config.json is the error).
+    read_lone_safetensors: Callable[[Path, StateDict], StateDict | None] | None = None

@@ -9,8 +9,8 @@ Tensors no depth output uses (DA3-GIANT's 3D-Gaussian head ``gs_head.*`` /
 ``gs_adapter.*``) are dropped; the LayerNorm DualDPT's four ray stacks share, stored
 under one of its four names, is given all four. The key and shape check against the preset is the
 loader's (:mod:`..checkpoint`). A lone ``model.safetensors`` is read with the
-``config.json`` beside it: the mono and metric releases have the same tensors, so the
-weights alone cannot tell them apart.
+``config.json`` beside it; without one, an any-view release is told by its ViT's width,
+and the mono and metric releases (the same tensors) by ``model_type``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..common.family import ModelType, StateDict
 from .config import PRESETS, DepthAnything3Config, preset
 
 __all__ = ["HF_MODEL_TYPES", "PREFIX", "claims_hf", "describe", "describe_arch", "mode",
-           "plain_config", "read_hf", "read_state", "variant"]
+           "preset_of_tensors", "read_hf", "read_lone_safetensors", "read_state", "variant"]
 
 #: What a DA3 config.json names (its ``model_name``), for messages listing the known ones.
 HF_MODEL_TYPES = tuple(f"model_name {name}" for name in PRESETS)
@@ -71,6 +71,11 @@ def read_hf(path: Path, config_file: Path, hf_state: StateDict,
         raise CheckpointError(
             f"checkpoint {path}: not a released Depth Anything 3 model.safetensors (its "
             f"tensors are all under {PREFIX!r}); other tensors: {foreign[:_SHOWN]}")
+    return _network_state(hf_state), config
+
+
+def _network_state(hf_state: StateDict) -> StateDict:
+    """The released tensors in the network's names (see the module docstring)."""
     state = {k[len(PREFIX):]: v for k, v in hf_state.items()
              if not k[len(PREFIX):].startswith(_UNUSED)}
     for names in _SHARED:
@@ -78,7 +83,7 @@ def read_hf(path: Path, config_file: Path, hf_state: StateDict,
         if stored:
             for n in names:
                 state.setdefault(n, stored[0])
-    return state, config
+    return state
 
 
 def read_state(path: Path, state: StateDict) -> StateDict | None:
@@ -86,11 +91,36 @@ def read_state(path: Path, state: StateDict) -> StateDict | None:
     return None
 
 
-def plain_config(path: Path, state: StateDict,
-                 model_type: ModelType | None) -> DepthAnything3Config:
-    """Never reached (:func:`read_state` claims no plain file)."""
-    raise CheckpointError(f"checkpoint {path}: Depth Anything 3 weights come with their "
-                          "config.json (a Hugging Face folder)")
+def read_lone_safetensors(path: Path, hf_state: StateDict) -> StateDict | None:
+    """A released ``model.safetensors`` without its config.json: the network's weights
+    (as :func:`read_hf` gives them) when the tensors are a ``DepthAnything3Net``'s, else
+    None."""
+    if not claims_hf(hf_state, {}) or any(not k.startswith(PREFIX) for k in hf_state):
+        return None
+    return _network_state(hf_state)
+
+
+def preset_of_tensors(path: Path, state: StateDict,
+                      model_type: ModelType | None) -> DepthAnything3Config:
+    """The preset of weights without their config.json: an any-view release by its ViT's
+    width; DA3MONO and DA3METRIC have the same tensors, so ``model_type`` says which.
+
+    Raises:
+        CheckpointError: a width no release has, or a DPT-head file without model_type.
+    """
+    token = state.get("backbone.pretrained.cls_token")
+    width = int(token.shape[-1]) if token is not None and token.ndim == 3 else 0
+    if "head.scratch.refinenet1_aux.out_conv.weight" in state:
+        if width not in _NAMES:
+            raise CheckpointError(f"checkpoint {path}: a Depth Anything 3 any-view ViT of "
+                                  f"width {width} is no release; keep its config.json beside it")
+        return DepthAnything3Config.from_preset(f"da3-{_NAMES[width]}")
+    if model_type is None or model_type.fields.get("head") != "dpt":
+        raise CheckpointError(
+            f"checkpoint {path}: DA3MONO-LARGE and DA3METRIC-LARGE have the same tensors: "
+            "keep config.json beside the file, or set model_type depth_anything_3_mono or "
+            "depth_anything_3_metric")
+    return preset("da3metric-large" if model_type.fields["metric"] else "da3mono-large")
 
 
 def variant(config: DepthAnything3Config) -> str:

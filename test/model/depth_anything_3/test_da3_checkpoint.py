@@ -6,6 +6,7 @@ written from the released package's own network, and the loader's strict errors.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -91,3 +92,18 @@ def test_config_names_the_preset(tmp_path, config, message):
     folder = _folder(tmp_path, config, TINY)
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(folder)
+
+
+def test_lone_file_is_told_by_its_tensors(released, tmp_path):
+    """Without config.json: an any-view release by its ViT's width; a DPT-head file needs
+    model_type (DA3MONO and DA3METRIC have the same tensors)."""
+    lone = shutil.copy(released[0] / "model.safetensors", tmp_path / "model.safetensors")
+    assert load_checkpoint(lone).config == preset("da3-small")
+    dpt = tmp_path / "dpt" / "model.safetensors"
+    dpt.parent.mkdir()
+    save_file(TINY, dpt)
+    with pytest.raises(CheckpointError, match="have the same tensors: keep config.json "
+                       "beside the file, or set model_type depth_anything_3_mono"):
+        load_checkpoint(dpt)
+    with pytest.raises(CheckpointError, match=r"Depth Anything 3 \(large, metric\) model"):
+        load_checkpoint(dpt, model_type="depth_anything_3_metric")
