@@ -47,7 +47,8 @@ from depth_pro_ros.engine.errors import ExportError
 from depth_pro_ros.model import load_checkpoint, recipe_for
 from depth_pro_ros.model.weights import checkpoint_sha256
 
-__all__ = ["SELF_CHECK_LIMIT", "ExportResult", "export_onnx"]
+__all__ = ["SELF_CHECK_LIMIT", "ExportResult", "TracedGraph", "export_onnx", "trace_onnx",
+           "write_onnx"]
 
 SELF_CHECK_LIMIT = 1e-4
 _EXTERNAL_DATA_BYTES = 2_000_000_000  # protobuf's 2 GB limit on one message, with margin
@@ -79,10 +80,26 @@ class _Graph(torch.nn.Module):
         return (depth,) if fov is None else (depth, fov)
 
 
+@dataclass(frozen=True)
+class TracedGraph:
+    """A checkpoint's graph traced (the slow part of an export), its metadata set, with
+    torch's outputs on the sample batches: what :func:`write_onnx` checks and writes."""
+
+    checkpoint: Path
+    program: object  # the exporter's torch.onnx.ONNXProgram
+    inputs: list[str]
+    batches: list[tuple[torch.Tensor, ...]]
+    expected: list[tuple[torch.Tensor, ...]]
+    external: bool  # weights over 2 GB: saved as external data
+    description: str
+    seconds: float
+
+
 def export_onnx(checkpoint: str | Path, output: str | Path, overwrite: bool = False,
                 model_type: str | None = None, input_size: int = 0,
                 quantize: str | None = None) -> ExportResult:
-    """Export ``checkpoint`` to ``output`` (see the module docstring).
+    """Export ``checkpoint`` to ``output`` (see the module docstring): :func:`trace_onnx`
+    then :func:`write_onnx`, the output checked before the trace.
 
     ``input_size`` (0: the family's default) is the size the gate references are made
     at; the graph itself takes any size its family allows. ``quantize="int8"`` writes
@@ -94,12 +111,21 @@ def export_onnx(checkpoint: str | Path, output: str | Path, overwrite: bool = Fa
             self-check; nothing is written.
         CheckpointError: a checkpoint that cannot be loaded.
     """
-    start = time.perf_counter()
-    checkpoint, output = Path(checkpoint), Path(output)
     if quantize not in (None, *QUANTIZATIONS):
         raise ExportError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
-    _check_paths(checkpoint, output, overwrite)
-    onnx, ort = _packages()
+    _check_paths(Path(checkpoint), Path(output), overwrite)
+    return write_onnx(trace_onnx(checkpoint, model_type, input_size), output, overwrite,
+                      quantize)
+
+
+def trace_onnx(checkpoint: str | Path, model_type: str | None = None,
+               input_size: int = 0) -> TracedGraph:
+    """Load ``checkpoint`` and trace its graph; nothing is written. Raises as
+    :func:`export_onnx`."""
+    start = time.perf_counter()
+    checkpoint = Path(checkpoint)
+    _check_source(checkpoint)
+    onnx, _ = _packages()
     model = load_checkpoint(checkpoint, device="cpu", precision=torch.float32,
                             model_type=model_type)
     try:
@@ -123,13 +149,27 @@ def export_onnx(checkpoint: str | Path, output: str | Path, overwrite: bool = Fa
     }
     program.model.metadata_props[META_KEY] = json.dumps(meta)
     external = sum(p.numel() * 4 for p in model.parameters()) > _EXTERNAL_DATA_BYTES
+    return TracedGraph(checkpoint, program, inputs, batches, expected, external,
+                       recipe.info.description, time.perf_counter() - start)
+
+
+def write_onnx(traced: TracedGraph, output: str | Path, overwrite: bool = False,
+               quantize: str | None = None) -> ExportResult:
+    """Check ``traced`` with ONNX Runtime and write it (or its int8 version) to
+    ``output``, or nothing (see the module docstring); it can be written again. Raises
+    ExportError as :func:`export_onnx`."""
+    start = time.perf_counter()
+    output = Path(output)
+    _check_paths(traced.checkpoint, output, overwrite)
+    _, ort = _packages()
+    external = traced.external
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
         written = tmp / output.name
         # Saved from the exporter's own model (no protobuf message of the whole network,
         # which cannot exceed 2 GB); external data goes to "<name>.data" beside it.
-        program.save(written, external_data=external)
-        worst = _self_check(ort, written, inputs, batches, expected)
+        traced.program.save(written, external_data=external)
+        worst = _self_check(ort, written, traced.inputs, traced.batches, traced.expected)
         figure = None
         if quantize:  # the int8 file replaces the fp32 one; it keeps its weights inline
             written, external = tmp / f"int8.{output.name}", False
@@ -140,14 +180,19 @@ def export_onnx(checkpoint: str | Path, output: str | Path, overwrite: bool = Fa
         os.replace(written, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ExportResult(output, data, recipe.info.description, worst,
-                        time.perf_counter() - start, quantize or "fp32", figure)
+    return ExportResult(output, data, traced.description, worst,
+                        traced.seconds + time.perf_counter() - start, quantize or "fp32",
+                        figure)
 
 
-def _check_paths(checkpoint: Path, output: Path, overwrite: bool) -> None:
+def _check_source(checkpoint: Path) -> None:
     if is_onnx(checkpoint):
         raise ExportError(f"{checkpoint} is already an ONNX file; export takes a torch "
                           "checkpoint")
+
+
+def _check_paths(checkpoint: Path, output: Path, overwrite: bool) -> None:
+    _check_source(checkpoint)
     if output.suffix.lower() != ".onnx":
         raise ExportError(f"output {output} must end in .onnx (the suffix the tools "
                           "recognise an exported file by)")
