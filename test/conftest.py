@@ -74,7 +74,9 @@ def onnx_checkpoint(tmp_path_factory, tiny_checkpoint, da_checkpoints):
     asked for and once per run: an export takes 10-30 s, so under pytest-xdist the
     workers share the files (in the run's common temporary folder, under a file lock;
     the stand-ins are the same weights in every worker). ``NAME.pt`` beside the file is
-    the copy of the source it was exported from."""
+    the copy of the source it was exported from. ``onnx_checkpoint.traced`` keeps the
+    traced graph (``onnx_export.trace_onnx``'s result) of each export this process made,
+    for :func:`onnx_traced`."""
     import contextlib
     import io
     import shutil
@@ -82,20 +84,47 @@ def onnx_checkpoint(tmp_path_factory, tiny_checkpoint, da_checkpoints):
     from filelock import FileLock  # a torch dependency
 
     from depth_pro_ros.cli import main
+    from depth_pro_ros.engine.backends import onnx_export
 
     sources = {"depth_pro": tiny_checkpoint, **da_checkpoints}
     base = tmp_path_factory.getbasetemp()
     root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     (root / "onnx").mkdir(exist_ok=True)
+    traced: dict[str, object] = {}
+    trace = onnx_export.trace_onnx
+
+    def keep_trace(checkpoint, *args, **kwargs):
+        """The exporter's own trace, its result kept (the export runs unchanged)."""
+        traced[Path(checkpoint).stem] = result = trace(checkpoint, *args, **kwargs)
+        return result
 
     def export(name: str) -> Path:
         path = root / "onnx" / f"{name}.onnx"
         with FileLock(str(path) + ".lock"):
             if not path.is_file():  # exported from a copy beside it, kept as its source
                 source = shutil.copy(sources[name], path.with_suffix(".pt"))
-                with contextlib.redirect_stdout(io.StringIO()):
+                with contextlib.redirect_stdout(io.StringIO()), pytest.MonkeyPatch.context(
+                        ) as patch:
+                    patch.setattr(onnx_export, "trace_onnx", keep_trace)
                     code = main(["export", "--checkpoint", str(source), "-o", str(path)])
                 assert code == 0 and path.is_file(), f"export {name}: exit status {code}"
         return path
 
+    export.traced = traced
     return export
+
+
+@pytest.fixture(scope="session")
+def onnx_traced(onnx_checkpoint):
+    """``onnx_traced(name)``: the traced graph of ``onnx_checkpoint(name)``, ready for
+    ``onnx_export.write_onnx``: the one its export made when this process made it (a
+    trace is most of an export's time), else traced again from the file's source."""
+    from depth_pro_ros.engine.backends import onnx_export
+
+    def traced(name: str):
+        path = onnx_checkpoint(name)
+        if name not in onnx_checkpoint.traced:
+            onnx_checkpoint.traced[name] = onnx_export.trace_onnx(path.with_suffix(".pt"))
+        return onnx_checkpoint.traced[name]
+
+    return traced

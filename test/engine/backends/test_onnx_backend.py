@@ -180,21 +180,22 @@ def test_gate_images_are_fixed_and_references_round_trip():
     assert gate.relative_l1(back.depth * 1.01, back.depth) == pytest.approx(0.01, rel=1e-4)
 
 
-def test_export_refuses_a_failed_self_check_and_leaves_nothing(da_checkpoints, tmp_path,
+def test_export_refuses_a_failed_self_check_and_leaves_nothing(onnx_traced, tmp_path,
                                                                monkeypatch):
     """A self-check that fails (its limit set below any real difference) writes nothing:
-    no output, no temporary folder; an existing output is kept without --overwrite."""
+    no output, no temporary folder; an existing output is kept without --overwrite. The
+    check and write (``write_onnx``) run on the shared export's traced graph."""
     from depth_pro_ros.cli import main
 
-    out = tmp_path / "v2.onnx"
+    traced = onnx_traced("prompt")
+    out = tmp_path / "prompt.onnx"
     monkeypatch.setattr(onnx_export, "SELF_CHECK_LIMIT", 0.0)
     with pytest.raises(onnx_export.ExportError, match="self-check failed: .* nothing was "
                                                       "written"):
-        onnx_export.export_onnx(da_checkpoints["relative"], out)
+        onnx_export.write_onnx(traced, out)
     assert list(tmp_path.iterdir()) == []
     out.write_bytes(b"keep")
-    assert main(["export", "--checkpoint", str(da_checkpoints["relative"]),
-                 "-o", str(out)]) == 2
+    assert main(["export", "--checkpoint", str(traced.checkpoint), "-o", str(out)]) == 2
     assert out.read_bytes() == b"keep"
     onnx_file = tmp_path / "copy.onnx"
     shutil.copy(out, onnx_file)
