@@ -97,10 +97,14 @@ def make_engine_config(opts: BagOptions) -> EngineConfig:
 
 def engine_config(opts: BagOptions) -> EngineConfig:
     """The engine configuration ``opts`` give, device and precision resolved (what the
-    engine created for them reports as its ``config``)."""
+    engine created for them reports as its ``config``); an exported file's precision
+    ``auto`` is the file's to settle (an int8 file runs in int8)."""
     from depth_pro_ros.engine import resolve_device, resolve_precision
+    from depth_pro_ros.engine.backends.onnx_file import is_onnx
 
     config = make_engine_config(opts)
+    if config.precision == "auto" and is_onnx(opts.checkpoint):
+        return config
     try:
         precision = resolve_precision(config.precision, resolve_device(config.device))
     except ValueError as exc:
@@ -130,8 +134,9 @@ def create_bag_engine(opts: BagOptions) -> DepthEngine:
 def check_engine(engine: DepthEngine, opts: BagOptions) -> None:
     """Refuse a given engine whose configuration differs from what ``opts`` give."""
     want = engine_config(opts)
-    if want.backend == "auto":  # the engine reports the backend auto chose
-        want = dataclasses.replace(want, backend=engine.config.backend)
+    for name in ("backend", "precision"):  # the engine reports what auto chose
+        if getattr(want, name) == "auto":
+            want = dataclasses.replace(want, **{name: getattr(engine.config, name)})
     if engine.config != want:
         diff = ", ".join(f"{f.name} {getattr(engine.config, f.name)!r} (options: "
                          f"{getattr(want, f.name)!r})" for f in dataclasses.fields(want)

@@ -23,6 +23,7 @@ it: int8 kernels differ by CPU (VNNI or not), which this catches.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 
@@ -62,8 +63,13 @@ def quantize_int8(source: Path, output: Path) -> float:
         if (source.parent / f"{source.name}.data").exists():  # over 2 GB: stays external
             options.add_session_config_entry(
                 "session.optimized_model_external_initializers_file_name", "folded.data")
+        previous = logging.root.manager.disable
         try:
             ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+            # The quantiser logs through the root logger that the model was not
+            # "pre-processed" (its folding, done above, and shape inference it runs
+            # itself): noise for a user of the export command.
+            logging.disable(max(previous, logging.WARNING))
             quantize_dynamic(folded, output, op_types_to_quantize=["MatMul"],
                              weight_type=QuantType.QInt8,
                              extra_options={"MatMulConstBOnly": True})
@@ -71,6 +77,8 @@ def quantize_int8(source: Path, output: Path) -> float:
             output.unlink(missing_ok=True)
             raise ExportError(f"int8 quantisation of {source.name} failed: "
                               f"{type(exc).__name__}: {exc}") from None
+        finally:
+            logging.disable(previous)
     proto = onnx.load(str(output))
     layers = sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")
                  for n in proto.graph.node)

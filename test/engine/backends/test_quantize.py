@@ -132,3 +132,23 @@ def test_network_that_quantises_badly_is_refused_with_its_figure(onnx_checkpoint
     assert figure > gate.LIMITS["int8"]
     assert list(out.parent.iterdir()) == []
 
+
+
+def test_bag_tools_engine_runs_an_int8_file_as_it_reports(int8_file, tmp_path):
+    """``bags``' one engine for many bags: its options' precision ``auto`` is the file's
+    int8, and the engine it creates matches those options (was: auto resolved to fp32 on
+    the CPU first, which the int8 file refuses)."""
+    from depth_pro_ros.bag.options import (
+        BagOptions,
+        check_engine,
+        create_bag_engine,
+        engine_config,
+    )
+
+    _, int8, _ = int8_file
+    opts = BagOptions(input=tmp_path / "in", output=tmp_path / "out", checkpoint=int8,
+                      image_topics=["/cam/image"], device="cpu", progress=False)
+    assert engine_config(opts).precision == "auto"
+    with create_bag_engine(opts) as engine:
+        assert (engine.config.backend, engine.config.precision) == ("onnxruntime", "int8")
+        check_engine(engine, opts)  # raises BagSetupError on any difference
