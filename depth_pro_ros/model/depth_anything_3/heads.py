@@ -23,7 +23,6 @@ Parameter names are the release's (``head.*`` without the leading ``model.``).
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 
 import torch
@@ -67,23 +66,39 @@ def _fusion_chain(owner: nn.Module, features: int, suffix: str = "") -> None:
                                                             lateral=i != 4))
 
 
-@functools.lru_cache(maxsize=16)
-def uv_embedding(height: int, width: int, channels: int, aspect: float,
+def uv_embedding(height: int, width: int, channels: int, image_hw: tuple[int, int],
                  device: torch.device) -> torch.Tensor:
     """DA3's UV position embedding (1, channels, height, width), float32, times 0.1.
 
-    The grid spans (-a, a) x (-b, b) with a = aspect / sqrt(aspect^2 + 1), b = 1 / sqrt(...)
-    (aspect = image width / height), sampled at pixel centres ((n - 1) / n of the span at
-    the ends); x and y each get ``channels / 2`` sine-cosine channels with frequencies
-    100^(-k / (channels / 4)). Cached per size and device (the same for every frame);
-    never modify it in place.
+    For an image of ``image_hw`` = (H, W) the grid spans (-a, a) x (-b, b) with
+    a = W / sqrt(W^2 + H^2), b = H / sqrt(W^2 + H^2) (the reference's aspect / sqrt(aspect^2
+    + 1)), sampled at pixel centres ((n - 1) / n of the span at the ends); x and y each get
+    ``channels / 2`` sine-cosine channels with frequencies 100^(-k / (channels / 4)). Cached
+    per size and device (the same for every frame; never modify it in place); sizes that
+    are symbolic (an ONNX export's dynamic shapes) are computed with tensor operations.
     """
-    diag = math.sqrt(aspect * aspect + 1.0)
-    span_x, span_y = aspect / diag, 1.0 / diag
-    xs = torch.linspace(-span_x * (width - 1) / width, span_x * (width - 1) / width, width,
-                        device=device)
-    ys = torch.linspace(-span_y * (height - 1) / height, span_y * (height - 1) / height, height,
-                        device=device)
+    if all(type(v) is int for v in (height, width, *image_hw)):
+        return _cached_uv_embedding(height, width, channels, tuple(image_hw), device)
+    return _uv_embedding(height, width, channels, image_hw, device)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_uv_embedding(height: int, width: int, channels: int, image_hw: tuple[int, int],
+                         device: torch.device) -> torch.Tensor:
+    return _uv_embedding(height, width, channels, image_hw, device)
+
+
+def _uv_embedding(height: int, width: int, channels: int, image_hw: tuple[int, int],
+                  device: torch.device) -> torch.Tensor:
+    image_h, image_w = image_hw
+    diag = torch.full((), image_w * image_w + image_h * image_h, dtype=torch.float32,
+                      device=device).sqrt()
+
+    def axis(n: int, extent: int) -> torch.Tensor:
+        # linspace(-s (n - 1) / n, s (n - 1) / n, n) with s = extent / diag
+        steps = torch.arange(n, dtype=torch.float32, device=device) * 2 - (n - 1)
+        return steps * (extent / n) / diag
+
     quarter = channels // 4
     omega = 1.0 / _OMEGA_0 ** (torch.arange(quarter, dtype=torch.float32, device=device)
                                / quarter)
@@ -92,8 +107,8 @@ def uv_embedding(height: int, width: int, channels: int, aspect: float,
         angles = pos[:, None] * omega[None]
         return torch.cat([angles.sin(), angles.cos()], dim=1)  # (n, channels / 2)
 
-    ex = sincos(xs)[None, :, :].expand(height, width, -1)
-    ey = sincos(ys)[:, None, :].expand(height, width, -1)
+    ex = sincos(axis(width, image_w))[None, :, :].expand(height, width, -1)
+    ey = sincos(axis(height, image_h))[:, None, :].expand(height, width, -1)
     return (torch.cat([ex, ey], dim=-1) * _POS_RATIO).permute(2, 0, 1)[None].contiguous()
 
 
@@ -123,7 +138,7 @@ class _DPTBase(nn.Module):
     def _add_pos(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         if not self.pos_embed:
             return x
-        pe = uv_embedding(x.shape[-2], x.shape[-1], x.shape[1], width / height, x.device)
+        pe = uv_embedding(x.shape[-2], x.shape[-1], x.shape[1], (height, width), x.device)
         return x + pe.to(x.dtype)
 
     def _levels(self, feats: Sequence[torch.Tensor], height: int,
