@@ -62,7 +62,7 @@ def test_released_folder_loads_as_its_preset(released):
              "head.norm.weight"),
     ("shape", "1 wrong shape: head.norm.bias"),
     ("foreign", r"not a released Depth Anything 3 model.safetensors .* \['extra'\]"),
-])
+], ids=["missing", "shape", "foreign"])
 def test_damaged_release_is_refused(released, tmp_path, change, message):
     tensors = load_file(released[0] / "model.safetensors")
     if change == "drop":
@@ -87,7 +87,7 @@ TINY = {"model.backbone.pretrained.cls_token": torch.zeros(1, 1, 4),
     ({"model_name": "da3nested-giant-large"}, "is two networks"),
     ({"model_name": "da3metric-large"}, r"the Depth Anything 3 \(large, metric\) model"),
     ({"model_name": "da3mono-large", "extra": 1}, r"Depth Anything 3 \(large, monocular\)"),
-])
+], ids=["unknown", "none", "nested", "metric", "mono"])
 def test_config_names_the_preset(tmp_path, config, message):
     folder = _folder(tmp_path, config, TINY)
     with pytest.raises(CheckpointError, match=message):
