@@ -23,10 +23,10 @@ def _image(h: int, w: int, seed: int) -> np.ndarray:
     return (ramp + rng.integers(0, 60, (h, w, 3))).clip(0, 255).astype(np.uint8)
 
 
-# (image h, w, process_res): enlarged, shrunk, the longer side already at size (the
-# shorter rounded to a multiple), exact (no resize), and a shrink whose second step
-# enlarges one side (cubic for both, as the reference).
-CASES = [(30, 50, 140), (300, 170, 140), (140, 100, 140), (126, 168, 168), (97, 151, 140)]
+# (image h, w, process_res): enlarged; shrunk, then one side enlarged to its multiple
+# (cubic for both, as the reference); the longer side already at size (the shorter shrunk
+# to its multiple); exact (no resize); shrunk, then the shorter side enlarged.
+CASES = [(30, 50, 140), (300, 170, 140), (140, 100, 140), (126, 168, 168), (100, 151, 140)]
 
 
 @pytest.mark.parametrize(("h", "w", "size"), CASES)
@@ -38,7 +38,8 @@ def test_input_matches_the_input_processor(h, w, size):
     ours = (x * STD + MEAN) * 255.0
     diff = np.abs(ours - expected.astype(np.float32))
     # Exact where nothing is resized; else cv2's uint8 resizes round fixed-point weights
-    # (11 bits for cubic): at most 1 grey level, and rarely (measured < 2 % of values).
+    # (11 bits for cubic): at most 1 grey level, and rarely (measured: at most 0.54 % of
+    # values in these cases).
     if (h, w) == expected.shape[:2]:
         assert diff.max() < 1e-3
     else:
