@@ -31,6 +31,7 @@ setup(
         "tqdm",
         "rosbags",
         "mcap",
+        "pyyaml",  # rig mode's rig_extrinsics file
     ],
     extras_require={
         # `depth-pro-ros bags --ray`: a pool of workers on a Ray cluster.
