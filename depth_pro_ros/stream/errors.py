@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FrameSkipped"]
+__all__ = ["FrameSkipped", "RigConfigError"]
 
 
 class FrameSkipped(ValueError):
@@ -16,3 +16,8 @@ class FrameSkipped(ValueError):
         super().__init__(message)
         self.reason = reason
         self.kind = kind if kind is not None else reason
+
+
+class RigConfigError(ValueError):
+    """A rig's configuration (``rig_extrinsics`` file) that cannot be used; the text names
+    the file and the camera."""
