@@ -61,7 +61,7 @@ class Stages:
     def stage(self, work: Batch) -> None:
         """Upload the batch's images (and prompts) and prepare the network input."""
         first = work.frames[0]
-        pixels = np.stack([_hwc(f.image) for f in work.frames])
+        pixels = np.stack([hwc(f.image) for f in work.frames])
         prompts = None
         if self.recipe.info.needs_prompt:
             if any(f.prompt is None for f in work.frames):
@@ -220,5 +220,6 @@ class Stages:
         return to_pinned_host(t) if self.cuda else t
 
 
-def _hwc(image: np.ndarray) -> np.ndarray:
+def hwc(image: np.ndarray) -> np.ndarray:
+    """An image as (H, W, C): a mono (H, W) one gets its channel axis."""
     return image[:, :, None] if image.ndim == 2 else image
