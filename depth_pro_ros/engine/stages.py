@@ -105,7 +105,9 @@ class Stages:
             f.intrinsics is None or f.estimate_fov for f in work.frames)
         if info.needs_focal and not info.has_fov_head and any(
                 f.intrinsics is None for f in work.frames):
-            raise FrameInputError("the model has no FoV head: frames need known intrinsics")
+            raise FrameInputError(f"{info.description} needs a focal length and has no FoV "
+                                  "head: give the frames known intrinsics (a CameraInfo, or "
+                                  "a fixed focal)")
         if not self.cuda:
             t0 = time.perf_counter()
             work.raw, fov = self.backend.run(work.x, estimate, work.prompt)

@@ -97,3 +97,16 @@ def test_any_view_engine_takes_the_focal_from_its_camera_decoder():
     assert result.fov_deg == pytest.approx(np.degrees(2 * np.arctan(28 / fx)), rel=1e-5)
     assert result.intrinsics.fx == pytest.approx(fx, rel=1e-5)  # the image is 56 wide too
     np.testing.assert_allclose(result.relative, 1.0 / out["depth"][0, 0].numpy(), rtol=1e-5)
+
+
+def test_metric_frame_without_a_focal_gets_one_actionable_error():
+    from depth_pro_ros.engine import DepthEngine, EngineConfig, Frame
+
+    model = random_model("depth_anything_3_metric", "tiny")
+    with DepthEngine(model, EngineConfig(device="cpu", input_size=56)) as engine:
+        engine.submit(Frame(_image(42, 56, 6)))
+        result = engine.get(timeout=60.0)
+    assert not result.ok and result.depth is None
+    assert ("Depth Anything 3 (custom, metric, input 56) needs a focal length and has no FoV "
+            "head: give the frames known intrinsics (a CameraInfo, or a fixed focal)"
+            in result.error)
