@@ -35,7 +35,7 @@ from depth_pro_ros.engine.cuda_buffers import (
 from depth_pro_ros.engine.errors import FrameInputError
 from depth_pro_ros.engine.pointcloud import depth_to_points, pack_words, words_to_record
 from depth_pro_ros.engine.preprocess import rgb_at_size
-from depth_pro_ros.engine.types import DepthResult, EngineConfig
+from depth_pro_ros.engine.types import DepthResult, EngineConfig, Frame
 from depth_pro_ros.model import BatchRecipe
 
 __all__ = ["Stages"]
@@ -103,11 +103,10 @@ class Stages:
         info = self.recipe.info
         estimate = info.has_fov_head and any(
             f.intrinsics is None or f.estimate_fov for f in work.frames)
-        if info.needs_focal and not info.has_fov_head and any(
-                f.intrinsics is None for f in work.frames):
-            raise FrameInputError(f"{info.description} needs a focal length and has no FoV "
-                                  "head: give the frames known intrinsics (a CameraInfo, or "
-                                  "a fixed focal)")
+        if self._without_focal(work.frames) == len(work.frames):
+            # Every frame would fail; a mixed batch runs and post fails only the frames
+            # without one (another camera's frames are not its concern).
+            raise FrameInputError(self._no_focal_message())
         if not self.cuda:
             t0 = time.perf_counter()
             work.raw, fov = self.backend.run(work.x, estimate, work.prompt)
@@ -134,6 +133,10 @@ class Stages:
         if "fov_copied" in work.events:
             work.events["fov_copied"].synchronize()  # the FoV estimate is needed on the host
         work.outputs = frame_outputs(work.frames, work.fov_host)
+        if self._without_focal(work.frames):
+            for out in work.outputs:
+                if out.intrinsics is None and out.error is None:
+                    out.error = f"FrameInputError: {self._no_focal_message()}"
         stream = self._stream() if self.cuda else None
         ctx = torch.cuda.stream(stream) if stream is not None else nullcontext()
         with ctx, torch.inference_mode():
@@ -214,6 +217,18 @@ class Stages:
                     result.points_shape = out.points_shape
             results.append(result)
         return timings, results
+
+    def _without_focal(self, frames: list[Frame]) -> int:
+        """How many ``frames`` lack the focal the model's depth needs (none for models
+        that need none or estimate it)."""
+        info = self.recipe.info
+        if not info.needs_focal or info.has_fov_head:
+            return 0
+        return sum(f.intrinsics is None for f in frames)
+
+    def _no_focal_message(self) -> str:
+        return (f"{self.recipe.info.description} needs a focal length and has no FoV head: "
+                "give the frames known intrinsics (a CameraInfo, or a fixed focal)")
 
     def _stream(self) -> torch.cuda.Stream:
         return self._compute_stream if self.overlap else torch.cuda.current_stream(self.device)

@@ -110,3 +110,24 @@ def test_metric_frame_without_a_focal_gets_one_actionable_error():
     assert ("Depth Anything 3 (custom, metric, input 56) needs a focal length and has no FoV "
             "head: give the frames known intrinsics (a CameraInfo, or a fixed focal)"
             in result.error)
+
+
+def test_a_frame_without_a_focal_fails_alone_in_a_mixed_batch():
+    """Two cameras in one batch, one without a focal: only its frame fails; the other's
+    depth is what it is alone."""
+    from depth_pro_ros.engine import DepthEngine, EngineConfig, Frame, Intrinsics
+
+    model = random_model("depth_anything_3_metric", "tiny")
+    rgb = _image(42, 56, 7)
+    known = Intrinsics.from_focal(40.0, 56, 42)
+    config = EngineConfig(device="cpu", input_size=56, policy="all", batch_size=2)
+    with DepthEngine(model, config) as engine:
+        engine.submit_batch([Frame(rgb, intrinsics=known, source="a", meta="a"),
+                             Frame(rgb, source="b", meta="b")])
+        results = {r.meta: r for r in (engine.get(timeout=60.0), engine.get(timeout=60.0))}
+        engine.submit(Frame(rgb, intrinsics=known, meta="alone"))
+        alone = engine.get(timeout=60.0)
+    assert results["a"].ok and results["a"].batch_size == 2
+    assert not results["b"].ok and "needs a focal length" in results["b"].error
+    # Batched and single runs may differ in the last bits (DepthEngine.submit_batch).
+    np.testing.assert_allclose(results["a"].depth, alone.depth, rtol=1e-5)
