@@ -58,15 +58,16 @@ def _read_ply(path: Path) -> np.ndarray:
     return np.frombuffer(data[end:], dtype)
 
 
-def test_demo_end_to_end_with_a_smoke_test_checkpoint(tiny_checkpoint, tmp_path):
+def test_demo_end_to_end_with_a_smoke_test_checkpoint(tiny_checkpoint, tmp_path,
+                                                      monkeypatch):
+    """The command in this process (no second interpreter to start), in the environment
+    of a user who set only the smoke-test variable."""
     outdir = tmp_path / "demo"
-    result = subprocess.run(
-        [sys.executable, "-m", "depth_pro_ros.cli", "demo", "-o", str(outdir),
-         "--no-download", "--batch-size", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-        env=_env(DEPTH_PRO_DEMO_CHECKPOINT=str(tiny_checkpoint), HOME=str(tmp_path)))
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    monkeypatch.delenv("DEPTH_PRO_CHECKPOINT", raising=False)
+    monkeypatch.setenv("DEPTH_PRO_DEMO_CHECKPOINT", str(tiny_checkpoint))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, out, err = run_cli("demo", "-o", str(outdir), "--no-download", "--batch-size", "2")
+    assert code == 0, err
     assert "smoke test" in out and "meaningless" in out
     assert f"frames out:   {FRAMES}" in out
     assert f"focal source: camera_info {FRAMES // 2}, fov_head {FRAMES - FRAMES // 2}" in out
