@@ -62,6 +62,11 @@ class BagOptions:
     input_size: int = 0  # Depth Anything's size parameter (EngineConfig); 0: the default
     sky_mask: bool = True  # models with a sky head: sky NaN (EngineConfig)
     allow_relative: bool = False  # relative models: write unanchored frames to depth/relative
+    # "rig": the cameras' frames within rig_slop seconds run as one joint forward of an
+    # any-view Depth Anything 3 model (bag/rig.py); rig_extrinsics: their known poses.
+    multiview: str = "off"
+    rig_slop: float = 0.02
+    rig_extrinsics: Path | None = None
     overwrite: bool = False
     strict: bool = False
     progress: bool | None = None  # tqdm bar; None: only on a terminal

@@ -48,6 +48,7 @@ from depth_pro_ros.bag.reader import (
     topic_listing,
 )
 from depth_pro_ros.bag.recovery import InputBag
+from depth_pro_ros.bag.rig import check_multiview, create_rig_engine
 from depth_pro_ros.bag.run import BagRun, load_camera_info
 from depth_pro_ros.bag.summary import BagSummary, CameraSummary
 from depth_pro_ros.bag.writer import (
@@ -103,6 +104,7 @@ def process_bag(
 
     t_start = time.perf_counter()
     check_output_path(opts.output, opts.input, opts.overwrite)
+    check_multiview(opts.multiview, opts.rig_slop)
     from depth_pro_ros.model.weights import MissingCheckpointError, resolve_checkpoint
 
     try:
@@ -110,6 +112,9 @@ def process_bag(
     except MissingCheckpointError as exc:
         raise BagSetupError(str(exc)) from None
     config = make_engine_config(opts)
+    if engine is not None and opts.multiview == "rig":
+        raise BagSetupError("--multiview rig loads its own model: it does not take a shared "
+                            "engine")
     if engine is not None:
         check_engine(engine, opts)
     owned = engine is None
@@ -141,7 +146,11 @@ def process_bag(
         load_camera_info(opts, reader, cameras, sessions, summary, say, start, stop)
 
         t_load = time.perf_counter()
-        if owned:
+        if owned and opts.multiview == "rig":
+            engine = create_rig_engine(checkpoint, config, opts.model_type,
+                                       opts.rig_extrinsics, [c.image_topic for c in cameras])
+            summary.rig_groups = 0
+        elif owned:
             engine = create_engine(checkpoint, config, opts.model_type)
         summary.load_seconds = time.perf_counter() - t_load
         summary.model = engine.recipe.info.description

@@ -18,6 +18,7 @@ from depth_pro_ros.bag.errors import BagDataError, describe_exception
 from depth_pro_ros.bag.options import BagOptions
 from depth_pro_ros.bag.reader import Camera
 from depth_pro_ros.bag.recovery import InputBag
+from depth_pro_ros.bag.rig import RigBatches
 from depth_pro_ros.bag.summary import BagSummary
 from depth_pro_ros.bag.writer import OutputBag
 from depth_pro_ros.stream import FrameContext, FrameSkipped
@@ -67,7 +68,8 @@ class BagRun:
         self.outstanding = 0
         # A camera's frames wait for a full batch at most while every camera adds a batch.
         batch = engine.config.batch_size
-        self.grouper = BatchGrouper(batch, max_wait=batch * len(cameras))
+        self.grouper = RigBatches(opts.rig_slop, summary) if opts.multiview == "rig" else (
+            BatchGrouper(batch, max_wait=batch * len(cameras)))
         self.progress: Callable[[], None] = lambda: None
         # Per camera, the CameraInfo messages whose intrinsics went into a written frame
         # (by identity: the streams keep every CameraInfo of the bag, history=None).

@@ -31,6 +31,7 @@ class CameraSummary:
     anchor: Counter = field(default_factory=Counter)
     anchor_scales: list[float] = field(default_factory=list)  # applied, per anchored frame
     anchor_residuals: list[float] = field(default_factory=list)  # of the accepted fits
+    rig_missing: int = 0  # --multiview rig: groups that ran without this camera
 
     def anchor_stats(self) -> dict[str, Any] | None:
         """The anchoring of this camera in numbers (None without an anchor topic)."""
@@ -62,6 +63,7 @@ class BagSummary:
     batch_sizes: dict[int, int] = field(default_factory=dict)  # frames per batch -> batches
     model: str = ""  # the network that ran (ModelInfo.description)
     runtime: str = ""  # where and how it ran: device, precision, backend
+    rig_groups: int | None = None  # --multiview rig: joint forwards (None: not in rig mode)
 
     @property
     def frames_in(self) -> int:
@@ -101,9 +103,11 @@ class BagSummary:
                  "skipped": dict(c.skipped), "decoder_warnings": c.decoder_warnings,
                  "focal_sources": dict(c.focal),
                  "camera_info": dict(c.camera_info), "focal_state": c.focal_state,
-                 "anchor": c.anchor_stats()}
+                 "anchor": c.anchor_stats(),
+                 **({} if self.rig_groups is None else {"rig_missing": c.rig_missing})}
                 for c in self.cameras
             ],
+            **({} if self.rig_groups is None else {"rig_groups": self.rig_groups}),
         }
 
     def format(self) -> str:
@@ -158,6 +162,12 @@ class BagSummary:
                 if anchor["unreadable"]:
                     text += f"; {anchor['unreadable']} unreadable anchor message(s)"
                 lines.append(f"  {c.namespace or '/'} anchors: {text}")
+        if self.rig_groups is not None:
+            missing = [f"{c.image_topic} missing from {c.rig_missing}" for c in self.cameras
+                       if c.rig_missing]
+            lines.append(f"  rig:          {self.rig_groups} group(s) of the cameras' frames, "
+                         "one joint forward each"
+                         + (f" ({', '.join(missing)})" if missing else ", none incomplete"))
         if self.batch_sizes:
             lines.append("  batches:      " + ", ".join(
                 f"{count} of {size}" for size, count in sorted(self.batch_sizes.items())))

@@ -51,7 +51,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bag.add_argument("-o", "--output", type=Path, required=True, metavar="OUTPUT",
                      help="new ROS 2 bag folder to write")
     add_processing_options(bag)
+    _add_rig_options(bag)
     bag.set_defaults(func=run, parser=bag)
+
+
+def _add_rig_options(bag: argparse.ArgumentParser) -> None:
+    from depth_pro_ros.bag.rig import MULTIVIEW_MODES
+
+    rig = bag.add_argument_group("rig mode (any-view Depth Anything 3: docs/cli.md)")
+    rig.add_argument("--multiview", choices=MULTIVIEW_MODES, default="off",
+                     help="rig: the cameras' frames within --rig-slop run as one joint "
+                          "forward (default: off, each frame alone)")
+    rig.add_argument("--rig-slop", type=non_negative_float, default=0.02, metavar="S",
+                     help="most seconds between the stamps of one rig group (default 0.02)")
+    rig.add_argument("--rig-extrinsics", type=Path, default=None, metavar="YAML",
+                     help="each image topic's 4x4 camera-to-rig transform, passed to the "
+                          "network with the CameraInfo intrinsics")
 
 
 def add_processing_options(bag: argparse.ArgumentParser) -> None:
@@ -210,7 +225,10 @@ def bag_options(args: argparse.Namespace, input: Path, output: Path) -> BagOptio
         max_input_pixels=args.max_input_pixels, overwrite=args.overwrite, strict=args.strict,
         progress=args.progress, anchor_topics=args.anchor_topics, anchor=anchor,
         model_type=args.model_type, input_size=args.input_size, sky_mask=args.sky_mask,
-        allow_relative=args.allow_relative)
+        allow_relative=args.allow_relative,
+        # bag only (bags runs each bag alone): rig mode
+        multiview=getattr(args, "multiview", "off"), rig_slop=getattr(args, "rig_slop", 0.02),
+        rig_extrinsics=getattr(args, "rig_extrinsics", None))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -114,7 +114,8 @@ class RigEngine:
         stages, device = self._stages, self._stages.device
         h, w = frames[0].image.shape[:2]
         size = self.recipe.network_size(h, w)
-        images = [torch.from_numpy(hwc(f.image)).to(device) for f in frames]
+        images = [torch.tensor(hwc(f.image), device=device) for f in frames]  # a copy: a
+        # decoded message may be read-only
         x = torch.cat([self._prepare(img, f.channel_order, size)
                        for img, f in zip(images, frames)])[None]
         known = camera_to_rig is not None and all(f.intrinsics is not None for f in frames)
