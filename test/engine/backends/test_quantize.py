@@ -4,8 +4,9 @@ The tiny Depth Pro export (the shared ``onnx_checkpoint`` file) is quantised onc
 module by ONNX Runtime for real; the int8 file describes itself, passes the
 accuracy gate at load (1 %) through the one loading path and serves frames close to
 the fp32 file's; a damaged int8 file is refused at load with its figure, and a network
-that quantises badly (one outlier weight: a per-tensor int8 scale then rounds the rest of
-its layer to zero) is refused at quantisation with the figure, leaving nothing behind.
+that quantises badly (an outlier input channel in every linear layer: each output
+channel's int8 scale then rounds the rest of its weights to zero) is refused at
+quantisation with the figure, leaving nothing behind.
 
 Depth Pro, not Depth Anything: the tiny Depth Anything stand-ins' outputs are nearly
 constant (std 1 % of the mean), so that even every quantised layer zeroed moves their
@@ -58,7 +59,7 @@ def test_int8_file_describes_itself_passes_the_gate_and_serves(int8_file):
     model, source = read_onnx(int8), read_onnx(fp32)
     assert (model.precision, source.precision) == ("int8", "fp32")
     quant = model.meta["quantization"]
-    assert quant["weights"] == "int8 per tensor" and quant["layers"] > 0
+    assert quant["weights"] == "int8 per output channel" and quant["layers"] > 0
     # the gate references stay fp32 torch's: the int8 file is judged against them
     assert torch.equal(model.gate.depth, source.gate.depth)
     assert int8.stat().st_size < 0.6 * fp32.stat().st_size
@@ -90,9 +91,9 @@ def test_int8_file_refuses_another_precision_and_requantisation(int8_file, tmp_p
 def test_damaged_int8_file_is_refused_at_load_with_its_figure(int8_file, tmp_path):
     _, int8, _ = int8_file
     model = onnx.load(str(int8))
-    scales = [t for t in model.graph.initializer
-              if t.name.endswith("_scale") and numpy_helper.to_array(t).size == 1]
-    assert scales, "no per-tensor weight scales in the int8 graph"
+    # the weights' scales (the activations' are computed at run time)
+    scales = [t for t in model.graph.initializer if t.name.endswith("_scale")]
+    assert scales, "no weight scales in the int8 graph"
     for t in scales:  # every int8 weight twice too large
         t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * 2, t.name))
     damaged = tmp_path / "damaged.onnx"
@@ -105,14 +106,15 @@ def test_damaged_int8_file_is_refused_at_load_with_its_figure(int8_file, tmp_pat
 
 def test_network_that_quantises_badly_is_refused_with_its_figure(onnx_checkpoint,
                                                                   tmp_path):
-    """One outlier weight per linear layer (fp32 stays exact; per-tensor int8 rounds the
-    rest of each layer to zero), with its own fp32 references: refused, nothing left."""
+    """An outlier input channel in every linear layer (fp32 stays exact; int8 rounds the
+    rest of every output channel to zero), with its own fp32 references: refused,
+    nothing left."""
     model = onnx.load(str(onnx_checkpoint("depth_pro")))
     for t in model.graph.initializer:
         w = numpy_helper.to_array(t)
         if w.ndim == 2 and min(w.shape) >= 8:  # linear layers' weights
             w = w.copy()
-            w.flat[0] = 500 * np.abs(w).max()
+            w[:, 0] = 500 * np.abs(w).max()  # torch's (out, in): input 0 in every row
             t.CopyFrom(numpy_helper.from_array(w, t.name))
     outlier = tmp_path / "outlier.onnx"
     onnx.save(model, str(outlier))
