@@ -56,16 +56,20 @@ def test_groups_run_jointly_with_missing_cameras_reported(rig):
 
 
 def test_only_the_newest_waiting_group_is_kept(rig):
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
     seen = []
 
     def slow(result) -> None:  # holds the worker inside the first group
         seen.append(result.meta.seq)
+        entered.set()
         release.wait(60)
 
     worker = RigWorker(rig, CAMS, 0.010, slow)
     try:
-        for instant in range(3):
+        for camera in CAMS:
+            worker.submit(_frame(camera, 0))
+        assert entered.wait(60)  # the worker is busy with instant 0
+        for instant in (1, 2):
             for camera in CAMS:
                 worker.submit(_frame(camera, instant))
         release.set()
