@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     from depth_pro_ros.model import CheckpointError
 
     checkpoint = args.checkpoint.expanduser()
+    if args.format == "tensorrt" and args.quantize:  # before a minute of export
+        args.parser.error("--quantize int8 is for CPUs (backend onnxruntime); TensorRT "
+                          "builds its engine from the fp32 file")
     given_onnx = args.format == "tensorrt" and is_onnx(checkpoint) and args.output is None
     if args.output is None and not given_onnx:
         args.parser.error("-o/--output is required (optional only for --format tensorrt "

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from depth_pro_ros.cli import main
 from depth_pro_ros.cli.parser import build_parser
 from depth_pro_ros.engine import EngineConfig, Frame, create_engine
 from depth_pro_ros.engine.backends import gate, onnx_export
@@ -86,6 +87,10 @@ def test_int8_file_refuses_another_precision_and_requantisation(int8_file, tmp_p
     args = build_parser().parse_args(["export", "--checkpoint", "m.pt", "-o", "m.onnx",
                                       "--quantize", "int8"])
     assert args.quantize == "int8"
+    with pytest.raises(SystemExit) as info:  # refused before any export work
+        main(["export", "--checkpoint", str(int8), "-o", str(tmp_path / "t.onnx"),
+              "--quantize", "int8", "--format", "tensorrt"])
+    assert info.value.code == 2 and not (tmp_path / "t.onnx").exists()
 
 
 def test_damaged_int8_file_is_refused_at_load_with_its_figure(int8_file, tmp_path):
