@@ -22,7 +22,8 @@ INSTALL      = $(addprefix SSL_CERT_FILE=,$(firstword $(call pip_conf,cert))) \
 DEMO_STAMP  := $(VENV)/.installed-demo
 TEST_STAMP  := $(VENV)/.installed-test
 # The node's runtime from PyPI (on a robot these come with the ROS distribution).
-ROS_WHEELS  := 'ros-rclpy[fastrtps]' ros-sensor-msgs ros-std-msgs ros-diagnostic-msgs
+ROS_WHEELS  := 'ros-rclpy[fastrtps]' ros-sensor-msgs ros-std-msgs ros-diagnostic-msgs \
+               ros-geometry-msgs
 # Test tooling only: colcon and the dependencies of the upstream launch sources in
 # ../shared/ros2-launch, with which test/ros/test_launch_real.py runs `ros2 launch`.
 LAUNCH_TOOLS := colcon-core colcon-ros colcon-python-setup-py colcon-package-selection \
