@@ -37,6 +37,7 @@ from depth_pro_ros.ros.errors import StartupError
 from depth_pro_ros.ros.guard import Reporter, guard_services, shown, spin
 from depth_pro_ros.ros.health import CameraHealth, anchor_values, engine_values
 from depth_pro_ros.ros.parameters import check_model, declare_parameters, settings_from
+from depth_pro_ros.ros.rig import rig_starter
 from depth_pro_ros.ros.throttle import ErrorThrottle
 from depth_pro_ros.stream import FrameContext, FrameSkipped
 from depth_pro_ros.stream.outputs import topics_for
@@ -161,18 +162,18 @@ class DepthProNode(Node):
 
     # ------------------------------------------------------------------ start-up
     def _load_engine(self) -> tuple[str, str]:
-        checkpoint = self._settings.values["checkpoint"]
-        cfg = self._settings.engine
+        values = self._settings.values
+        checkpoint, cfg = values["checkpoint"], self._settings.engine
         self.get_logger().info(f"loading {checkpoint} (device {cfg.device or 'auto'}, "
                                f"precision {cfg.precision})")
         try:  # checked first, so the error names the parameter and no checkpoint is read
             resolve_device(cfg.device)
         except ValueError as exc:
             raise StartupError(f"parameter 'device': {exc}") from None
-        values = self._settings.values
+        start = create_engine if values["multiview"] == "off" else rig_starter(self, self._settings)
         try:
-            self._engine = create_engine(checkpoint, cfg, on_result=self._on_result,
-                                         model_type=values["model_type"])
+            self._engine = start(checkpoint, cfg, on_result=self._on_result,
+                                 model_type=values["model_type"])
         except (CheckpointError, ValueError) as exc:
             raise StartupError(str(exc)) from None
         try:  # the check a runtime parameter change meets too (_on_set_parameters)

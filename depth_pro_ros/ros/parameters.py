@@ -129,6 +129,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("cameras", (), "Camera names served by this one node and model; empty: one "
               "camera on 'image' / 'camera_info' with outputs 'depth' ...; NAME: inputs "
               "'NAME/image' / 'NAME/camera_info', outputs 'NAME/depth' ...", read_only=True),
+    ParamSpec("multiview", "off", "rig: the cameras' frames within rig_slop run as one "
+              "joint forward of an any-view Depth Anything 3 model, poses on 'rig/poses'; "
+              "off: each frame alone", choices=("off", "rig"), read_only=True),
+    ParamSpec("rig_slop", 0.02, "multiview rig: most seconds between the stamps of one "
+              "group's frames", low=0.0, high=10.0, read_only=True),
+    ParamSpec("rig_extrinsics", "", "multiview rig: a YAML file of each camera's 4x4 "
+              "camera-to-rig transform (passed to the network with the CameraInfo "
+              "intrinsics); empty: the network estimates the poses", read_only=True),
     ParamSpec("max_batch_size", 0, "Most frames of equal size from different cameras run "
               "as one batch; 0 = the number of cameras", low=0, high=BATCH_SIZE[1]),
     ParamSpec("input_transport", Transport.RAW.value, "raw: subscribe to 'image' "

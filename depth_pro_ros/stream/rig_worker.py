@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
@@ -47,6 +48,10 @@ class RigWorker:
                  on_group: GroupCallback | None = None,
                  camera_to_rig: dict[Hashable, np.ndarray] | None = None) -> None:
         self.rig, self.recipe = rig, rig.recipe
+        # The model's name says rig mode: "Depth Anything 3 (small, any-view, rig of 3 cameras)".
+        info = rig.recipe.info
+        rig.recipe.info = dataclasses.replace(info, description=re.sub(
+            r", input \d+\)$", f", rig of {len(cameras)} cameras)", info.description))
         self.stats = EngineStats()
         self._grouper: RigGrouper[Frame] = RigGrouper(cameras, slop)
         self._on_result, self._on_group = on_result, on_group
