@@ -22,6 +22,7 @@ from .depth_anything import (
     prompt_depth_anything_input_size,
 )
 from .depth_anything_3 import DepthAnything3, DepthAnything3Config, create_depth_anything_3
+from .depth_anything_3.camera import rotation_to_quaternion  # the poses of rig mode
 from .depth_pro import (
     DepthPrediction,
     DepthPro,
@@ -67,6 +68,7 @@ __all__ = [
     "prepare_depth_anything_input",
     "prompt_depth_anything_input_size",
     "recipe_for",
+    "rotation_to_quaternion",
     "save_checkpoint",
     "to_rgb",
 ]
