@@ -15,9 +15,9 @@ import dataclasses
 import math
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, PoseArray
 from rclpy.node import Node
@@ -25,6 +25,7 @@ from rclpy.qos import QoSProfile
 
 from depth_pro_ros.engine import DepthResult, EngineConfig, load_model
 from depth_pro_ros.engine.rig import RigEngine, RigOutput
+from depth_pro_ros.model import rotation_to_quaternion
 from depth_pro_ros.ros.parameters import NodeSettings
 from depth_pro_ros.stream.errors import RigConfigError
 from depth_pro_ros.stream.rig import RigGroup, load_rig_extrinsics
@@ -114,25 +115,6 @@ def _pose(matrix: np.ndarray | None) -> Pose:
         pose.orientation.w = math.nan
         return pose
     pose.position.x, pose.position.y, pose.position.z = (float(v) for v in matrix[:3, 3])
-    x, y, z, w = _quaternion(matrix[:3, :3])
+    x, y, z, w = rotation_to_quaternion(torch.from_numpy(matrix[:3, :3])).tolist()
     pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = x, y, z, w
     return pose
-
-
-def _quaternion(r: Any) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a rotation matrix (Shepperd's method: the largest diagonal term
-    first, stable for every rotation)."""
-    r = np.asarray(r, dtype=np.float64)
-    trace = r[0, 0] + r[1, 1] + r[2, 2]
-    i = int(np.argmax([r[0, 0], r[1, 1], r[2, 2], trace]))
-    if i == 3:
-        s = 2.0 * math.sqrt(1.0 + trace)
-        q = ((r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, s / 4)
-    else:
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(1.0 + r[i, i] - r[j, j] - r[k, k])
-        v = [0.0, 0.0, 0.0]
-        v[i], v[j], v[k] = s / 4, (r[j, i] + r[i, j]) / s, (r[k, i] + r[i, k]) / s
-        q = (*v, (r[k, j] - r[j, k]) / s)
-    norm = math.sqrt(sum(c * c for c in q))
-    return tuple(float(c) / norm for c in q)  # type: ignore[return-value]

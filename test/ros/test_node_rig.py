@@ -113,6 +113,12 @@ def test_rig_node_publishes_the_joint_forward_and_reports_a_missing_camera(tmp_p
     pose_b = by_sec[2].poses[1].position
     np.testing.assert_allclose([pose_b.x, pose_b.y, pose_b.z],
                                expected.camera_to_rig[1][:3, 3], rtol=1e-4, atol=1e-6)
+    q = by_sec[2].poses[1].orientation  # as a rotation matrix (the unit quaternion's)
+    x, y, z, w = q.x, q.y, q.z, q.w
+    rotation = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    np.testing.assert_allclose(rotation, expected.camera_to_rig[1][:3, :3], atol=1e-5)
     assert math.isnan(by_sec[3].poses[2].position.x)  # c missing at 3 s
     assert not math.isnan(by_sec[3].poses[1].position.x)
 
