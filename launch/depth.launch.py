@@ -51,8 +51,9 @@ ARGUMENTS = (
      "$DEPTH_PRO_CHECKPOINT, else ~/.cache/depth_pro_ros/depth_pro.pt (the node's default)"),
     ("model_type", NOT_GIVEN, "Model family and head: auto (read from the checkpoint), "
      "depth_pro, depth_anything_v2, depth_anything_v2_metric_indoor, "
-     "depth_anything_v2_metric_outdoor or prompt_depth_anything. Not given: the params "
-     "file's model_type (shipped: auto)"),
+     "depth_anything_v2_metric_outdoor, prompt_depth_anything, depth_anything_3, "
+     "depth_anything_3_mono or depth_anything_3_metric. Not given: the params file's "
+     "model_type (shipped: auto)"),
     ("device", NOT_GIVEN, "Torch device: cuda, cuda:N or cpu. Not given: the params file's "
      "device (shipped: empty = cuda when available)"),
     ("precision", NOT_GIVEN, "Network precision: auto, fp32, fp16 or bf16. Not given: the "
