@@ -6,7 +6,7 @@ as one joint forward (:class:`~depth_pro_ros.engine.rig.RigEngine`) on a worker 
 (``submit``, ``recipe``, ``config``, ``stats``, ``reconfigure``, ``drain``, ``close``):
 each view's result goes to ``on_result`` as the engine's do, and each group's poses and
 missing cameras to ``on_group``. Like the engine's ``latest`` policy, only the newest
-released group waits while the network is busy: an older waiting group is dropped (its
+released group (by stamp) waits while the network is busy: an older one is dropped (its
 frames counted in ``stats.dropped``), so latency never grows.
 """
 
@@ -103,7 +103,11 @@ class RigWorker:
         self._thread.join()
 
     def _queue(self, group: RigGroup[Frame]) -> None:
-        if self._waiting is not None:  # the newest group only: latency never grows
+        # The newest group by stamp only waits (latency never grows); a late frame's
+        # group released after it is older and dropped instead.
+        if self._waiting is not None and group.stamp_ns < self._waiting.stamp_ns:
+            group, self._waiting = self._waiting, group
+        if self._waiting is not None:
             for camera in self._waiting.views:
                 self.stats.dropped += 1
                 self.stats.dropped_by_source[camera] += 1

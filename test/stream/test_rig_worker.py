@@ -72,12 +72,15 @@ def test_only_the_newest_waiting_group_is_kept(rig):
         for instant in (1, 2):
             for camera in CAMS:
                 worker.submit(_frame(camera, instant))
+        worker.submit(_frame("a", 1))  # late: its group (a alone) is older than the waiting
+        worker.submit(_frame("b", 3))  # one, released by this frame, and dropped
         release.set()
         assert worker.drain(60)
     finally:
         worker.close()
-    assert sorted(set(seen)) == [0, 2]  # instant 1 waited, then instant 2 replaced it
-    assert worker.stats.dropped == 3 and worker.stats.dropped_by_source["c"] == 1
+    # Instant 1 waited, then instant 2 replaced it; b at 3 s ran at close.
+    assert sorted(set(seen)) == [0, 2, 3]
+    assert worker.stats.dropped == 4 and worker.stats.dropped_by_source["a"] == 2
     with pytest.raises(ValueError, match="cannot change"):
         worker.reconfigure(device="cuda")
     assert worker.reconfigure(output_scale=0.5).output_scale == 0.5
