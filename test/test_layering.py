@@ -27,6 +27,7 @@ ROS_MODULES = {
     "std_msgs",
     "sensor_msgs",
     "diagnostic_msgs",
+    "geometry_msgs",
     "cv_bridge",
     "launch",
     "launch_ros",

@@ -64,7 +64,7 @@ class BagOptions:
     allow_relative: bool = False  # relative models: write unanchored frames to depth/relative
     # "rig": the cameras' frames within rig_slop seconds run as one joint forward of an
     # any-view Depth Anything 3 model (bag/rig.py); rig_extrinsics: their known poses.
-    multiview: str = "off"
+    multiview: str = "single"
     rig_slop: float = 0.02
     rig_extrinsics: Path | None = None
     overwrite: bool = False

@@ -23,7 +23,7 @@ from depth_pro_ros.bag.errors import BagInputError, BagSetupError
 from depth_pro_ros.bag.summary import BagSummary
 from depth_pro_ros.engine import DepthResult, EngineStats
 from depth_pro_ros.stream.errors import RigConfigError
-from depth_pro_ros.stream.rig import RigGrouper, load_rig_extrinsics
+from depth_pro_ros.stream.rig import MULTIVIEW_MODES, RigGrouper, load_rig_extrinsics
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MULTIVIEW_MODES", "RigBagEngine", "RigBatches", "check_multiview",
            "create_rig_engine"]
-
-#: ``--multiview``: ``off`` (each frame alone) or ``rig`` (one joint forward per group).
-MULTIVIEW_MODES = ("off", "rig")
 
 
 def check_multiview(multiview: str, slop: float) -> None:

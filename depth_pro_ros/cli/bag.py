@@ -59,7 +59,7 @@ def _add_rig_options(bag: argparse.ArgumentParser) -> None:
     from depth_pro_ros.bag.rig import MULTIVIEW_MODES
 
     rig = bag.add_argument_group("rig mode (any-view Depth Anything 3: docs/cli.md)")
-    rig.add_argument("--multiview", choices=MULTIVIEW_MODES, default="off",
+    rig.add_argument("--multiview", choices=MULTIVIEW_MODES, default="single",
                      help="rig: the cameras' frames within --rig-slop run as one joint "
                           "forward (default: off, each frame alone)")
     rig.add_argument("--rig-slop", type=non_negative_float, default=0.02, metavar="S",
@@ -227,7 +227,7 @@ def bag_options(args: argparse.Namespace, input: Path, output: Path) -> BagOptio
         model_type=args.model_type, input_size=args.input_size, sky_mask=args.sky_mask,
         allow_relative=args.allow_relative,
         # bag only (bags runs each bag alone): rig mode
-        multiview=getattr(args, "multiview", "off"), rig_slop=getattr(args, "rig_slop", 0.02),
+        multiview=getattr(args, "multiview", "single"), rig_slop=getattr(args, "rig_slop", 0.02),
         rig_extrinsics=getattr(args, "rig_extrinsics", None))
 
 

@@ -170,7 +170,7 @@ class DepthProNode(Node):
             resolve_device(cfg.device)
         except ValueError as exc:
             raise StartupError(f"parameter 'device': {exc}") from None
-        start = create_engine if values["multiview"] == "off" else rig_starter(self, self._settings)
+        start = rig_starter(self, self._settings) if values["multiview"] == "rig" else create_engine
         try:
             self._engine = start(checkpoint, cfg, on_result=self._on_result,
                                  model_type=values["model_type"])

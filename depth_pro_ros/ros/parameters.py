@@ -40,6 +40,7 @@ from depth_pro_ros.ros.guard import shown
 from depth_pro_ros.stream import CAMERA_INFO_SYNC, FocalSettings, OutputOptions
 from depth_pro_ros.stream.anchor import ANCHOR_SOURCES, AnchorOptions
 from depth_pro_ros.stream.model_use import check_model_use
+from depth_pro_ros.stream.rig import MULTIVIEW_MODES
 from depth_pro_ros.stream.transport import Transport
 
 __all__ = ["PARAMETERS", "ParamSpec", "NodeSettings", "check_model", "declare_parameters",
@@ -129,9 +130,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("cameras", (), "Camera names served by this one node and model; empty: one "
               "camera on 'image' / 'camera_info' with outputs 'depth' ...; NAME: inputs "
               "'NAME/image' / 'NAME/camera_info', outputs 'NAME/depth' ...", read_only=True),
-    ParamSpec("multiview", "off", "rig: the cameras' frames within rig_slop run as one "
+    ParamSpec("multiview", "single", "rig: the cameras' frames within rig_slop run as one "
               "joint forward of an any-view Depth Anything 3 model, poses on 'rig/poses'; "
-              "off: each frame alone", choices=("off", "rig"), read_only=True),
+              "single: each frame alone", choices=MULTIVIEW_MODES, read_only=True),
     ParamSpec("rig_slop", 0.02, "multiview rig: most seconds between the stamps of one "
               "group's frames", low=0.0, high=10.0, read_only=True),
     ParamSpec("rig_extrinsics", "", "multiview rig: a YAML file of each camera's 4x4 "

@@ -25,7 +25,8 @@ import numpy as np
 
 from depth_pro_ros.stream.errors import RigConfigError
 
-__all__ = ["ROTATION_TOLERANCE", "RigGroup", "RigGrouper", "load_rig_extrinsics"]
+__all__ = ["MULTIVIEW_MODES", "ROTATION_TOLERANCE", "RigGroup", "RigGrouper",
+           "load_rig_extrinsics"]
 
 T = TypeVar("T")
 
@@ -33,6 +34,9 @@ T = TypeVar("T")
 #: print rotations with 6+ decimals (|R^T R - I| ~ 1e-6); 1e-3 also takes a matrix typed
 #: with 4 decimals, and it distorts lengths by at most 0.05 % (0.5 mm at 1 m, far below a
 #: depth network's error), while a scaled (1 % off: 2e-2) or sheared matrix is refused.
+#: ``multiview`` values: each frame alone, or the cameras' frames within the slop jointly.
+#: Not "off": YAML 1.1 reads a bare off as false, which a string parameter refuses.
+MULTIVIEW_MODES = ("single", "rig")
 ROTATION_TOLERANCE = 1e-3
 
 
