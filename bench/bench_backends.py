@@ -28,13 +28,20 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
 import torch
-from _common import build_model, device_name, parser, results_path, temp_dir, write_json
+from _common import (
+    build_model,
+    device_name,
+    one_core_taken,
+    parser,
+    results_path,
+    temp_dir,
+    write_json,
+)
 
 from depth_pro_ros.engine import EngineConfig, Frame, Intrinsics, create_engine
 from depth_pro_ros.engine.backends.onnx_export import export_onnx
@@ -179,13 +186,9 @@ def main(argv=None) -> int:
                       "per condition); all runners interleaved per repetition",
               "conditions": {}}
     report["conditions"]["quiet"] = _measure(engines, runs, x, frame, args.reps)
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with one_core_taken():
         report["conditions"]["one_core_taken"] = _measure(engines, runs, x, frame,
                                                           args.reps)
-    finally:
-        hog.kill()
-        hog.wait()
     report["load_average_at_end"] = os.getloadavg()[0]  # other work on a shared machine
     for engine in engines.values():
         engine.close()

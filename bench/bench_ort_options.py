@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
 import torch
-from _common import build_model, device_name, parser, results_path, temp_dir, write_json
+from _common import (
+    build_model,
+    device_name,
+    one_core_taken,
+    parser,
+    results_path,
+    temp_dir,
+    write_json,
+)
 
 from depth_pro_ros.engine import EngineConfig
 from depth_pro_ros.engine.backends.onnx_export import export_onnx
@@ -99,12 +106,8 @@ def main(argv=None) -> int:
               "onnxruntime": ort.__version__, "conditions": {}}
     report["conditions"]["quiet"] = _time(sessions, x, args.reps)
     busy = {k: s for k, s in sessions.items() if k.endswith(("/default", "/spinning"))}
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with one_core_taken():
         report["conditions"]["one_core_taken"] = _time(busy, x, args.reps)
-    finally:
-        hog.kill()
-        hog.wait()
     for condition, rows in report["conditions"].items():
         for name, row in rows.items():
             if name != "load_average":
