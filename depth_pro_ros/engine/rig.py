@@ -130,11 +130,9 @@ class RigEngine:
         t0 = time.perf_counter()
         with torch.inference_mode():
             out = self._model(x, intrinsics, extrinsics)
-        channels = [out["depth"][0]] + ([out["sky"][0]] if "sky" in out else [])
-        fx = out["intrinsics"][0, :, 0, 0].float()
+        raw, fov = self.recipe.views_output(out, size[1], estimate_fov=True)
         work = Batch(list(frames), [started] * len(frames), started)
-        work.images, work.raw = images, torch.stack(channels, dim=1)
-        work.fov_host = torch.rad2deg(2.0 * torch.atan(size[1] / (2.0 * fx))).cpu()
+        work.images, work.raw, work.fov_host = images, raw, fov.cpu()
         work.cpu_ms.update(inference=1e3 * (time.perf_counter() - t0),
                            preprocess=1e3 * (t0 - started))
         stages.post(work, self.config)

@@ -121,13 +121,22 @@ class DepthAnything3Recipe(BatchRecipe):
         if prompt is not None:
             raise ValueError("Depth Anything 3 takes no prompt depth")
         out = network(x[:, None])  # one view per frame: (B, V=1, 3, h, w)
-        channels = [out["depth"][:, 0]]
+        return self.views_output(out, x.shape[-1], estimate_fov)
+
+    def views_output(self, out: dict[str, torch.Tensor], width: int, estimate_fov: bool
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The network's (B, V, ...) outputs -> the raw output of each of the B x V views
+        (B V, C, h, w): depth, then sky where the model has it; and, when asked and the
+        model has a camera decoder, each view's horizontal FoV in degrees from its fx at
+        the network input ``width``. One view per frame and rig mode's joint forward both
+        read their views here."""
+        channels = [out["depth"].flatten(0, 1)]
         if self.sky:
-            channels.append(out["sky"][:, 0])
+            channels.append(out["sky"].flatten(0, 1))
         fov = None
         if estimate_fov and "intrinsics" in out:
-            fx = out["intrinsics"][:, 0, 0, 0].float()
-            fov = torch.rad2deg(2.0 * torch.atan(x.shape[-1] / (2.0 * fx)))
+            fx = out["intrinsics"][..., 0, 0].flatten(0, 1).float()
+            fov = torch.rad2deg(2.0 * torch.atan(width / (2.0 * fx)))
         return torch.stack(channels, dim=1), fov
 
     def output(self, raw, width, height, f_px, out_size):
